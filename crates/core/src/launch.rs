@@ -1,0 +1,201 @@
+//! launch-instance: boot the AMI on one short-lived, locked-down instance that
+//! Inspector can scan, trying each configured instance type in turn.
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use crate::aws::ec2;
+use crate::aws::ec2::types::{
+    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification,
+    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
+    InstanceNetworkInterfaceSpecification, InstanceType, ResourceType, ShutdownBehavior, Tag,
+    TagSpecification,
+};
+use crate::error::{Error, Result};
+use crate::find::lookup_amis;
+use crate::model::ScanContext;
+use crate::naming::{self, TagPrefix};
+use crate::settings::{InstanceProfile, LaunchSettings};
+
+/// RunInstances error codes after which the next instance type is worth trying.
+pub fn is_capacity_error(code: &str) -> bool {
+    matches!(code, "InsufficientInstanceCapacity" | "Unsupported")
+}
+
+/// The tags on the instance and its volumes: they mark it as amiscan's for
+/// the IAM conditions, the cleanup guard and the sweeper.
+pub fn scanner_tags(prefix: &TagPrefix, scan: &ScanContext) -> Vec<Tag> {
+    let pair = |k: String, v: &str| Tag::builder().key(k).value(naming::tag_value(v)).build();
+    vec![
+        pair(prefix.managed(), naming::MANAGED_VALUE),
+        pair(prefix.ami_id(), &scan.ami_id),
+        pair(prefix.scan_id(), &scan.scan_id),
+        pair("Name".into(), &format!("amiscan {}", scan.ami_id)),
+    ]
+}
+
+/// Every EBS mapping of the AMI, encrypted and deleted with the instance. The
+/// root device is always among them.
+pub fn block_devices(image: &ec2::types::Image) -> Vec<BlockDeviceMapping> {
+    let locked = || {
+        EbsBlockDevice::builder()
+            .encrypted(true)
+            .delete_on_termination(true)
+            .build()
+    };
+    let mut mappings: Vec<BlockDeviceMapping> = image
+        .block_device_mappings()
+        .iter()
+        .filter(|m| m.ebs().is_some())
+        .filter_map(|m| m.device_name())
+        .map(|name| {
+            BlockDeviceMapping::builder()
+                .device_name(name)
+                .ebs(locked())
+                .build()
+        })
+        .collect();
+    if let Some(root) = image.root_device_name() {
+        if !mappings.iter().any(|m| m.device_name() == Some(root)) {
+            mappings.push(
+                BlockDeviceMapping::builder()
+                    .device_name(root)
+                    .ebs(locked())
+                    .build(),
+            );
+        }
+    }
+    mappings
+}
+
+/// Checks that the AMI exists, is this account's and is available.
+pub async fn usable_image(client: &ec2::Client, ami_id: &str) -> Result<ec2::types::Image> {
+    let (mut images, skipped) = lookup_amis(client, &[ami_id.to_string()]).await?;
+    if let Some(skip) = skipped.into_iter().next() {
+        return Err(if skip.reason == "not found" {
+            Error::NotFound {
+                kind: "AMI",
+                id: ami_id.into(),
+            }
+        } else {
+            Error::AmiNotUsable {
+                ami_id: ami_id.into(),
+                reason: skip.reason,
+            }
+        });
+    }
+    let image = images.pop().ok_or_else(|| Error::NotFound {
+        kind: "AMI",
+        id: ami_id.into(),
+    })?;
+    let state = image.state().map(|s| s.as_str()).unwrap_or("unknown");
+    if state != "available" {
+        return Err(Error::AmiNotUsable {
+            ami_id: ami_id.into(),
+            reason: format!("state is {state} (not available)"),
+        });
+    }
+    Ok(image)
+}
+
+fn run_request(
+    client: &ec2::Client,
+    settings: &LaunchSettings,
+    scan: &ScanContext,
+    image: &ec2::types::Image,
+    instance_type: &str,
+    type_index: usize,
+) -> ec2::operation::run_instances::builders::RunInstancesFluentBuilder {
+    let tags = scanner_tags(&settings.tag_prefix, scan);
+    let tag_spec = |kind: ResourceType| {
+        TagSpecification::builder()
+            .resource_type(kind)
+            .set_tags(Some(tags.clone()))
+            .build()
+    };
+    let profile = match &settings.instance_profile {
+        InstanceProfile::Arn(arn) => IamInstanceProfileSpecification::builder().arn(arn),
+        InstanceProfile::Name(name) => IamInstanceProfileSpecification::builder().name(name),
+    }
+    .build();
+    client
+        .run_instances()
+        .image_id(&scan.ami_id)
+        .instance_type(InstanceType::from(instance_type))
+        .min_count(1)
+        .max_count(1)
+        .client_token(naming::client_token(&scan.scan_id, type_index))
+        .network_interfaces(
+            InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .subnet_id(&settings.subnet_id.0)
+                .groups(&settings.security_group_id.0)
+                .associate_public_ip_address(false)
+                .delete_on_termination(true)
+                .build(),
+        )
+        .iam_instance_profile(profile)
+        .metadata_options(
+            InstanceMetadataOptionsRequest::builder()
+                .http_tokens(HttpTokensState::Required)
+                .http_endpoint(InstanceMetadataEndpointState::Enabled)
+                .http_put_response_hop_limit(1)
+                .build(),
+        )
+        .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
+        .set_block_device_mappings(Some(block_devices(image)))
+        .tag_specifications(tag_spec(ResourceType::Instance))
+        .tag_specifications(tag_spec(ResourceType::Volume))
+}
+
+/// Launches the scan instance and returns the context with it filled in.
+pub async fn launch(
+    client: &ec2::Client,
+    settings: &LaunchSettings,
+    mut scan: ScanContext,
+) -> Result<ScanContext> {
+    scan.validate("")?;
+    let image = usable_image(client, &scan.ami_id).await?;
+    let mut tried = Vec::new();
+    let mut last_error = String::new();
+    for (index, instance_type) in settings.instance_types.iter().enumerate() {
+        let result = run_request(client, settings, &scan, &image, instance_type, index)
+            .send()
+            .await;
+        let out = match result {
+            Ok(out) => out,
+            Err(err) => {
+                let err = Error::from_sdk("RunInstances", err);
+                if err.aws_code().is_some_and(is_capacity_error) {
+                    warn!(ami_id = %scan.ami_id, instance_type = %instance_type, error = %err, "no capacity; trying the next type");
+                    tried.push(instance_type.clone());
+                    last_error = err.to_string();
+                    continue;
+                }
+                return Err(err);
+            }
+        };
+        let instance = out
+            .instances()
+            .first()
+            .ok_or_else(|| Error::Internal("RunInstances returned no instance".into()))?;
+        let instance_id = instance
+            .instance_id()
+            .ok_or_else(|| Error::Internal("RunInstances returned no instance id".into()))?;
+        let launched_at = instance
+            .launch_time()
+            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+            .unwrap_or_else(Utc::now);
+        info!(ami_id = %scan.ami_id, instance_id = %instance_id, instance_type = %instance_type, "launched");
+        scan.instance_id = Some(instance_id.to_string());
+        scan.instance_type = Some(instance_type.clone());
+        scan.launched_at = Some(launched_at);
+        scan.ami_name = image.name().map(str::to_string).or(scan.ami_name);
+        scan.platform = image
+            .platform_details()
+            .map(str::to_string)
+            .or(scan.platform);
+        return Ok(scan);
+    }
+    Err(Error::CapacityUnavailable { tried, last_error })
+}

@@ -1,0 +1,135 @@
+//! SNS messages: JSON bodies with a one-line subject and the `event_type` and
+//! `severity` attributes that subscriptions filter on.
+
+use std::fmt;
+
+use serde::Serialize;
+use tracing::info;
+
+use crate::aws::sns;
+use crate::error::{Error, Result};
+
+/// SNS limits a subject to 100 printable ASCII characters on one line.
+const SUBJECT_MAX: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventType {
+    ScanStarted,
+    ScanCompleted,
+    ScanFailed,
+    AmiVulnerable,
+    NothingToScan,
+    ScanBatchStarted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::ScanStarted => "SCAN_STARTED",
+            EventType::ScanCompleted => "SCAN_COMPLETED",
+            EventType::ScanFailed => "SCAN_FAILED",
+            EventType::AmiVulnerable => "AMI_VULNERABLE",
+            EventType::NothingToScan => "NOTHING_TO_SCAN",
+            EventType::ScanBatchStarted => "SCAN_BATCH_STARTED",
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One message ready to publish.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notification {
+    pub subject: String,
+    pub event_type: EventType,
+    /// `INFO`, or the highest finding severity for scan results.
+    pub severity: String,
+    pub body: serde_json::Value,
+}
+
+/// A subject SNS accepts: one line of printable ASCII, at most 100 characters.
+pub fn subject_line(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { ' ' })
+        .collect();
+    let clean = clean.split_whitespace().collect::<Vec<_>>().join(" ");
+    if clean.len() <= SUBJECT_MAX {
+        clean
+    } else {
+        format!("{}...", &clean[..SUBJECT_MAX - 3])
+    }
+}
+
+fn attribute(value: &str) -> Result<sns::types::MessageAttributeValue> {
+    sns::types::MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| Error::Internal(format!("SNS attribute: {e}")))
+}
+
+/// Publishes one notification.
+pub async fn publish(client: &sns::Client, topic_arn: &str, note: &Notification) -> Result<String> {
+    let body = serde_json::to_string(&note.body)
+        .map_err(|e| Error::Internal(format!("encoding the message: {e}")))?;
+    let out = client
+        .publish()
+        .topic_arn(topic_arn)
+        .subject(subject_line(&note.subject))
+        .message(body)
+        .message_attributes("event_type", attribute(note.event_type.as_str())?)
+        .message_attributes("severity", attribute(&note.severity)?)
+        .send()
+        .await
+        .map_err(|e| Error::from_sdk("Publish", e))?;
+    let id = out.message_id.unwrap_or_default();
+    info!(event_type = %note.event_type, message_id = %id, "notification published");
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_mocks::{mock, mock_client};
+
+    #[test]
+    fn subjects_are_one_short_ascii_line() {
+        assert_eq!(subject_line("amiscan:\n 3 scans\tstarted"), "amiscan: 3 scans started");
+        assert_eq!(subject_line("AMI «prod» vulnerable"), "AMI prod vulnerable");
+        let long = subject_line(&"x".repeat(300));
+        assert_eq!(long.len(), 100);
+        assert!(long.ends_with("..."));
+    }
+
+    #[tokio::test]
+    async fn publish_sends_json_with_filterable_attributes() {
+        let rule = mock!(sns::Client::publish)
+            .match_requests(|req| {
+                let attrs = req.message_attributes().unwrap();
+                req.topic_arn() == Some("arn:aws:sns:us-east-1:123456789012:amiscan")
+                    && req.subject() == Some("amiscan: nothing to scan")
+                    && req.message() == Some(r#"{"found":0}"#)
+                    && attrs["event_type"].string_value() == Some("NOTHING_TO_SCAN")
+                    && attrs["severity"].string_value() == Some("INFO")
+            })
+            .then_output(|| sns::operation::publish::PublishOutput::builder().message_id("m-1").build());
+        let client = mock_client!(sns, [&rule]);
+        let note = Notification {
+            subject: "amiscan: nothing to scan".into(),
+            event_type: EventType::NothingToScan,
+            severity: "INFO".into(),
+            body: serde_json::json!({"found": 0}),
+        };
+        let id = publish(&client, "arn:aws:sns:us-east-1:123456789012:amiscan", &note)
+            .await
+            .unwrap();
+        assert_eq!(id, "m-1");
+        assert_eq!(rule.num_calls(), 1);
+    }
+}

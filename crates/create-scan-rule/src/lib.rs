@@ -1,0 +1,28 @@
+//! create-scan-rule: the second step of launch-scan. Creates the instance's
+//! EventBridge rule that starts report-and-cleanup when Inspector's first
+//! scan of it completes.
+
+use amiscan_core::aws::{eventbridge, SdkConfig};
+use amiscan_core::model::{parse_event, ScanContext};
+use amiscan_core::settings::RuleSettings;
+use amiscan_core::Error;
+use serde_json::Value;
+
+pub struct Function {
+    events: eventbridge::Client,
+    settings: RuleSettings,
+}
+
+impl Function {
+    pub fn new(config: &SdkConfig, settings: RuleSettings) -> Self {
+        Function {
+            events: eventbridge::Client::new(config),
+            settings,
+        }
+    }
+
+    pub async fn handle(&self, event: Value) -> Result<ScanContext, Error> {
+        let scan: ScanContext = parse_event(event)?;
+        amiscan_core::rule::create_scan_rule(&self.events, &self.settings, scan).await
+    }
+}

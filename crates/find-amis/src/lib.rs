@@ -1,0 +1,32 @@
+//! find-amis: the workflow's entry. On the weekly schedule, `{}` or a manual
+//! `{"ami_ids": […], "force": true}`, it picks the AMIs to scan and starts
+//! one launch-scan execution per AMI.
+
+use amiscan_core::aws::{ec2, sfn, sns, SdkConfig};
+use amiscan_core::find::{self, FindOutput};
+use amiscan_core::settings::FindSettings;
+use amiscan_core::Error;
+use serde_json::Value;
+
+pub struct Function {
+    ec2: ec2::Client,
+    sfn: sfn::Client,
+    sns: sns::Client,
+    settings: FindSettings,
+}
+
+impl Function {
+    pub fn new(config: &SdkConfig, settings: FindSettings) -> Self {
+        Function {
+            ec2: ec2::Client::new(config),
+            sfn: sfn::Client::new(config),
+            sns: sns::Client::new(config),
+            settings,
+        }
+    }
+
+    pub async fn handle(&self, event: Value) -> Result<FindOutput, Error> {
+        let request = find::parse_request(event)?;
+        find::find_and_start(&self.ec2, &self.sfn, &self.sns, &self.settings, &request, chrono::Utc::now()).await
+    }
+}

@@ -1,0 +1,28 @@
+//! launch-instance: the first step of launch-scan. Boots the AMI on one
+//! locked-down, scanner-tagged instance and returns the scan context with the
+//! instance filled in.
+
+use amiscan_core::aws::{ec2, SdkConfig};
+use amiscan_core::model::{parse_event, ScanContext};
+use amiscan_core::settings::LaunchSettings;
+use amiscan_core::Error;
+use serde_json::Value;
+
+pub struct Function {
+    ec2: ec2::Client,
+    settings: LaunchSettings,
+}
+
+impl Function {
+    pub fn new(config: &SdkConfig, settings: LaunchSettings) -> Self {
+        Function {
+            ec2: ec2::Client::new(config),
+            settings,
+        }
+    }
+
+    pub async fn handle(&self, event: Value) -> Result<ScanContext, Error> {
+        let scan: ScanContext = parse_event(event)?;
+        amiscan_core::launch::launch(&self.ec2, &self.settings, scan).await
+    }
+}

@@ -1,0 +1,28 @@
+//! tag-ami: writes a scan's status and, once complete, its counts, verdict
+//! and report location onto the AMI.
+
+use amiscan_core::aws::{ec2, SdkConfig};
+use amiscan_core::model::parse_event;
+use amiscan_core::settings::TagSettings;
+use amiscan_core::tagging::{self, TagOutput, TagRequest};
+use amiscan_core::Error;
+use serde_json::Value;
+
+pub struct Function {
+    ec2: ec2::Client,
+    settings: TagSettings,
+}
+
+impl Function {
+    pub fn new(config: &SdkConfig, settings: TagSettings) -> Self {
+        Function {
+            ec2: ec2::Client::new(config),
+            settings,
+        }
+    }
+
+    pub async fn handle(&self, event: Value) -> Result<TagOutput, Error> {
+        let request: TagRequest = parse_event(event)?;
+        tagging::tag_ami(&self.ec2, &self.settings, request, chrono::Utc::now()).await
+    }
+}
