@@ -8,6 +8,7 @@ pub use aws_sdk_inspector2 as inspector2;
 pub use aws_sdk_s3 as s3;
 pub use aws_sdk_sfn as sfn;
 pub use aws_sdk_sns as sns;
+pub use aws_config;
 pub use aws_config::SdkConfig;
 
 use aws_config::retry::RetryConfig;
