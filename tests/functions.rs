@@ -7,7 +7,9 @@ use amiscan_core::cleanup as core_cleanup;
 use amiscan_core::settings::{
     CleanupSettings, ExportSettings, FindSettings, LaunchSettings, RuleSettings, TagSettings,
 };
-use amiscan_tests::{cloud, env, finding, Cloud, ACCOUNT, SELECTION_KEY, SELECTION_VALUE, TAG_PREFIX};
+use amiscan_tests::{
+    cloud, env, finding, Cloud, ACCOUNT, SELECTION_KEY, SELECTION_VALUE, TAG_PREFIX,
+};
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
@@ -30,7 +32,9 @@ impl Stack {
         let topic_arn = cloud.create_topic("amiscan").await;
         let queue_url = cloud.subscribe_queue(&topic_arn, "amiscan-messages").await;
         let launch_machine = cloud.create_state_machine("amiscan-launch-scan").await;
-        let report_machine = cloud.create_state_machine("amiscan-report-and-cleanup").await;
+        let report_machine = cloud
+            .create_state_machine("amiscan-report-and-cleanup")
+            .await;
         let bucket = format!("amiscan-reports-{region}");
         cloud.create_bucket(&bucket).await;
         let subnet = cloud.default_subnet().await;
@@ -51,7 +55,10 @@ impl Stack {
     }
 
     fn kms_key(&self) -> String {
-        format!("arn:aws:kms:{}:{ACCOUNT}:key/0a1b2c3d-test", self.cloud.region)
+        format!(
+            "arn:aws:kms:{}:{ACCOUNT}:key/0a1b2c3d-test",
+            self.cloud.region
+        )
     }
 
     fn find_amis(&self, cap: u32) -> find_amis::Function {
@@ -82,7 +89,10 @@ impl Stack {
     fn create_scan_rule(&self) -> create_scan_rule::Function {
         let settings = RuleSettings::from_env(env(&[
             ("REPORT_STATE_MACHINE_ARN", &self.report_machine),
-            ("EVENTS_ROLE_ARN", &format!("arn:aws:iam::{ACCOUNT}:role/amiscan-events")),
+            (
+                "EVENTS_ROLE_ARN",
+                &format!("arn:aws:iam::{ACCOUNT}:role/amiscan-events"),
+            ),
             ("TAG_PREFIX", TAG_PREFIX),
         ]))
         .unwrap();
@@ -106,7 +116,11 @@ impl Stack {
     }
 
     fn cleanup_settings(&self) -> CleanupSettings {
-        CleanupSettings::from_env(env(&[("TAG_PREFIX", TAG_PREFIX), ("SCAN_TIMEOUT_MINUTES", "120")])).unwrap()
+        CleanupSettings::from_env(env(&[
+            ("TAG_PREFIX", TAG_PREFIX),
+            ("SCAN_TIMEOUT_MINUTES", "120"),
+        ]))
+        .unwrap()
     }
 
     fn cleanup(&self) -> cleanup::Function {
@@ -139,8 +153,16 @@ impl Stack {
 
     /// Launches a scan instance and creates its rule, as launch-scan does.
     async fn launched_scan(&self, ami_id: &str) -> Value {
-        let scan = self.launch_instance("t3.small").handle(Stack::scan_input(ami_id)).await.unwrap();
-        let scan = self.create_scan_rule().handle(serde_json::to_value(scan).unwrap()).await.unwrap();
+        let scan = self
+            .launch_instance("t3.small")
+            .handle(Stack::scan_input(ami_id))
+            .await
+            .unwrap();
+        let scan = self
+            .create_scan_rule()
+            .handle(serde_json::to_value(scan).unwrap())
+            .await
+            .unwrap();
         serde_json::to_value(scan).unwrap()
     }
 }
@@ -168,7 +190,11 @@ async fn find_amis_with_nothing_tagged_starts_nothing_and_says_so() {
     let out = stack.find_amis(20).handle(json!({})).await.unwrap();
     assert_eq!(out.found, 0);
     assert!(out.started.is_empty());
-    assert!(stack.cloud.executions(&stack.launch_machine).await.is_empty());
+    assert!(stack
+        .cloud
+        .executions(&stack.launch_machine)
+        .await
+        .is_empty());
     let messages = stack.notifications();
     assert_eq!(messages.len(), 1);
     let (subject, body, event_type) = message_of(&messages[0]);
@@ -180,9 +206,16 @@ async fn find_amis_with_nothing_tagged_starts_nothing_and_says_so() {
 #[tokio::test]
 async fn find_amis_starts_one_scan_per_tagged_ami_once_per_day() {
     let stack = Stack::new("eu-west-1").await;
-    let tagged = stack.cloud.register_ami("golden-ubuntu", &[(SELECTION_KEY, SELECTION_VALUE)]).await;
-    stack.cloud.register_ami("other", &[(SELECTION_KEY, "false")]).await;
-    let scheduled: Value = serde_json::from_str(include_str!("../events/find-amis/scheduled.json")).unwrap();
+    let tagged = stack
+        .cloud
+        .register_ami("golden-ubuntu", &[(SELECTION_KEY, SELECTION_VALUE)])
+        .await;
+    stack
+        .cloud
+        .register_ami("other", &[(SELECTION_KEY, "false")])
+        .await;
+    let scheduled: Value =
+        serde_json::from_str(include_str!("../events/find-amis/scheduled.json")).unwrap();
 
     let first = stack.find_amis(20).handle(scheduled.clone()).await.unwrap();
     assert_eq!(first.found, 1);
@@ -218,30 +251,52 @@ async fn find_amis_starts_one_scan_per_tagged_ami_once_per_day() {
 #[tokio::test]
 async fn find_amis_pages_through_1500_amis_and_explains_every_skip() {
     let stack = Stack::new("ap-southeast-2").await;
-    let mut tagged = Vec::new();
-    for i in 0..1500 {
-        tagged.push(
-            stack
-                .cloud
-                .register_ami(&format!("golden-{i:04}"), &[(SELECTION_KEY, SELECTION_VALUE)])
-                .await,
-        );
-    }
+    let names: Vec<String> = (0..1500).map(|i| format!("golden-{i:04}")).collect();
+    let tagged = stack
+        .cloud
+        .register_amis(&names, &[(SELECTION_KEY, SELECTION_VALUE)])
+        .await;
     // One not available, one already being scanned.
-    stack.cloud.ec2().disable_image().image_id(&tagged[0]).send().await.unwrap();
-    let busy = stack.cloud.scanner_instance(&tagged[1], &format!("{}-20261122", tagged[1]), true).await;
+    stack
+        .cloud
+        .ec2()
+        .disable_image()
+        .image_id(&tagged[0])
+        .send()
+        .await
+        .unwrap();
+    let busy = stack
+        .cloud
+        .scanner_instance(&tagged[1], &format!("{}-20261122", tagged[1]), true)
+        .await;
 
     let out = stack.find_amis(250).handle(json!({})).await.unwrap();
     assert_eq!(out.found, 1500);
     // The scanning instance takes one of the 250 slots.
     assert_eq!(out.started.len(), 249);
-    let reasons: BTreeMap<&str, &str> = out.skipped.iter().map(|s| (s.ami_id.as_str(), s.reason.as_str())).collect();
+    let reasons: BTreeMap<&str, &str> = out
+        .skipped
+        .iter()
+        .map(|s| (s.ami_id.as_str(), s.reason.as_str()))
+        .collect();
     assert_eq!(reasons.len(), 1500 - 249);
-    assert_eq!(reasons[tagged[0].as_str()], "state is disabled (not available)");
-    assert_eq!(reasons[tagged[1].as_str()], format!("already being scanned by instance {busy}"));
-    let capped = reasons.values().filter(|r| r.starts_with("concurrent-scan cap of 250 reached")).count();
+    assert_eq!(
+        reasons[tagged[0].as_str()],
+        "state is disabled (not available)"
+    );
+    assert_eq!(
+        reasons[tagged[1].as_str()],
+        format!("already being scanned by instance {busy}")
+    );
+    let capped = reasons
+        .values()
+        .filter(|r| r.starts_with("concurrent-scan cap of 250 reached"))
+        .count();
     assert_eq!(capped, 1500 - 249 - 2);
-    assert_eq!(stack.cloud.executions(&stack.launch_machine).await.len(), 249);
+    assert_eq!(
+        stack.cloud.executions(&stack.launch_machine).await.len(),
+        249
+    );
 }
 
 #[tokio::test]
@@ -257,7 +312,11 @@ async fn find_amis_reports_requested_amis_that_are_missing_or_foreign() {
     assert_eq!(out.found, 3);
     assert_eq!(out.started.len(), 1);
     assert_eq!(out.started[0].ami_id, own);
-    let reasons: BTreeMap<&str, &str> = out.skipped.iter().map(|s| (s.ami_id.as_str(), s.reason.as_str())).collect();
+    let reasons: BTreeMap<&str, &str> = out
+        .skipped
+        .iter()
+        .map(|s| (s.ami_id.as_str(), s.reason.as_str()))
+        .collect();
     assert_eq!(reasons[foreign.as_str()], "not owned by this account");
     assert_eq!(reasons["ami-0000000000000dead"], "not found");
 }
@@ -267,14 +326,22 @@ async fn find_amis_reports_requested_amis_that_are_missing_or_foreign() {
 #[tokio::test]
 async fn launch_instance_starts_a_locked_down_tagged_instance() {
     let stack = Stack::new("us-west-1").await;
-    let ami = stack.cloud.register_ami("golden-al2023", &[(SELECTION_KEY, SELECTION_VALUE)]).await;
-    let input: Value = serde_json::from_str(include_str!("../events/launch-instance/scan.json")).unwrap();
+    let ami = stack
+        .cloud
+        .register_ami("golden-al2023", &[(SELECTION_KEY, SELECTION_VALUE)])
+        .await;
+    let input: Value =
+        serde_json::from_str(include_str!("../events/launch-instance/scan.json")).unwrap();
     // The sample's ids, pointed at this AMI.
     let mut input = input;
     input["ami_id"] = json!(ami);
     input["scan_id"] = json!(format!("{ami}-20261123"));
 
-    let scan = stack.launch_instance("t3.small,t3a.small").handle(input.clone()).await.unwrap();
+    let scan = stack
+        .launch_instance("t3.small,t3a.small")
+        .handle(input.clone())
+        .await
+        .unwrap();
     let instance_id = scan.instance_id.clone().unwrap();
     assert_eq!(scan.instance_type.as_deref(), Some("t3.small"));
     assert!(scan.launched_at.is_some());
@@ -284,27 +351,67 @@ async fn launch_instance_starts_a_locked_down_tagged_instance() {
     let metadata = instance.metadata_options().unwrap();
     assert_eq!(metadata.http_tokens().map(|t| t.as_str()), Some("required"));
     assert_eq!(instance.public_ip_address(), None, "no public IP");
-    let groups: Vec<_> = instance.security_groups().iter().filter_map(|g| g.group_id()).collect();
+    // The primary interface carries the groups (the emulator leaves the
+    // instance-level list empty when they come through the interface).
+    let interface = &instance.network_interfaces()[0];
+    let groups: Vec<_> = interface
+        .groups()
+        .iter()
+        .filter_map(|g| g.group_id())
+        .collect();
     assert_eq!(groups, [stack.security_group.as_str()]);
+    assert_eq!(
+        interface.association().and_then(|a| a.public_ip()),
+        None,
+        "no public IP on the interface"
+    );
     assert_eq!(instance.subnet_id(), Some(stack.subnet.as_str()));
-    let profile = instance.iam_instance_profile().and_then(|p| p.arn()).unwrap_or_default();
-    assert!(profile.ends_with(&format!("instance-profile/{}", stack.profile)), "{profile}");
-    let tags: BTreeMap<_, _> = instance.tags().iter().map(|t| (t.key().unwrap(), t.value().unwrap())).collect();
+    let profile = instance
+        .iam_instance_profile()
+        .and_then(|p| p.arn())
+        .unwrap_or_default();
+    assert!(
+        profile.ends_with(&format!("instance-profile/{}", stack.profile)),
+        "{profile}"
+    );
+    let tags: BTreeMap<_, _> = instance
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
     assert_eq!(tags["amiscan:managed"], "true");
     assert_eq!(tags["amiscan:ami-id"], ami);
     assert_eq!(tags["amiscan:scan-id"], format!("{ami}-20261123"));
 
     // A retried launch (same scan) does not start a second instance.
-    let retried = stack.launch_instance("t3.small,t3a.small").handle(input).await.unwrap();
+    let retried = stack
+        .launch_instance("t3.small,t3a.small")
+        .handle(input)
+        .await
+        .unwrap();
     assert_eq!(retried.instance_id, scan.instance_id);
-    assert_eq!(stack.cloud.instances_tagged("amiscan:ami-id", &ami).await.len(), 1);
+    assert_eq!(
+        stack
+            .cloud
+            .instances_tagged("amiscan:ami-id", &ami)
+            .await
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn launch_instance_refuses_missing_foreign_and_unavailable_amis() {
     let stack = Stack::new("us-west-2").await;
     let disabled = stack.cloud.register_ami("disabled", &[]).await;
-    stack.cloud.ec2().disable_image().image_id(&disabled).send().await.unwrap();
+    stack
+        .cloud
+        .ec2()
+        .disable_image()
+        .image_id(&disabled)
+        .send()
+        .await
+        .unwrap();
     let foreign = stack.cloud.foreign_ami().await;
     let before = stack.cloud.instance_states().await;
     let cases = [
@@ -313,7 +420,11 @@ async fn launch_instance_refuses_missing_foreign_and_unavailable_amis() {
         (disabled.as_str(), "AmiNotUsable"),
     ];
     for (ami, expected) in cases {
-        let err = stack.launch_instance("t3.small").handle(Stack::scan_input(ami)).await.unwrap_err();
+        let err = stack
+            .launch_instance("t3.small")
+            .handle(Stack::scan_input(ami))
+            .await
+            .unwrap_err();
         assert_eq!(error_type(err), expected, "{ami}");
     }
     assert_eq!(stack.cloud.instance_states().await, before);
@@ -325,15 +436,23 @@ async fn launch_instance_refuses_missing_foreign_and_unavailable_amis() {
 async fn create_scan_rule_makes_one_rule_and_target_even_when_run_twice() {
     let stack = Stack::new("ca-central-1").await;
     let ami = stack.cloud.register_ami("golden", &[]).await;
-    let scan = stack.launch_instance("t3.small").handle(Stack::scan_input(&ami)).await.unwrap();
+    let scan = stack
+        .launch_instance("t3.small")
+        .handle(Stack::scan_input(&ami))
+        .await
+        .unwrap();
     let instance_id = scan.instance_id.clone().unwrap();
     let input = serde_json::to_value(&scan).unwrap();
-    let first = stack.create_scan_rule().handle(input.clone()).await.unwrap();
+    let first = stack
+        .create_scan_rule()
+        .handle(input.clone())
+        .await
+        .unwrap();
     let second = stack.create_scan_rule().handle(input).await.unwrap();
     assert_eq!(first, second);
     let name = first.rule_name.clone().unwrap();
     assert_eq!(name, format!("amiscan-scan-{instance_id}"));
-    assert_eq!(stack.cloud.rule_names().await, [name.clone()]);
+    assert_eq!(stack.cloud.rule_names().await, [name.as_str()]);
 
     let events = stack.cloud.events();
     let rule = events.describe_rule().name(&name).send().await.unwrap();
@@ -341,14 +460,25 @@ async fn create_scan_rule_makes_one_rule_and_target_even_when_run_twice() {
     assert_eq!(pattern["source"], json!(["aws.inspector2"]));
     assert_eq!(pattern["detail-type"], json!(["Inspector2 Scan"]));
     assert_eq!(pattern["detail"]["instance-id"], json!([instance_id]));
-    assert_eq!(pattern["detail"]["scan-status"], json!(["INITIAL_SCAN_COMPLETE"]));
-    let targets = events.list_targets_by_rule().rule(&name).send().await.unwrap();
+    assert_eq!(
+        pattern["detail"]["scan-status"],
+        json!(["INITIAL_SCAN_COMPLETE"])
+    );
+    let targets = events
+        .list_targets_by_rule()
+        .rule(&name)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(targets.targets().len(), 1);
     let target = &targets.targets()[0];
     assert_eq!(target.arn(), stack.report_machine);
     assert!(target.role_arn().unwrap().ends_with(":role/amiscan-events"));
     let template = target.input_transformer().unwrap().input_template();
-    assert!(template.contains(&format!("\"instance_id\":\"{instance_id}\"")), "{template}");
+    assert!(
+        template.contains(&format!("\"instance_id\":\"{instance_id}\"")),
+        "{template}"
+    );
 }
 
 // ------------------------------------------------------------ export-report
@@ -360,7 +490,14 @@ async fn export_report_writes_jsonl_csv_and_summary_with_the_verdict() {
     let scan = stack.launched_scan(&ami).await;
     let instance_id = scan["instance_id"].as_str().unwrap().to_string();
     stack.cloud.queue_findings(vec![
-        finding(1, &instance_id, &ami, "CRITICAL", "CVE-2026-1000", "openssl"),
+        finding(
+            1,
+            &instance_id,
+            &ami,
+            "CRITICAL",
+            "CVE-2026-1000",
+            "openssl",
+        ),
         finding(2, &instance_id, &ami, "HIGH", "CVE-2026-2000", "curl"),
         finding(3, &instance_id, &ami, "MEDIUM", "CVE-2026-3000", "zlib"),
     ]);
@@ -370,12 +507,25 @@ async fn export_report_writes_jsonl_csv_and_summary_with_the_verdict() {
         .await
         .unwrap();
     assert_eq!(summary.verdict.as_str(), "FAIL");
-    assert_eq!((summary.counts.critical, summary.counts.high, summary.counts.medium), (1, 1, 1));
+    assert_eq!(
+        (
+            summary.counts.critical,
+            summary.counts.high,
+            summary.counts.medium
+        ),
+        (1, 1, 1)
+    );
     assert_eq!(summary.finding_count, 3);
 
-    let (data, sse) = stack.cloud.object_text(&stack.bucket, &summary.findings_key).await;
+    let (data, sse) = stack
+        .cloud
+        .object_text(&stack.bucket, &summary.findings_key)
+        .await;
     assert_eq!(sse.as_deref(), Some("aws:kms"));
-    let rows: Vec<Value> = data.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<Value> = data
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["vulnerability_id"], "CVE-2026-1000");
     assert_eq!(rows[0]["ami_id"], ami.as_str());
@@ -383,21 +533,36 @@ async fn export_report_writes_jsonl_csv_and_summary_with_the_verdict() {
     assert_eq!(rows[0]["fixed_in_version"], "1.0.1-1ubuntu1");
     assert_eq!(rows[0]["exploit_available"], true);
     let raw: Value = serde_json::from_str(rows[0]["finding_json"].as_str().unwrap()).unwrap();
-    assert_eq!(raw["packageVulnerabilityDetails"]["vulnerabilityId"], "CVE-2026-1000");
+    assert_eq!(
+        raw["packageVulnerabilityDetails"]["vulnerabilityId"],
+        "CVE-2026-1000"
+    );
 
-    let (csv, _) = stack.cloud.object_text(&stack.bucket, summary.report_key.as_deref().unwrap()).await;
+    let (csv, _) = stack
+        .cloud
+        .object_text(&stack.bucket, summary.report_key.as_deref().unwrap())
+        .await;
     let mut lines = csv.split("\r\n");
-    assert!(lines.next().unwrap().starts_with("AWS Account Id,Severity,Fix Available"));
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("AWS Account Id,Severity,Fix Available"));
     assert_eq!(csv.matches("\r\n").count(), 4);
     assert!(csv.contains("\"openssl: a flaw, \"\"quoted\"\", with a comma\""));
 
-    let (line, _) = stack.cloud.object_text(&stack.bucket, &summary.summary_key).await;
+    let (line, _) = stack
+        .cloud
+        .object_text(&stack.bucket, &summary.summary_key)
+        .await;
     assert_eq!(line.lines().count(), 1);
     let record: Value = serde_json::from_str(line.trim()).unwrap();
     assert_eq!(record["verdict"], "FAIL");
     assert_eq!(record["critical"], 1);
     assert_eq!(record["findings_key"], summary.findings_key.as_str());
-    assert_eq!(summary.report_uri, format!("s3://{}/{}", stack.bucket, summary.report_key.unwrap()));
+    assert_eq!(
+        summary.report_uri,
+        format!("s3://{}/{}", stack.bucket, summary.report_key.unwrap())
+    );
 }
 
 #[tokio::test]
@@ -405,14 +570,27 @@ async fn export_report_with_no_findings_still_writes_the_summary() {
     let stack = Stack::new("eu-west-3").await;
     let ami = stack.cloud.register_ami("golden-clean", &[]).await;
     let scan = stack.launched_scan(&ami).await;
-    let summary = stack.export_report("JSON").handle(json!({"scan": scan})).await.unwrap();
+    let summary = stack
+        .export_report("JSON")
+        .handle(json!({"scan": scan}))
+        .await
+        .unwrap();
     assert_eq!(summary.verdict.as_str(), "PASS");
     assert_eq!(summary.finding_count, 0);
-    let (data, _) = stack.cloud.object_text(&stack.bucket, &summary.findings_key).await;
+    let (data, _) = stack
+        .cloud
+        .object_text(&stack.bucket, &summary.findings_key)
+        .await;
     assert_eq!(data, "");
-    let (report, _) = stack.cloud.object_text(&stack.bucket, summary.report_key.as_deref().unwrap()).await;
+    let (report, _) = stack
+        .cloud
+        .object_text(&stack.bucket, summary.report_key.as_deref().unwrap())
+        .await;
     assert_eq!(serde_json::from_str::<Value>(&report).unwrap(), json!([]));
-    let (line, _) = stack.cloud.object_text(&stack.bucket, &summary.summary_key).await;
+    let (line, _) = stack
+        .cloud
+        .object_text(&stack.bucket, &summary.summary_key)
+        .await;
     let record: Value = serde_json::from_str(line.trim()).unwrap();
     assert_eq!(record["finding_count"], 0);
     assert_eq!(record["verdict"], "PASS");
@@ -423,7 +601,10 @@ async fn export_report_with_no_findings_still_writes_the_summary() {
 #[tokio::test]
 async fn tag_ami_writes_status_then_result_and_reports_a_missing_ami() {
     let stack = Stack::new("ap-northeast-1").await;
-    let ami = stack.cloud.register_ami("golden", &[(SELECTION_KEY, SELECTION_VALUE)]).await;
+    let ami = stack
+        .cloud
+        .register_ami("golden", &[(SELECTION_KEY, SELECTION_VALUE)])
+        .await;
     let scan = Stack::scan_input(&ami);
 
     stack
@@ -435,7 +616,8 @@ async fn tag_ami_writes_status_then_result_and_reports_a_missing_ami() {
     assert_eq!(tags["amiscan:status"], "TIMED_OUT");
     assert_eq!(tags["amiscan:reason"], "NoScan: UNMANAGED_EC2_INSTANCE");
 
-    let summary: Value = serde_json::from_str(include_str!("../events/tag-ami/complete.json")).unwrap();
+    let summary: Value =
+        serde_json::from_str(include_str!("../events/tag-ami/complete.json")).unwrap();
     let mut request = summary;
     request["scan"] = scan.clone();
     request["summary"]["ami_id"] = json!(ami);
@@ -447,10 +629,23 @@ async fn tag_ami_writes_status_then_result_and_reports_a_missing_ami() {
     assert_eq!(tags["amiscan:critical"], "1");
     assert_eq!(tags["amiscan:high"], "2");
     assert!(tags["amiscan:report-uri"].starts_with("s3://"));
-    assert!(!tags.contains_key("amiscan:reason"), "a completed scan clears the old reason");
-    assert_eq!(tags[SELECTION_KEY], SELECTION_VALUE, "other tags are left alone");
+    assert!(
+        !tags.contains_key("amiscan:reason"),
+        "a completed scan clears the old reason"
+    );
+    assert_eq!(
+        tags[SELECTION_KEY], SELECTION_VALUE,
+        "other tags are left alone"
+    );
 
-    stack.cloud.ec2().deregister_image().image_id(&ami).send().await.unwrap();
+    stack
+        .cloud
+        .ec2()
+        .deregister_image()
+        .image_id(&ami)
+        .send()
+        .await
+        .unwrap();
     let err = stack
         .tag_ami()
         .handle(json!({"scan": scan, "status": "FAILED"}))
@@ -470,8 +665,8 @@ async fn cleanup_removes_the_instance_and_rule_and_is_idempotent() {
     let rule = scan["rule_name"].as_str().unwrap().to_string();
 
     let report = stack.cleanup().handle(json!({"scan": scan})).await.unwrap();
-    assert_eq!(report.terminated, [instance_id.clone()]);
-    assert_eq!(report.rules_deleted, [rule.clone()]);
+    assert_eq!(report.terminated, [instance_id.as_str()]);
+    assert_eq!(report.rules_deleted, [rule.as_str()]);
     assert_eq!(stack.cloud.instance_state(&instance_id).await, "terminated");
     assert!(stack.cloud.rule_names().await.is_empty());
 
@@ -485,21 +680,34 @@ async fn cleanup_removes_the_instance_and_rule_and_is_idempotent() {
 async fn cleanup_finds_an_instance_by_its_scan_id_when_the_launch_result_was_lost() {
     let stack = Stack::new("ap-south-1").await;
     let ami = stack.cloud.register_ami("golden", &[]).await;
-    let scan = stack.launch_instance("t3.small").handle(Stack::scan_input(&ami)).await.unwrap();
+    let scan = stack
+        .launch_instance("t3.small")
+        .handle(Stack::scan_input(&ami))
+        .await
+        .unwrap();
     let report = stack
         .cleanup()
         .handle(json!({"scan_id": scan.scan_id}))
         .await
         .unwrap();
     assert_eq!(report.terminated, [scan.instance_id.clone().unwrap()]);
-    assert_eq!(stack.cloud.instance_state(scan.instance_id.as_deref().unwrap()).await, "terminated");
+    assert_eq!(
+        stack
+            .cloud
+            .instance_state(scan.instance_id.as_deref().unwrap())
+            .await,
+        "terminated"
+    );
 }
 
 #[tokio::test]
 async fn cleanup_refuses_an_instance_without_the_scanner_tag() {
     let stack = Stack::new("ap-northeast-2").await;
     let ami = stack.cloud.register_ami("golden", &[]).await;
-    let stranger = stack.cloud.scanner_instance(&ami, &format!("{ami}-20261123"), false).await;
+    let stranger = stack
+        .cloud
+        .scanner_instance(&ami, &format!("{ami}-20261123"), false)
+        .await;
     let err = stack
         .cleanup()
         .handle(json!({"instance_id": stranger}))
@@ -518,31 +726,55 @@ async fn sweep_removes_orphans_past_the_deadline_and_keeps_live_scans() {
     let rule = scan["rule_name"].as_str().unwrap().to_string();
     // A rule whose instance is long gone, and somebody else's rule.
     let gone = stack.cloud.scanner_instance(&ami, "x", true).await;
-    stack.cloud.ec2().terminate_instances().instance_ids(&gone).send().await.unwrap();
+    stack
+        .cloud
+        .ec2()
+        .terminate_instances()
+        .instance_ids(&gone)
+        .send()
+        .await
+        .unwrap();
     let events = stack.cloud.events();
     let stale_rule = format!("amiscan-scan-{gone}");
-    events.put_rule().name(&stale_rule).event_pattern(r#"{"source":["aws.inspector2"]}"#).send().await.unwrap();
-    events.put_rule().name("someone-elses-rule").event_pattern(r#"{"source":["aws.ec2"]}"#).send().await.unwrap();
+    events
+        .put_rule()
+        .name(&stale_rule)
+        .event_pattern(r#"{"source":["aws.inspector2"]}"#)
+        .send()
+        .await
+        .unwrap();
+    events
+        .put_rule()
+        .name("someone-elses-rule")
+        .event_pattern(r#"{"source":["aws.ec2"]}"#)
+        .send()
+        .await
+        .unwrap();
     let stranger = stack.cloud.scanner_instance(&ami, "y", false).await;
     let settings = stack.cleanup_settings();
 
     // Within the deadline: only the stale rule goes.
-    let now = core_cleanup::sweep(&stack.cloud.ec2(), &events, &settings, Utc::now()).await.unwrap();
+    let now = core_cleanup::sweep(&stack.cloud.ec2(), &events, &settings, Utc::now())
+        .await
+        .unwrap();
     assert!(now.terminated.is_empty());
     assert_eq!(now.rules_deleted, [stale_rule]);
     assert_eq!(stack.cloud.instance_state(&instance_id).await, "running");
 
     // Past the deadline plus margin: the scan instance and its rule go too.
     let later = Utc::now() + Duration::minutes(120 + 30 + 1);
-    let swept = core_cleanup::sweep(&stack.cloud.ec2(), &events, &settings, later).await.unwrap();
-    assert_eq!(swept.terminated, [instance_id.clone()]);
+    let swept = core_cleanup::sweep(&stack.cloud.ec2(), &events, &settings, later)
+        .await
+        .unwrap();
+    assert_eq!(swept.terminated, [instance_id.as_str()]);
     assert_eq!(swept.rules_deleted, [rule]);
     assert_eq!(stack.cloud.instance_state(&instance_id).await, "terminated");
     assert_eq!(stack.cloud.instance_state(&stranger).await, "running");
     assert_eq!(stack.cloud.rule_names().await, ["someone-elses-rule"]);
 
     // The hourly schedule's event runs the sweep through the handler.
-    let scheduled: Value = serde_json::from_str(include_str!("../events/cleanup/sweep-scheduled.json")).unwrap();
+    let scheduled: Value =
+        serde_json::from_str(include_str!("../events/cleanup/sweep-scheduled.json")).unwrap();
     let report = stack.cleanup().handle(scheduled).await.unwrap();
     assert!(report.terminated.is_empty());
 }
@@ -552,7 +784,10 @@ async fn sweep_removes_orphans_past_the_deadline_and_keeps_live_scans() {
 #[tokio::test]
 async fn every_function_rejects_a_malformed_event_by_field_and_changes_nothing() {
     let stack = Stack::new("us-east-2").await;
-    let ami = stack.cloud.register_ami("golden", &[(SELECTION_KEY, SELECTION_VALUE)]).await;
+    let ami = stack
+        .cloud
+        .register_ami("golden", &[(SELECTION_KEY, SELECTION_VALUE)])
+        .await;
     let scan = stack.launched_scan(&ami).await;
     let before = stack.snapshot(&[&ami]).await;
     stack.notifications();
@@ -566,7 +801,7 @@ async fn every_function_rejects_a_malformed_event_by_field_and_changes_nothing()
         (
             "find-amis",
             stack.find_amis(20).handle(json!({"ami_id": "ami-12345678"})).await.map(drop),
-            "(event)",
+            "ami_id",
         ),
         (
             "launch-instance",
@@ -608,6 +843,13 @@ async fn every_function_rejects_a_malformed_event_by_field_and_changes_nothing()
             other => panic!("{function}: expected InvalidInput on {field}, got {other:?}"),
         }
     }
-    assert_eq!(stack.snapshot(&[&ami]).await, before, "a malformed event changed the emulator");
-    assert!(stack.notifications().is_empty(), "a malformed event published a message");
+    assert_eq!(
+        stack.snapshot(&[&ami]).await,
+        before,
+        "a malformed event changed the emulator"
+    );
+    assert!(
+        stack.notifications().is_empty(),
+        "a malformed event published a message"
+    );
 }

@@ -10,7 +10,7 @@ use amiscan_core::aws::aws_config::{self, BehaviorVersion, Region};
 use amiscan_core::aws::ec2::config::Credentials;
 use amiscan_core::aws::ec2::types::{Filter, Tag};
 use amiscan_core::aws::{ec2, eventbridge, inspector2, s3, sfn, sns, SdkConfig};
-use amiscan_core::settings::EnvReader;
+use amiscan_core::settings::{EnvReader, MapEnv};
 use serde_json::{json, Value};
 
 pub const ACCOUNT: &str = "123456789012";
@@ -126,7 +126,10 @@ impl Cloud {
             ],
             &format!("Action=CreateInstanceProfile&InstanceProfileName={name}&Version=2010-05-08"),
         );
-        assert!(status == 200 || text.contains("EntityAlreadyExists"), "CreateInstanceProfile: {text}");
+        assert!(
+            status == 200 || text.contains("EntityAlreadyExists"),
+            "CreateInstanceProfile: {text}"
+        );
     }
 
     /// Queues the answer to the next distinct ListFindings call.
@@ -211,7 +214,9 @@ impl Cloud {
         if self.region != "us-east-1" {
             req = req.create_bucket_configuration(
                 s3::types::CreateBucketConfiguration::builder()
-                    .location_constraint(s3::types::BucketLocationConstraint::from(self.region.as_str()))
+                    .location_constraint(s3::types::BucketLocationConstraint::from(
+                        self.region.as_str(),
+                    ))
                     .build(),
             );
         }
@@ -254,11 +259,53 @@ impl Cloud {
         id
     }
 
+    /// Registers many AMIs at once and tags them in bulk.
+    pub async fn register_amis(&self, names: &[String], tags: &[(&str, &str)]) -> Vec<String> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, name) in names.iter().enumerate() {
+            let client = self.ec2();
+            let name = name.clone();
+            tasks.spawn(async move {
+                let out = client
+                    .register_image()
+                    .name(name)
+                    .root_device_name("/dev/xvda")
+                    .send()
+                    .await
+                    .expect("register image");
+                (i, out.image_id.expect("image id"))
+            });
+        }
+        let mut ids = vec![String::new(); names.len()];
+        while let Some(done) = tasks.join_next().await {
+            let (i, id) = done.expect("task");
+            ids[i] = id;
+        }
+        let tags: Vec<Tag> = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+            .collect();
+        for chunk in ids.chunks(500) {
+            self.ec2()
+                .create_tags()
+                .set_resources(Some(chunk.to_vec()))
+                .set_tags(Some(tags.clone()))
+                .send()
+                .await
+                .expect("create tags");
+        }
+        ids
+    }
+
     pub async fn tag(&self, resource: &str, tags: &[(&str, &str)]) {
         self.ec2()
             .create_tags()
             .resources(resource)
-            .set_tags(Some(tags.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()))
+            .set_tags(Some(
+                tags.iter()
+                    .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+                    .collect(),
+            ))
             .send()
             .await
             .expect("create tags");
@@ -287,7 +334,12 @@ impl Cloud {
         out.images()[0]
             .tags()
             .iter()
-            .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_string(),
+                    t.value().unwrap_or_default().to_string(),
+                )
+            })
             .collect()
     }
 
@@ -313,14 +365,22 @@ impl Cloud {
 
     /// Every instance in the Region with its state, for before/after checks.
     pub async fn instance_states(&self) -> BTreeMap<String, String> {
-        let out = self.ec2().describe_instances().send().await.expect("describe instances");
+        let out = self
+            .ec2()
+            .describe_instances()
+            .send()
+            .await
+            .expect("describe instances");
         out.reservations()
             .iter()
             .flat_map(|r| r.instances())
             .map(|i| {
                 (
                     i.instance_id().unwrap_or_default().to_string(),
-                    i.state().and_then(|s| s.name()).map(|n| n.as_str().to_string()).unwrap_or_default(),
+                    i.state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_string())
+                        .unwrap_or_default(),
                 )
             })
             .collect()
@@ -328,30 +388,59 @@ impl Cloud {
 
     pub async fn rule_names(&self) -> Vec<String> {
         let out = self.events().list_rules().send().await.expect("list rules");
-        out.rules().iter().filter_map(|r| r.name()).map(str::to_string).collect()
+        out.rules()
+            .iter()
+            .filter_map(|r| r.name())
+            .map(str::to_string)
+            .collect()
     }
 
     pub async fn object_keys(&self, bucket: &str) -> Vec<String> {
-        let out = self.s3().list_objects_v2().bucket(bucket).send().await.expect("list objects");
-        out.contents().iter().filter_map(|o| o.key()).map(str::to_string).collect()
+        let out = self
+            .s3()
+            .list_objects_v2()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("list objects");
+        out.contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .map(str::to_string)
+            .collect()
     }
 
     pub async fn object_text(&self, bucket: &str, key: &str) -> (String, Option<String>) {
-        let out = self.s3().get_object().bucket(bucket).key(key).send().await.expect("get object");
+        let out = self
+            .s3()
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("get object");
         let encryption = out.server_side_encryption().map(|e| e.as_str().to_string());
         let bytes = out.body.collect().await.expect("read body").into_bytes();
-        (String::from_utf8(bytes.to_vec()).expect("utf-8"), encryption)
+        (
+            String::from_utf8(bytes.to_vec()).expect("utf-8"),
+            encryption,
+        )
     }
 
     pub async fn executions(&self, machine_arn: &str) -> Vec<String> {
-        let out = self
+        let pages = self
             .sfn()
             .list_executions()
             .state_machine_arn(machine_arn)
+            .into_paginator()
             .send()
-            .await
-            .expect("list executions");
-        let mut names: Vec<String> = out.executions().iter().map(|e| e.name().to_string()).collect();
+            .collect::<Vec<_>>()
+            .await;
+        let mut names = Vec::new();
+        for page in pages {
+            let page = page.expect("list executions");
+            names.extend(page.executions().iter().map(|e| e.name().to_string()));
+        }
         names.sort();
         names
     }
@@ -361,11 +450,22 @@ impl Cloud {
     pub async fn scanner_instance(&self, ami_id: &str, scan_id: &str, managed: bool) -> String {
         let base = self.foreign_ami().await;
         let mut tags = vec![
-            Tag::builder().key(format!("{TAG_PREFIX}ami-id")).value(ami_id).build(),
-            Tag::builder().key(format!("{TAG_PREFIX}scan-id")).value(scan_id).build(),
+            Tag::builder()
+                .key(format!("{TAG_PREFIX}ami-id"))
+                .value(ami_id)
+                .build(),
+            Tag::builder()
+                .key(format!("{TAG_PREFIX}scan-id"))
+                .value(scan_id)
+                .build(),
         ];
         if managed {
-            tags.push(Tag::builder().key(format!("{TAG_PREFIX}managed")).value("true").build());
+            tags.push(
+                Tag::builder()
+                    .key(format!("{TAG_PREFIX}managed"))
+                    .value("true")
+                    .build(),
+            );
         }
         let out = self
             .ec2()
@@ -390,16 +490,24 @@ impl Cloud {
         let out = self
             .ec2()
             .describe_instances()
-            .filters(Filter::builder().name(format!("tag:{key}")).values(value).build())
+            .filters(
+                Filter::builder()
+                    .name(format!("tag:{key}"))
+                    .values(value)
+                    .build(),
+            )
             .send()
             .await
             .expect("describe instances");
-        out.reservations().iter().flat_map(|r| r.instances().iter().cloned()).collect()
+        out.reservations()
+            .iter()
+            .flat_map(|r| r.instances().iter().cloned())
+            .collect()
     }
 }
 
 /// Settings through the same parser the Lambdas use at start-up.
-pub fn env(pairs: &[(&str, &str)]) -> EnvReader<Box<dyn Fn(&str) -> Option<String>>> {
+pub fn env(pairs: &[(&str, &str)]) -> MapEnv {
     EnvReader::from_map(
         pairs
             .iter()
@@ -409,7 +517,14 @@ pub fn env(pairs: &[(&str, &str)]) -> EnvReader<Box<dyn Fn(&str) -> Option<Strin
 }
 
 /// A complete Inspector finding in the API's JSON, as moto hands it back.
-pub fn finding(n: usize, instance_id: &str, ami_id: &str, severity: &str, cve: &str, package: &str) -> Value {
+pub fn finding(
+    n: usize,
+    instance_id: &str,
+    ami_id: &str,
+    severity: &str,
+    cve: &str,
+    package: &str,
+) -> Value {
     json!({
         "awsAccountId": ACCOUNT,
         "findingArn": format!("arn:aws:inspector2:us-east-1:{ACCOUNT}:finding/{instance_id}-{n}"),

@@ -24,6 +24,13 @@ impl Function {
 
     pub async fn handle(&self, event: Value) -> Result<CleanupReport, Error> {
         let request = cleanup::parse_request(event)?;
-        cleanup::cleanup(&self.ec2, &self.events, &self.settings, &request, chrono::Utc::now()).await
+        cleanup::cleanup(
+            &self.ec2,
+            &self.events,
+            &self.settings,
+            &request,
+            chrono::Utc::now(),
+        )
+        .await
     }
 }

@@ -1,7 +1,7 @@
 //! Lambda entry point: tracing, settings and SDK clients once, then the
 //! handler for every event.
 
-use amiscan_core::settings::{EnvReader, CleanupSettings};
+use amiscan_core::settings::{CleanupSettings, EnvReader};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 

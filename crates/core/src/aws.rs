@@ -2,14 +2,14 @@
 //! start-up, honouring the standard AWS_* variables (AWS_ENDPOINT_URL among
 //! them), with the SDK's standard retry of throttling and transient faults.
 
+pub use aws_config;
+pub use aws_config::SdkConfig;
 pub use aws_sdk_ec2 as ec2;
 pub use aws_sdk_eventbridge as eventbridge;
 pub use aws_sdk_inspector2 as inspector2;
 pub use aws_sdk_s3 as s3;
 pub use aws_sdk_sfn as sfn;
 pub use aws_sdk_sns as sns;
-pub use aws_config;
-pub use aws_config::SdkConfig;
 
 use aws_config::retry::RetryConfig;
 use aws_config::BehaviorVersion;

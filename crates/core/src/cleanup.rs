@@ -12,7 +12,9 @@ use tracing::{info, warn};
 
 use crate::aws::{ec2, eventbridge};
 use crate::error::{Error, Result};
-use crate::find::{describe_instances, filter, live_scanner_instances, ScannerInstance, LIVE_STATES};
+use crate::find::{
+    describe_instances, filter, live_scanner_instances, ScannerInstance, LIVE_STATES,
+};
 use crate::model::{parse_event, ScanContext};
 use crate::naming::{self, TagPrefix};
 use crate::settings::CleanupSettings;
@@ -95,7 +97,10 @@ pub fn parse_request(payload: Value) -> Result<CleanupRequest> {
         if !name.starts_with(naming::RULE_NAME_PREFIX) || name.len() > 64 {
             return Err(Error::invalid(
                 "rule_name",
-                format!("{name:?} is not an amiscan rule ({}…)", naming::RULE_NAME_PREFIX),
+                format!(
+                    "{name:?} is not an amiscan rule ({}…)",
+                    naming::RULE_NAME_PREFIX
+                ),
             ));
         }
     }
@@ -161,7 +166,13 @@ pub async fn delete_rule(client: &eventbridge::Client, name: &str) -> Result<boo
     };
     let ids: Vec<String> = targets.iter().map(|t| t.id().to_string()).collect();
     if !ids.is_empty() {
-        if let Err(e) = client.remove_targets().rule(name).set_ids(Some(ids)).send().await {
+        if let Err(e) = client
+            .remove_targets()
+            .rule(name)
+            .set_ids(Some(ids))
+            .send()
+            .await
+        {
             let err = Error::from_sdk("RemoveTargets", e);
             if !is_rule_gone(&err) {
                 return Err(err);
@@ -234,7 +245,10 @@ pub async fn cleanup_scan(
             ec2_client,
             vec![
                 filter(&format!("tag:{}", prefix.scan_id()), [scan_id]),
-                filter(&format!("tag:{}", prefix.managed()), [naming::MANAGED_VALUE]),
+                filter(
+                    &format!("tag:{}", prefix.managed()),
+                    [naming::MANAGED_VALUE],
+                ),
             ],
         )
         .await?;
@@ -258,8 +272,14 @@ pub async fn cleanup_scan(
 }
 
 /// Whether a scanner instance has outlived any scan's deadline.
-pub fn is_orphaned(instance: &ScannerInstance, now: DateTime<Utc>, settings: &CleanupSettings) -> bool {
-    let limit = Duration::minutes(i64::from(settings.scan_timeout_minutes + settings.sweep_margin_minutes));
+pub fn is_orphaned(
+    instance: &ScannerInstance,
+    now: DateTime<Utc>,
+    settings: &CleanupSettings,
+) -> bool {
+    let limit = Duration::minutes(i64::from(
+        settings.scan_timeout_minutes + settings.sweep_margin_minutes,
+    ));
     instance.launch_time.is_some_and(|t| now - t > limit)
 }
 
@@ -274,7 +294,12 @@ async fn scanner_rules(client: &eventbridge::Client) -> Result<Vec<String>> {
             .send()
             .await
             .map_err(|e| Error::from_sdk("ListRules", e))?;
-        names.extend(out.rules().iter().filter_map(|r| r.name()).map(str::to_string));
+        names.extend(
+            out.rules()
+                .iter()
+                .filter_map(|r| r.name())
+                .map(str::to_string),
+        );
         token = out.next_token.filter(|t| !t.is_empty());
         if token.is_none() {
             return Ok(names);
@@ -311,7 +336,9 @@ pub async fn sweep(
             Some(_) => {
                 stale.insert(name);
             }
-            None => warn!(rule_name = %name, "rule has the scanner prefix but no instance id; left alone"),
+            None => {
+                warn!(rule_name = %name, "rule has the scanner prefix but no instance id; left alone")
+            }
         }
     }
     delete_rules(events, stale, &mut report).await?;
@@ -351,4 +378,3 @@ pub async fn cleanup(
         }
     }
 }
-

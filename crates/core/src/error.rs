@@ -55,7 +55,9 @@ pub enum Error {
     },
 
     /// Refused to act on a resource that amiscan did not create.
-    #[error("{kind} {id} is not managed by amiscan (missing tag {tag}=true); refusing to touch it")]
+    #[error(
+        "{kind} {id} is not managed by amiscan (missing tag {tag}=true); refusing to touch it"
+    )]
     NotScannerManaged {
         kind: &'static str,
         id: String,
@@ -285,10 +287,19 @@ mod tests {
 
     #[test]
     fn throttling_and_server_faults_are_transient_and_client_faults_are_not() {
-        for code in ["Throttling", "RequestLimitExceeded", "TooManyRequestsException", "InternalError"] {
+        for code in [
+            "Throttling",
+            "RequestLimitExceeded",
+            "TooManyRequestsException",
+            "InternalError",
+        ] {
             assert!(is_transient_code(code), "{code}");
         }
-        for code in ["InvalidAMIID.NotFound", "UnauthorizedOperation", "ValidationException"] {
+        for code in [
+            "InvalidAMIID.NotFound",
+            "UnauthorizedOperation",
+            "ValidationException",
+        ] {
             assert!(!is_transient_code(code), "{code}");
         }
     }

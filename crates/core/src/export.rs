@@ -87,9 +87,9 @@ impl<'a> ObjectWriter<'a> {
                     .send()
                     .await
                     .map_err(|e| Error::from_sdk("CreateMultipartUpload", e))?;
-                let id = out
-                    .upload_id
-                    .ok_or_else(|| Error::Internal("CreateMultipartUpload returned no id".into()))?;
+                let id = out.upload_id.ok_or_else(|| {
+                    Error::Internal("CreateMultipartUpload returned no id".into())
+                })?;
                 self.upload_id = Some(id.clone());
                 id
             }
@@ -277,9 +277,19 @@ pub async fn export_report(
     };
     let keys = report::report_keys(&scan, now, ext);
     let mut writers = Writers {
-        findings: ObjectWriter::new(s3_client, bucket, kms, keys.findings.clone(), "application/x-ndjson"),
+        findings: ObjectWriter::new(
+            s3_client,
+            bucket,
+            kms,
+            keys.findings.clone(),
+            "application/x-ndjson",
+        ),
         report: keys.report.clone().map(|key| {
-            let content_type = if ext == Some("csv") { "text/csv" } else { "application/json" };
+            let content_type = if ext == Some("csv") {
+                "text/csv"
+            } else {
+                "application/json"
+            };
             (
                 ObjectWriter::new(s3_client, bucket, kms, key, content_type),
                 settings.report_format,
@@ -317,14 +327,23 @@ pub async fn export_report(
         bucket: bucket.to_string(),
         findings_key: keys.findings.clone(),
         summary_key: keys.summary.clone(),
-        report_uri: format!("s3://{bucket}/{}", keys.report.as_ref().unwrap_or(&keys.findings)),
+        report_uri: format!(
+            "s3://{bucket}/{}",
+            keys.report.as_ref().unwrap_or(&keys.findings)
+        ),
         report_key: keys.report.clone(),
     };
     // The summary goes last: its presence means the scan's data is complete.
     let mut line = serde_json::to_vec(&summary)
         .map_err(|e| Error::Internal(format!("encoding the summary: {e}")))?;
     line.push(b'\n');
-    let mut writer = ObjectWriter::new(s3_client, bucket, kms, keys.summary.clone(), "application/x-ndjson");
+    let mut writer = ObjectWriter::new(
+        s3_client,
+        bucket,
+        kms,
+        keys.summary.clone(),
+        "application/x-ndjson",
+    );
     writer.write(&line).await?;
     writer.finish().await?;
     info!(

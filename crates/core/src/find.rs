@@ -56,12 +56,18 @@ pub fn parse_request(payload: Value) -> Result<FindRequest> {
         });
     };
     if ids.is_empty() {
-        return Err(Error::invalid("ami_ids", "is empty; omit it to scan every tagged AMI"));
+        return Err(Error::invalid(
+            "ami_ids",
+            "is empty; omit it to scan every tagged AMI",
+        ));
     }
     if ids.len() > REQUEST_AMIS_MAX {
         return Err(Error::invalid(
             "ami_ids",
-            format!("names {} AMIs; at most {REQUEST_AMIS_MAX} per request", ids.len()),
+            format!(
+                "names {} AMIs; at most {REQUEST_AMIS_MAX} per request",
+                ids.len()
+            ),
         ));
     }
     let mut seen = BTreeSet::new();
@@ -186,7 +192,10 @@ fn candidate(image: &ec2::types::Image, prefix: &TagPrefix) -> Option<AmiCandida
     })
 }
 
-pub(crate) fn filter(name: &str, values: impl IntoIterator<Item = impl Into<String>>) -> ec2::types::Filter {
+pub(crate) fn filter(
+    name: &str,
+    values: impl IntoIterator<Item = impl Into<String>>,
+) -> ec2::types::Filter {
     values
         .into_iter()
         .fold(ec2::types::Filter::builder().name(name), |b, v| b.values(v))
@@ -202,11 +211,7 @@ async fn describe_images(
     if owned_only {
         request = request.owners("self");
     }
-    let pages: Vec<_> = request
-        .into_paginator()
-        .send()
-        .collect::<Vec<_>>()
-        .await;
+    let pages: Vec<_> = request.into_paginator().send().collect::<Vec<_>>().await;
     let mut images = Vec::new();
     for page in pages {
         let page = page.map_err(|e| Error::from_sdk("DescribeImages", e))?;
@@ -221,7 +226,12 @@ pub async fn list_tagged_amis(
     tag_key: &str,
     tag_value: &str,
 ) -> Result<Vec<ec2::types::Image>> {
-    describe_images(client, true, vec![filter(&format!("tag:{tag_key}"), [tag_value])]).await
+    describe_images(
+        client,
+        true,
+        vec![filter(&format!("tag:{tag_key}"), [tag_value])],
+    )
+    .await
 }
 
 /// Looks up named AMIs: the owned images, and a skip for each one that does
@@ -285,7 +295,12 @@ pub(crate) async fn describe_instances(
     let mut out = Vec::new();
     for page in pages {
         let page = page.map_err(|e| Error::from_sdk("DescribeInstances", e))?;
-        out.extend(page.reservations.unwrap_or_default().into_iter().flat_map(|r| r.instances.unwrap_or_default()));
+        out.extend(
+            page.reservations
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|r| r.instances.unwrap_or_default()),
+        );
     }
     Ok(out)
 }
@@ -298,12 +313,18 @@ pub async fn live_scanner_instances(
     let instances = describe_instances(
         client,
         vec![
-            filter(&format!("tag:{}", prefix.managed()), [naming::MANAGED_VALUE]),
+            filter(
+                &format!("tag:{}", prefix.managed()),
+                [naming::MANAGED_VALUE],
+            ),
             filter("instance-state-name", LIVE_STATES),
         ],
     )
     .await?;
-    Ok(instances.iter().filter_map(|i| scanner_instance(i, prefix)).collect())
+    Ok(instances
+        .iter()
+        .filter_map(|i| scanner_instance(i, prefix))
+        .collect())
 }
 
 pub(crate) fn scanner_instance(
@@ -407,7 +428,11 @@ async fn start_one(
 }
 
 /// The run's summary message.
-pub fn summary(output: &FindOutput, settings: &FindSettings, request: &FindRequest) -> Notification {
+pub fn summary(
+    output: &FindOutput,
+    settings: &FindSettings,
+    request: &FindRequest,
+) -> Notification {
     let selection = match request {
         FindRequest::Tagged { .. } => format!(
             "AMIs tagged {}={}",
@@ -416,7 +441,10 @@ pub fn summary(output: &FindOutput, settings: &FindSettings, request: &FindReque
         FindRequest::Requested { ami_ids, .. } => format!("{} requested AMIs", ami_ids.len()),
     };
     let (event_type, subject) = if output.found == 0 {
-        (EventType::NothingToScan, format!("amiscan: nothing to scan, no {selection}"))
+        (
+            EventType::NothingToScan,
+            format!("amiscan: nothing to scan, no {selection}"),
+        )
     } else if output.started.is_empty() {
         (
             EventType::NothingToScan,
@@ -438,7 +466,11 @@ pub fn summary(output: &FindOutput, settings: &FindSettings, request: &FindReque
             ),
         )
     };
-    let severity = if output.failed.is_empty() { "INFO" } else { "ERROR" };
+    let severity = if output.failed.is_empty() {
+        "INFO"
+    } else {
+        "ERROR"
+    };
     Notification {
         subject,
         event_type,
@@ -487,18 +519,37 @@ pub async fn find_and_start(
         .iter()
         .filter_map(|i| candidate(i, &settings.tag_prefix))
         .collect();
-    let scanning: HashMap<String, String> = live_scanner_instances(ec2_client, &settings.tag_prefix)
-        .await?
-        .into_iter()
-        .map(|i| (i.ami_id.unwrap_or_else(|| "(untagged)".into()), i.instance_id))
-        .collect();
-    let plan = plan_scans(candidates, not_scannable, &scanning, settings.max_concurrent_scans);
+    let scanning: HashMap<String, String> =
+        live_scanner_instances(ec2_client, &settings.tag_prefix)
+            .await?
+            .into_iter()
+            .map(|i| {
+                (
+                    i.ami_id.unwrap_or_else(|| "(untagged)".into()),
+                    i.instance_id,
+                )
+            })
+            .collect();
+    let plan = plan_scans(
+        candidates,
+        not_scannable,
+        &scanning,
+        settings.max_concurrent_scans,
+    );
     for skip in &plan.skipped {
         info!(ami_id = %skip.ami_id, reason = %skip.reason, "skipped");
     }
 
     let outcomes: Vec<StartOutcome> = stream::iter(plan.to_start)
-        .map(|ami| start_one(sfn_client, &settings.launch_state_machine_arn.0, ami, now, force))
+        .map(|ami| {
+            start_one(
+                sfn_client,
+                &settings.launch_state_machine_arn.0,
+                ami,
+                now,
+                force,
+            )
+        })
         .buffer_unordered(START_CONCURRENCY)
         .collect()
         .await;
@@ -515,9 +566,16 @@ pub async fn find_and_start(
         }
     }
     output.started.sort_by(|a, b| a.ami_id.cmp(&b.ami_id));
-    output.already_running.sort_by(|a, b| a.ami_id.cmp(&b.ami_id));
+    output
+        .already_running
+        .sort_by(|a, b| a.ami_id.cmp(&b.ami_id));
 
-    notify::publish(sns_client, &settings.topic_arn.0, &summary(&output, settings, request)).await?;
+    notify::publish(
+        sns_client,
+        &settings.topic_arn.0,
+        &summary(&output, settings, request),
+    )
+    .await?;
     if let Some(first) = output.failed.first() {
         return Err(Error::Aws {
             operation: "StartExecution",

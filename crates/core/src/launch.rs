@@ -12,7 +12,7 @@ use crate::aws::ec2::types::{
     TagSpecification,
 };
 use crate::error::{Error, Result};
-use crate::find::lookup_amis;
+use crate::find::{describe_instances, filter, lookup_amis, LIVE_STATES};
 use crate::model::ScanContext;
 use crate::naming::{self, TagPrefix};
 use crate::settings::{InstanceProfile, LaunchSettings};
@@ -34,38 +34,29 @@ pub fn scanner_tags(prefix: &TagPrefix, scan: &ScanContext) -> Vec<Tag> {
     ]
 }
 
-/// Every EBS mapping of the AMI, encrypted and deleted with the instance. The
-/// root device is always among them.
+/// Every EBS mapping of the AMI (the root device among them), encrypted and
+/// deleted with the instance. The AMI's snapshot and size are repeated so
+/// that the override only changes those two settings.
 pub fn block_devices(image: &ec2::types::Image) -> Vec<BlockDeviceMapping> {
-    let locked = || {
-        EbsBlockDevice::builder()
-            .encrypted(true)
-            .delete_on_termination(true)
-            .build()
-    };
-    let mut mappings: Vec<BlockDeviceMapping> = image
+    image
         .block_device_mappings()
         .iter()
-        .filter(|m| m.ebs().is_some())
-        .filter_map(|m| m.device_name())
-        .map(|name| {
+        .filter_map(|m| Some((m.device_name()?, m.ebs()?)))
+        .map(|(name, ebs)| {
             BlockDeviceMapping::builder()
                 .device_name(name)
-                .ebs(locked())
+                .ebs(
+                    EbsBlockDevice::builder()
+                        .set_snapshot_id(ebs.snapshot_id().map(str::to_string))
+                        .set_volume_size(ebs.volume_size())
+                        .set_volume_type(ebs.volume_type().cloned())
+                        .encrypted(true)
+                        .delete_on_termination(true)
+                        .build(),
+                )
                 .build()
         })
-        .collect();
-    if let Some(root) = image.root_device_name() {
-        if !mappings.iter().any(|m| m.device_name() == Some(root)) {
-            mappings.push(
-                BlockDeviceMapping::builder()
-                    .device_name(root)
-                    .ebs(locked())
-                    .build(),
-            );
-        }
-    }
-    mappings
+        .collect()
 }
 
 /// Checks that the AMI exists, is this account's and is available.
@@ -152,10 +143,33 @@ fn run_request(
 pub async fn launch(
     client: &ec2::Client,
     settings: &LaunchSettings,
-    mut scan: ScanContext,
+    scan: ScanContext,
 ) -> Result<ScanContext> {
     scan.validate("")?;
     let image = usable_image(client, &scan.ami_id).await?;
+    // A retried task finds the instance its first attempt launched. The
+    // ClientToken guards the same on EC2 itself; this also covers a retry
+    // after the token's type was given up for the next one.
+    let prefix = &settings.tag_prefix;
+    let existing = describe_instances(
+        client,
+        vec![
+            filter(
+                &format!("tag:{}", prefix.scan_id()),
+                [scan.scan_id.as_str()],
+            ),
+            filter(
+                &format!("tag:{}", prefix.managed()),
+                [naming::MANAGED_VALUE],
+            ),
+            filter("instance-state-name", LIVE_STATES),
+        ],
+    )
+    .await?;
+    if let Some(instance) = existing.first() {
+        info!(ami_id = %scan.ami_id, instance_id = instance.instance_id().unwrap_or_default(), "scan instance already launched");
+        return Ok(launched(scan, instance, &image));
+    }
     let mut tried = Vec::new();
     let mut last_error = String::new();
     for (index, instance_type) in settings.instance_types.iter().enumerate() {
@@ -178,24 +192,31 @@ pub async fn launch(
         let instance = out
             .instances()
             .first()
+            .filter(|i| i.instance_id().is_some())
             .ok_or_else(|| Error::Internal("RunInstances returned no instance".into()))?;
-        let instance_id = instance
-            .instance_id()
-            .ok_or_else(|| Error::Internal("RunInstances returned no instance id".into()))?;
-        let launched_at = instance
-            .launch_time()
-            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-            .unwrap_or_else(Utc::now);
-        info!(ami_id = %scan.ami_id, instance_id = %instance_id, instance_type = %instance_type, "launched");
-        scan.instance_id = Some(instance_id.to_string());
-        scan.instance_type = Some(instance_type.clone());
-        scan.launched_at = Some(launched_at);
-        scan.ami_name = image.name().map(str::to_string).or(scan.ami_name);
-        scan.platform = image
-            .platform_details()
-            .map(str::to_string)
-            .or(scan.platform);
-        return Ok(scan);
+        info!(ami_id = %scan.ami_id, instance_id = instance.instance_id().unwrap_or_default(), instance_type = %instance_type, "launched");
+        return Ok(launched(scan, instance, &image));
     }
     Err(Error::CapacityUnavailable { tried, last_error })
+}
+
+fn launched(
+    mut scan: ScanContext,
+    instance: &ec2::types::Instance,
+    image: &ec2::types::Image,
+) -> ScanContext {
+    scan.instance_id = instance.instance_id().map(str::to_string);
+    scan.instance_type = instance.instance_type().map(|t| t.as_str().to_string());
+    scan.launched_at = Some(
+        instance
+            .launch_time()
+            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+            .unwrap_or_else(Utc::now),
+    );
+    scan.ami_name = image.name().map(str::to_string).or(scan.ami_name);
+    scan.platform = image
+        .platform_details()
+        .map(str::to_string)
+        .or(scan.platform);
+    scan
 }

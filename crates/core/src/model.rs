@@ -116,10 +116,15 @@ impl Verdict {
         let Some(threshold) = threshold else {
             return Verdict::Pass;
         };
-        let failing = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low]
-            .into_iter()
-            .filter(|s| *s <= threshold)
-            .any(|s| counts.get(s) > 0);
+        let failing = [
+            Severity::Critical,
+            Severity::High,
+            Severity::Medium,
+            Severity::Low,
+        ]
+        .into_iter()
+        .filter(|s| *s <= threshold)
+        .any(|s| counts.get(s) > 0);
         if failing {
             Verdict::Fail
         } else {
@@ -225,7 +230,10 @@ impl ScanContext {
             if !rule.starts_with(naming::RULE_NAME_PREFIX) {
                 return Err(Error::invalid(
                     field(at, "rule_name"),
-                    format!("{rule:?} is not an amiscan rule ({}…)", naming::RULE_NAME_PREFIX),
+                    format!(
+                        "{rule:?} is not an amiscan rule ({}…)",
+                        naming::RULE_NAME_PREFIX
+                    ),
                 ));
             }
         }
@@ -234,9 +242,12 @@ impl ScanContext {
 
     /// The instance id, which this step needs.
     pub fn require_instance(&self, at: &str) -> Result<&str, Error> {
-        self.instance_id
-            .as_deref()
-            .ok_or_else(|| Error::invalid(field(at, "instance_id"), "missing; launch the instance first"))
+        self.instance_id.as_deref().ok_or_else(|| {
+            Error::invalid(
+                field(at, "instance_id"),
+                "missing; launch the instance first",
+            )
+        })
     }
 }
 
@@ -250,6 +261,9 @@ pub fn field(at: &str, name: &str) -> String {
 
 /// Deserialises an event, naming the offending field on failure.
 pub fn parse_event<T: DeserializeOwned>(payload: serde_json::Value) -> Result<T, Error> {
+    if !payload.is_object() {
+        return Err(Error::invalid("(event)", "expected a JSON object"));
+    }
     serde_path_to_error::deserialize(payload).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner().to_string();
@@ -257,7 +271,11 @@ pub fn parse_event<T: DeserializeOwned>(payload: serde_json::Value) -> Result<T,
         let field = match inner.strip_prefix("missing field `") {
             Some(rest) => {
                 let name = rest.split('`').next().unwrap_or_default();
-                if path == "." { name.to_string() } else { format!("{path}.{name}") }
+                if path == "." {
+                    name.to_string()
+                } else {
+                    format!("{path}.{name}")
+                }
             }
             None if path == "." => "(event)".to_string(),
             None => path,
@@ -276,12 +294,18 @@ mod tests {
         let mut counts = SeverityCounts::default();
         counts.add(Severity::High);
         counts.add(Severity::Informational);
-        assert_eq!(Verdict::of(&counts, Some(Severity::Critical)), Verdict::Pass);
+        assert_eq!(
+            Verdict::of(&counts, Some(Severity::Critical)),
+            Verdict::Pass
+        );
         assert_eq!(Verdict::of(&counts, Some(Severity::High)), Verdict::Fail);
         assert_eq!(Verdict::of(&counts, Some(Severity::Low)), Verdict::Fail);
         assert_eq!(Verdict::of(&counts, None), Verdict::Pass);
         counts.add(Severity::Critical);
-        assert_eq!(Verdict::of(&counts, Some(Severity::Critical)), Verdict::Fail);
+        assert_eq!(
+            Verdict::of(&counts, Some(Severity::Critical)),
+            Verdict::Fail
+        );
         assert_eq!(Verdict::of(&counts, None), Verdict::Pass);
     }
 
@@ -293,7 +317,10 @@ mod tests {
         assert_eq!(Verdict::of(&counts, Some(Severity::Low)), Verdict::Pass);
         assert_eq!(counts.total(), 2);
         assert_eq!(counts.highest(), Some(Severity::Informational));
-        assert_eq!(Severity::from_inspector("SOMETHING_NEW"), Severity::Untriaged);
+        assert_eq!(
+            Severity::from_inspector("SOMETHING_NEW"),
+            Severity::Untriaged
+        );
     }
 
     #[test]
@@ -306,22 +333,37 @@ mod tests {
         .unwrap();
         assert_eq!(
             ctx.validate("scan").unwrap_err(),
-            Error::invalid("scan.instance_id", "\"instance-1\" is not an instance id (i- and 8 to 17 hex digits)")
+            Error::invalid(
+                "scan.instance_id",
+                "\"instance-1\" is not an instance id (i- and 8 to 17 hex digits)"
+            )
         );
         let foreign = ScanContext {
             scan_id: "ami-87654321-20261123".into(),
             ..ctx
         };
-        assert!(matches!(foreign.validate(""), Err(Error::InvalidInput { field, .. }) if field == "scan_id"));
+        assert!(
+            matches!(foreign.validate(""), Err(Error::InvalidInput { field, .. }) if field == "scan_id")
+        );
     }
 
     #[test]
     fn parse_errors_name_the_missing_or_mistyped_field() {
         let missing = parse_event::<ScanContext>(json!({"scan_id": "x"})).unwrap_err();
-        assert!(matches!(&missing, Error::InvalidInput { field, .. } if field == "ami_id"), "{missing:?}");
-        let mistyped = parse_event::<ScanContext>(json!({"scan_id": "x", "ami_id": 5})).unwrap_err();
-        assert!(matches!(&mistyped, Error::InvalidInput { field, .. } if field == "ami_id"), "{mistyped:?}");
+        assert!(
+            matches!(&missing, Error::InvalidInput { field, .. } if field == "ami_id"),
+            "{missing:?}"
+        );
+        let mistyped =
+            parse_event::<ScanContext>(json!({"scan_id": "x", "ami_id": 5})).unwrap_err();
+        assert!(
+            matches!(&mistyped, Error::InvalidInput { field, .. } if field == "ami_id"),
+            "{mistyped:?}"
+        );
         let not_object = parse_event::<ScanContext>(json!([1])).unwrap_err();
-        assert!(matches!(&not_object, Error::InvalidInput { field, .. } if field == "(event)"), "{not_object:?}");
+        assert!(
+            matches!(&not_object, Error::InvalidInput { field, .. } if field == "(event)"),
+            "{not_object:?}"
+        );
     }
 }

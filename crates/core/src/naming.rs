@@ -123,9 +123,7 @@ pub fn is_scan_id(s: &str) -> bool {
     let is_day = |d: &str| d.len() == 8 && d.chars().all(|c| c.is_ascii_digit());
     match (last, middle, rest) {
         (Some(time), Some(day), Some(ami)) if time.starts_with('r') && is_day(day) => {
-            is_ami_id(ami)
-                && time.len() == 7
-                && time[1..].chars().all(|c| c.is_ascii_digit())
+            is_ami_id(ami) && time.len() == 7 && time[1..].chars().all(|c| c.is_ascii_digit())
         }
         _ => s
             .rsplit_once('-')
@@ -154,7 +152,10 @@ pub fn require_ami_id(field: &str, value: &str) -> Result<(), Error> {
     if is_ami_id(value) {
         Ok(())
     } else {
-        Err(Error::invalid(field, format!("{value:?} is not an AMI id (ami- and 8 to 17 hex digits)")))
+        Err(Error::invalid(
+            field,
+            format!("{value:?} is not an AMI id (ami- and 8 to 17 hex digits)"),
+        ))
     }
 }
 
@@ -162,7 +163,10 @@ pub fn require_instance_id(field: &str, value: &str) -> Result<(), Error> {
     if is_instance_id(value) {
         Ok(())
     } else {
-        Err(Error::invalid(field, format!("{value:?} is not an instance id (i- and 8 to 17 hex digits)")))
+        Err(Error::invalid(
+            field,
+            format!("{value:?} is not an instance id (i- and 8 to 17 hex digits)"),
+        ))
     }
 }
 
@@ -170,7 +174,10 @@ pub fn require_scan_id(field: &str, value: &str) -> Result<(), Error> {
     if is_scan_id(value) {
         Ok(())
     } else {
-        Err(Error::invalid(field, format!("{value:?} is not a scan id (<ami id>-<yyyymmdd>[-r<hhmmss>])")))
+        Err(Error::invalid(
+            field,
+            format!("{value:?} is not a scan id (<ami id>-<yyyymmdd>[-r<hhmmss>])"),
+        ))
     }
 }
 
@@ -189,7 +196,10 @@ mod tests {
         let evening = scan_id("ami-0123456789abcdef0", at(23, 59, 59), false);
         assert_eq!(morning, "ami-0123456789abcdef0-20261123");
         assert_eq!(morning, evening);
-        assert_ne!(morning, scan_id("ami-0123456789abcdef1", at(8, 0, 0), false));
+        assert_ne!(
+            morning,
+            scan_id("ami-0123456789abcdef1", at(8, 0, 0), false)
+        );
         let next_day = Utc.with_ymd_and_hms(2026, 11, 24, 0, 0, 0).unwrap();
         assert_ne!(morning, scan_id("ami-0123456789abcdef0", next_day, false));
     }
@@ -200,7 +210,13 @@ mod tests {
         assert_eq!(forced, "ami-0123456789abcdef0-20261123-r090507");
         assert!(is_scan_id(&forced));
         assert!(is_scan_id("ami-12345678-20261123"));
-        for bad in ["ami-123-20261123", "ami-12345678", "ami-12345678-2026112", "x-20261123", "ami-12345678-20261123-r1"] {
+        for bad in [
+            "ami-123-20261123",
+            "ami-12345678",
+            "ami-12345678-2026112",
+            "x-20261123",
+            "ami-12345678-20261123-r1",
+        ] {
             assert!(!is_scan_id(bad), "{bad}");
         }
     }
@@ -210,7 +226,9 @@ mod tests {
         let id = scan_id("ami-0123456789abcdef0", at(9, 5, 7), true);
         let name = execution_name(&id);
         assert!(name.len() <= 80);
-        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
         let token = client_token(&id, 3);
         assert!(token.len() <= 64 && token.is_ascii());
         assert_ne!(client_token(&id, 0), client_token(&id, 1));

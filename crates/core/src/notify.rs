@@ -56,7 +56,13 @@ pub struct Notification {
 pub fn subject_line(text: &str) -> String {
     let clean: String = text
         .chars()
-        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { ' ' })
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                ' '
+            }
+        })
         .collect();
     let clean = clean.split_whitespace().collect::<Vec<_>>().join(" ");
     if clean.len() <= SUBJECT_MAX {
@@ -100,7 +106,10 @@ mod tests {
 
     #[test]
     fn subjects_are_one_short_ascii_line() {
-        assert_eq!(subject_line("amiscan:\n 3 scans\tstarted"), "amiscan: 3 scans started");
+        assert_eq!(
+            subject_line("amiscan:\n 3 scans\tstarted"),
+            "amiscan: 3 scans started"
+        );
         assert_eq!(subject_line("AMI «prod» vulnerable"), "AMI prod vulnerable");
         let long = subject_line(&"x".repeat(300));
         assert_eq!(long.len(), 100);
@@ -118,7 +127,11 @@ mod tests {
                     && attrs["event_type"].string_value() == Some("NOTHING_TO_SCAN")
                     && attrs["severity"].string_value() == Some("INFO")
             })
-            .then_output(|| sns::operation::publish::PublishOutput::builder().message_id("m-1").build());
+            .then_output(|| {
+                sns::operation::publish::PublishOutput::builder()
+                    .message_id("m-1")
+                    .build()
+            });
         let client = mock_client!(sns, [&rule]);
         let note = Notification {
             subject: "amiscan: nothing to scan".into(),

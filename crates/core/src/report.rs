@@ -28,7 +28,8 @@ pub fn report_keys(scan: &ScanContext, at: DateTime<Utc>, report_ext: Option<&st
     ReportKeys {
         findings: format!("{FINDINGS_PREFIX}scan_date={day}/{}.jsonl", scan.scan_id),
         summary: format!("{SCANS_PREFIX}scan_date={day}/{}.json", scan.scan_id),
-        report: report_ext.map(|ext| format!("{REPORTS_PREFIX}{}/{}.{ext}", scan.ami_id, scan.scan_id)),
+        report: report_ext
+            .map(|ext| format!("{REPORTS_PREFIX}{}/{}.{ext}", scan.ami_id, scan.scan_id)),
     }
 }
 
@@ -121,7 +122,10 @@ pub fn finding_json(f: &Finding) -> Value {
     put("lastObservedAt", json!(time(Some(f.last_observed_at()))));
     put("updatedAt", json!(time(f.updated_at())));
     put("fixAvailable", json!(f.fix_available().map(|v| v.as_str())));
-    put("exploitAvailable", json!(f.exploit_available().map(|v| v.as_str())));
+    put(
+        "exploitAvailable",
+        json!(f.exploit_available().map(|v| v.as_str())),
+    );
     put(
         "exploitabilityDetails",
         json!(f
@@ -132,9 +136,12 @@ pub fn finding_json(f: &Finding) -> Value {
     put("epss", json!(f.epss().map(|e| json!({"score": e.score()}))));
     put(
         "remediation",
-        json!(f.remediation().and_then(|r| r.recommendation()).map(|r| json!({
-            "recommendation": {"text": r.text(), "Url": r.url()}
-        }))),
+        json!(f
+            .remediation()
+            .and_then(|r| r.recommendation())
+            .map(|r| json!({
+                "recommendation": {"text": r.text(), "Url": r.url()}
+            }))),
     );
     put(
         "resources",
@@ -204,7 +211,12 @@ fn cvss3(f: &Finding) -> Option<f64> {
         .map(|c| c.base_score())
 }
 
-pub fn finding_row(f: &Finding, scan: &ScanContext, instance_id: &str, scanned_at: DateTime<Utc>) -> FindingRow {
+pub fn finding_row(
+    f: &Finding,
+    scan: &ScanContext,
+    instance_id: &str,
+    scanned_at: DateTime<Utc>,
+) -> FindingRow {
     let packages = f
         .package_vulnerability_details()
         .map(|p| p.vulnerable_packages())
@@ -303,7 +315,11 @@ pub fn csv_row(f: &Finding, row: &FindingRow, scan: &ScanContext) -> String {
     let platform = f
         .resources()
         .iter()
-        .find_map(|r| r.details().and_then(|d| d.aws_ec2_instance()).and_then(|d| d.platform()))
+        .find_map(|r| {
+            r.details()
+                .and_then(|d| d.aws_ec2_instance())
+                .and_then(|d| d.platform())
+        })
         .map(str::to_string)
         .or_else(|| scan.platform.clone())
         .unwrap_or_default();
@@ -325,12 +341,19 @@ pub fn csv_row(f: &Finding, row: &FindingRow, scan: &ScanContext) -> String {
         opt(&row.remediation),
         num(row.inspector_score),
         opt(&row.vulnerability_id),
-        details.and_then(|d| d.vendor_severity()).unwrap_or_default().to_string(),
+        details
+            .and_then(|d| d.vendor_severity())
+            .unwrap_or_default()
+            .to_string(),
         num(row.cvss3_score),
         scan.ami_id.clone(),
-        f.exploit_available().map(|v| v.as_str().to_string()).unwrap_or_default(),
+        f.exploit_available()
+            .map(|v| v.as_str().to_string())
+            .unwrap_or_default(),
         num(row.epss_score),
-        details.map(|d| d.reference_urls().join(", ")).unwrap_or_default(),
+        details
+            .map(|d| d.reference_urls().join(", "))
+            .unwrap_or_default(),
     ])
 }
 
@@ -471,21 +494,37 @@ mod tests {
     fn keys_are_hive_partitioned_by_day_and_named_by_scan() {
         let at = Utc.with_ymd_and_hms(2026, 11, 24, 1, 2, 3).unwrap();
         let keys = report_keys(&scan(), at, Some("csv"));
-        assert_eq!(keys.findings, "findings/scan_date=2026-11-24/ami-0123456789abcdef0-20261123.jsonl");
-        assert_eq!(keys.summary, "scans/scan_date=2026-11-24/ami-0123456789abcdef0-20261123.json");
-        assert_eq!(keys.report.as_deref(), Some("reports/ami-0123456789abcdef0/ami-0123456789abcdef0-20261123.csv"));
+        assert_eq!(
+            keys.findings,
+            "findings/scan_date=2026-11-24/ami-0123456789abcdef0-20261123.jsonl"
+        );
+        assert_eq!(
+            keys.summary,
+            "scans/scan_date=2026-11-24/ami-0123456789abcdef0-20261123.json"
+        );
+        assert_eq!(
+            keys.report.as_deref(),
+            Some("reports/ami-0123456789abcdef0/ami-0123456789abcdef0-20261123.csv")
+        );
         assert_eq!(report_keys(&scan(), at, None).report, None);
     }
 
     #[test]
     fn a_row_is_flat_and_carries_the_raw_finding() {
-        let f = sample_finding("arn:aws:inspector2:us-east-1:123456789012:finding/1", "CRITICAL", "ACTIVE");
+        let f = sample_finding(
+            "arn:aws:inspector2:us-east-1:123456789012:finding/1",
+            "CRITICAL",
+            "ACTIVE",
+        );
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
         let row = finding_row(&f, &scan(), "i-0123456789abcdef0", at);
         assert_eq!(row.severity(), Severity::Critical);
         assert_eq!(row.vulnerability_id.as_deref(), Some("CVE-2026-0001"));
         assert_eq!(row.package_name.as_deref(), Some("openssl"));
-        assert_eq!(row.installed_version.as_deref(), Some("1:3.0.2-0ubuntu1.10"));
+        assert_eq!(
+            row.installed_version.as_deref(),
+            Some("1:3.0.2-0ubuntu1.10")
+        );
         assert_eq!(row.fixed_in_version.as_deref(), Some("1:3.0.2-0ubuntu1.15"));
         assert_eq!(row.fix_available.as_deref(), Some("YES"));
         assert_eq!(row.exploit_available, Some(false));
@@ -496,8 +535,14 @@ mod tests {
         let line = serde_json::to_string(&row).unwrap();
         assert!(!line.contains('\n'), "JSON Lines need one object per line");
         let raw: Value = serde_json::from_str(&row.finding_json).unwrap();
-        assert_eq!(raw["findingArn"], "arn:aws:inspector2:us-east-1:123456789012:finding/1");
-        assert_eq!(raw["packageVulnerabilityDetails"]["vulnerablePackages"][0]["name"], "openssl");
+        assert_eq!(
+            raw["findingArn"],
+            "arn:aws:inspector2:us-east-1:123456789012:finding/1"
+        );
+        assert_eq!(
+            raw["packageVulnerabilityDetails"]["vulnerablePackages"][0]["name"],
+            "openssl"
+        );
         assert_eq!(raw["resources"][0]["id"], "i-0123456789abcdef0");
     }
 
@@ -506,11 +551,17 @@ mod tests {
         let f = sample_finding("arn:1", "HIGH", "ACTIVE");
         let row = finding_row(&f, &scan(), "i-0123456789abcdef0", Utc::now());
         let header = csv_header();
-        assert!(header.starts_with("AWS Account Id,Severity,Fix Available,Finding Type,Title,Description,"));
+        assert!(header
+            .starts_with("AWS Account Id,Severity,Fix Available,Finding Type,Title,Description,"));
         assert!(header.ends_with("Epss Score,Reference Urls\r\n"));
         let line = csv_row(&f, &row, &scan());
-        assert!(line.contains(r#""A ""quoted"", multi-line
-description""#), "{line}");
+        assert!(
+            line.contains(
+                r#""A ""quoted"", multi-line
+description""#
+            ),
+            "{line}"
+        );
         assert!(line.starts_with("123456789012,HIGH,YES,PACKAGE_VULNERABILITY,"));
         assert!(line.contains(",ami-0123456789abcdef0,NO,0.42,https://example.com/a\r\n"));
         assert_eq!(csv_field("plain"), "plain");
@@ -519,13 +570,20 @@ description""#), "{line}");
     #[test]
     fn only_active_findings_count_towards_the_verdict() {
         let mut tally = Tally::default();
-        for (sev, status) in [("CRITICAL", "CLOSED"), ("HIGH", "ACTIVE"), ("LOW", "SUPPRESSED")] {
+        for (sev, status) in [
+            ("CRITICAL", "CLOSED"),
+            ("HIGH", "ACTIVE"),
+            ("LOW", "SUPPRESSED"),
+        ] {
             let f = sample_finding("arn:x", sev, status);
             tally.add(&finding_row(&f, &scan(), "i-0123456789abcdef0", Utc::now()));
         }
         assert_eq!(tally.rows, 3);
         assert_eq!(tally.active.total(), 1);
         assert_eq!(tally.active.high, 1);
-        assert_eq!(Verdict::of(&tally.active, Some(Severity::Critical)), Verdict::Pass);
+        assert_eq!(
+            Verdict::of(&tally.active, Some(Severity::Critical)),
+            Verdict::Pass
+        );
     }
 }

@@ -64,7 +64,10 @@ pub async fn create_scan_rule(
         .put_rule()
         .name(&name)
         .description(naming::truncate(
-            &format!("amiscan: report {} once Inspector has scanned {instance_id}", scan.scan_id),
+            &format!(
+                "amiscan: report {} once Inspector has scanned {instance_id}",
+                scan.scan_id
+            ),
             512,
         ))
         .event_pattern(event_pattern(&instance_id))
@@ -131,8 +134,14 @@ mod tests {
             serde_json::from_str(&event_pattern("i-0123456789abcdef0")).unwrap();
         assert_eq!(pattern["source"], json!(["aws.inspector2"]));
         assert_eq!(pattern["detail-type"], json!(["Inspector2 Scan"]));
-        assert_eq!(pattern["detail"]["instance-id"], json!(["i-0123456789abcdef0"]));
-        assert_eq!(pattern["detail"]["scan-status"], json!(["INITIAL_SCAN_COMPLETE"]));
+        assert_eq!(
+            pattern["detail"]["instance-id"],
+            json!(["i-0123456789abcdef0"])
+        );
+        assert_eq!(
+            pattern["detail"]["scan-status"],
+            json!(["INITIAL_SCAN_COMPLETE"])
+        );
     }
 
     #[test]
@@ -141,7 +150,10 @@ mod tests {
         // What EventBridge does with the template, for a sample event.
         let rendered = transformer
             .input_template()
-            .replace("<severity_counts>", r#"{"CRITICAL":1,"HIGH":0,"MEDIUM":2,"TOTAL":3}"#)
+            .replace(
+                "<severity_counts>",
+                r#"{"CRITICAL":1,"HIGH":0,"MEDIUM":2,"TOTAL":3}"#,
+            )
             .replace("<event_time>", "2026-11-23T10:00:00Z");
         let input: serde_json::Value = serde_json::from_str(&rendered).unwrap();
         assert_eq!(input["scan"], serde_json::to_value(scan()).unwrap());

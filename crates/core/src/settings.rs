@@ -45,7 +45,10 @@ impl EnvReader<fn(&str) -> Option<String>> {
     }
 }
 
-impl EnvReader<Box<dyn Fn(&str) -> Option<String>>> {
+/// A reader over a fixed map.
+pub type MapEnv = EnvReader<Box<dyn Fn(&str) -> Option<String>>>;
+
+impl MapEnv {
     /// Reads a fixed map (tests, benchmarks).
     pub fn from_map(map: HashMap<String, String>) -> Self {
         EnvReader::new(Box::new(move |name: &str| map.get(name).cloned()))
@@ -102,7 +105,8 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         match value.parse::<T>() {
             Ok(parsed) => Some(parsed),
             Err(err) => {
-                self.problems.push(format!("{name}={value:?} is malformed: {err}"));
+                self.problems
+                    .push(format!("{name}={value:?} is malformed: {err}"));
                 None
             }
         }
@@ -144,7 +148,11 @@ macro_rules! prefixed_setting {
 prefixed_setting!(SubnetId, "subnet-", "a subnet id");
 prefixed_setting!(SecurityGroupId, "sg-", "a security group id");
 prefixed_setting!(TopicArn, "arn:aws:sns:" | "arn:aws-", "an SNS topic ARN");
-prefixed_setting!(StateMachineArn, "arn:aws:states:" | "arn:aws-", "a state machine ARN");
+prefixed_setting!(
+    StateMachineArn,
+    "arn:aws:states:" | "arn:aws-",
+    "a state machine ARN"
+);
 prefixed_setting!(RoleArn, "arn:aws:iam::" | "arn:aws-", "an IAM role ARN");
 prefixed_setting!(KmsKeyArn, "arn:aws:kms:" | "arn:aws-", "a KMS key ARN");
 
@@ -215,7 +223,8 @@ impl FromStr for InstanceTypes {
             let valid = t.split_once('.').is_some_and(|(family, size)| {
                 !family.is_empty()
                     && !size.is_empty()
-                    && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+                    && t.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
             });
             if !valid {
                 return Err(format!("{t:?} is not an instance type such as t3.small"));
@@ -396,7 +405,11 @@ impl ExportSettings {
 impl TagSettings {
     pub fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self, Error> {
         let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
-        env.finish(|| Some(TagSettings { tag_prefix: prefix? }))
+        env.finish(|| {
+            Some(TagSettings {
+                tag_prefix: prefix?,
+            })
+        })
     }
 }
 
@@ -420,7 +433,7 @@ impl CleanupSettings {
 mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> EnvReader<Box<dyn Fn(&str) -> Option<String>>> {
+    fn env(pairs: &[(&str, &str)]) -> MapEnv {
         EnvReader::from_map(
             pairs
                 .iter()
@@ -440,8 +453,14 @@ mod tests {
         let Error::Configuration(text) = err else {
             panic!("expected a configuration error")
         };
-        assert!(text.contains("INSTANCE_TYPES=\"t3.micro, bogus\" is malformed"), "{text}");
-        assert!(text.contains("SUBNET_ID=\"vpc-123\" is malformed"), "{text}");
+        assert!(
+            text.contains("INSTANCE_TYPES=\"t3.micro, bogus\" is malformed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SUBNET_ID=\"vpc-123\" is malformed"),
+            "{text}"
+        );
         assert!(text.contains("SECURITY_GROUP_ID is not set"), "{text}");
         assert!(text.contains("INSTANCE_PROFILE is not set"), "{text}");
         assert!(!text.contains("TAG_PREFIX"), "{text}");
@@ -453,16 +472,25 @@ mod tests {
             ("INSTANCE_TYPES", " t3.small,t3a.small , m5.large"),
             ("SUBNET_ID", "subnet-0abc"),
             ("SECURITY_GROUP_ID", "sg-0abc"),
-            ("INSTANCE_PROFILE", "arn:aws:iam::123456789012:instance-profile/amiscan"),
+            (
+                "INSTANCE_PROFILE",
+                "arn:aws:iam::123456789012:instance-profile/amiscan",
+            ),
             ("TAG_PREFIX", "amiscan:"),
         ]))
         .unwrap();
-        assert_eq!(settings.instance_types, ["t3.small", "t3a.small", "m5.large"]);
+        assert_eq!(
+            settings.instance_types,
+            ["t3.small", "t3a.small", "m5.large"]
+        );
         assert_eq!(
             settings.instance_profile,
             InstanceProfile::Arn("arn:aws:iam::123456789012:instance-profile/amiscan".into())
         );
-        assert_eq!("scanner-profile".parse(), Ok(InstanceProfile::Name("scanner-profile".into())));
+        assert_eq!(
+            "scanner-profile".parse(),
+            Ok(InstanceProfile::Name("scanner-profile".into()))
+        );
         assert!("arn:aws:iam::1:role/x".parse::<InstanceProfile>().is_err());
     }
 
@@ -473,13 +501,18 @@ mod tests {
             ("SCAN_TIMEOUT_MINUTES", "5"),
         ]))
         .unwrap_err();
-        assert!(err.to_string().contains("SCAN_TIMEOUT_MINUTES=\"5\" is malformed: expected a whole number from 10 to 1440"));
+        assert!(err.to_string().contains(
+            "SCAN_TIMEOUT_MINUTES=\"5\" is malformed: expected a whole number from 10 to 1440"
+        ));
         let ok = CleanupSettings::from_env(env(&[
             ("TAG_PREFIX", "amiscan:"),
             ("SCAN_TIMEOUT_MINUTES", "120"),
         ]))
         .unwrap();
-        assert_eq!((ok.scan_timeout_minutes, ok.sweep_margin_minutes), (120, 30));
+        assert_eq!(
+            (ok.scan_timeout_minutes, ok.sweep_margin_minutes),
+            (120, 30)
+        );
     }
 
     #[test]
@@ -489,7 +522,10 @@ mod tests {
         assert!("SEVERE".parse::<Threshold>().is_err());
         let err = ExportSettings::from_env(env(&[
             ("REPORT_BUCKET", "Bad_Bucket"),
-            ("REPORT_KMS_KEY_ARN", "arn:aws:kms:us-east-1:123456789012:key/1"),
+            (
+                "REPORT_KMS_KEY_ARN",
+                "arn:aws:kms:us-east-1:123456789012:key/1",
+            ),
             ("REPORT_FORMAT", "XML"),
             ("SEVERITY_THRESHOLD", "CRITICAL"),
         ]))

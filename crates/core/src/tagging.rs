@@ -26,8 +26,12 @@ pub const REPORT_URI: &str = "report-uri";
 pub const FINDINGS: &str = "findings";
 
 /// The count tags, one per severity that can fail a scan.
-pub const COUNT_SEVERITIES: [Severity; 4] =
-    [Severity::Critical, Severity::High, Severity::Medium, Severity::Low];
+pub const COUNT_SEVERITIES: [Severity; 4] = [
+    Severity::Critical,
+    Severity::High,
+    Severity::Medium,
+    Severity::Low,
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TagRequest {
@@ -89,7 +93,10 @@ pub fn result_tags(
         if summary.ami_id != request.scan.ami_id || summary.scan_id != request.scan.scan_id {
             return Err(Error::invalid(
                 "summary",
-                format!("belongs to {} {}, not to this scan", summary.ami_id, summary.scan_id),
+                format!(
+                    "belongs to {} {}, not to this scan",
+                    summary.ami_id, summary.scan_id
+                ),
             ));
         }
         set.insert(prefix.key(LAST_SCAN), summary.scanned_at.clone());
@@ -104,7 +111,12 @@ pub fn result_tags(
         set.insert(prefix.key(REPORT_URI), summary.report_uri.clone());
         remove.push(prefix.key(REASON));
     } else {
-        match request.reason.as_ref().map(reason_text).filter(|r| !r.is_empty()) {
+        match request
+            .reason
+            .as_ref()
+            .map(reason_text)
+            .filter(|r| !r.is_empty())
+        {
             Some(reason) => {
                 set.insert(prefix.key(REASON), reason);
             }
@@ -161,7 +173,12 @@ pub async fn tag_ami(
         client
             .delete_tags()
             .resources(&ami_id)
-            .set_tags(Some(remove.iter().map(|k| Tag::builder().key(k).build()).collect()))
+            .set_tags(Some(
+                remove
+                    .iter()
+                    .map(|k| Tag::builder().key(k).build())
+                    .collect(),
+            ))
             .send()
             .await
             .map_err(|e| Error::from_sdk("DeleteTags", e))?;

@@ -27,6 +27,13 @@ impl Function {
 
     pub async fn handle(&self, event: Value) -> Result<ScanSummary, Error> {
         let request: ExportRequest = parse_event(event)?;
-        export::export_report(&self.inspector, &self.s3, &self.settings, request, chrono::Utc::now()).await
+        export::export_report(
+            &self.inspector,
+            &self.s3,
+            &self.settings,
+            request,
+            chrono::Utc::now(),
+        )
+        .await
     }
 }

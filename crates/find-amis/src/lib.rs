@@ -27,6 +27,14 @@ impl Function {
 
     pub async fn handle(&self, event: Value) -> Result<FindOutput, Error> {
         let request = find::parse_request(event)?;
-        find::find_and_start(&self.ec2, &self.sfn, &self.sns, &self.settings, &request, chrono::Utc::now()).await
+        find::find_and_start(
+            &self.ec2,
+            &self.sfn,
+            &self.sns,
+            &self.settings,
+            &request,
+            chrono::Utc::now(),
+        )
+        .await
     }
 }
