@@ -359,3 +359,82 @@ pub async fn export_report(
     );
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::inspector2::operation::list_findings::ListFindingsOutput;
+    use crate::aws::s3::operation::put_object::PutObjectOutput;
+    use crate::model::Severity;
+    use crate::settings::Threshold;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn settings() -> ExportSettings {
+        ExportSettings {
+            report_bucket: "amiscan-reports".parse().unwrap(),
+            report_kms_key_arn: "arn:aws:kms:us-east-1:123456789012:key/k".parse().unwrap(),
+            report_format: ReportFormat::None,
+            severity_threshold: Threshold(Some(Severity::High)),
+        }
+    }
+
+    fn page(findings: &[(&str, &str)], next: Option<&str>) -> ListFindingsOutput {
+        let mut out = ListFindingsOutput::builder().set_next_token(next.map(str::to_string));
+        for (arn, severity) in findings {
+            out = out.findings(crate::report::tests::sample_finding(
+                arn, severity, "ACTIVE",
+            ));
+        }
+        out.build()
+    }
+
+    #[tokio::test]
+    async fn every_page_of_findings_is_read_and_counted() {
+        let first = mock!(inspector2::Client::list_findings)
+            .match_requests(|r| r.next_token().is_none() && r.max_results() == Some(100))
+            .then_output(|| page(&[("arn:1", "HIGH"), ("arn:2", "LOW")], Some("t2")));
+        let second = mock!(inspector2::Client::list_findings)
+            .match_requests(|r| {
+                r.next_token() == Some("t2")
+                    && r.filter_criteria()
+                        .map(|f| f.resource_id()[0].value() == "i-0123456789abcdef0")
+                        .unwrap_or(false)
+            })
+            .then_output(|| page(&[("arn:3", "MEDIUM")], None));
+        let inspector = mock_client!(inspector2, RuleMode::Sequential, [&first, &second]);
+        let data = mock!(s3::Client::put_object)
+            .match_requests(|r| {
+                r.key()
+                    .is_some_and(|k| k.starts_with("findings/scan_date="))
+                    && r.server_side_encryption() == Some(&ServerSideEncryption::AwsKms)
+                    && r.ssekms_key_id() == Some("arn:aws:kms:us-east-1:123456789012:key/k")
+            })
+            .then_output(|| PutObjectOutput::builder().build());
+        let summary = mock!(s3::Client::put_object)
+            .match_requests(|r| r.key().is_some_and(|k| k.starts_with("scans/scan_date=")))
+            .then_output(|| PutObjectOutput::builder().build());
+        let s3_client = mock_client!(s3, RuleMode::Sequential, [&data, &summary]);
+        let request: ExportRequest = serde_json::from_str(include_str!(
+            "../../../events/export-report/scan-complete.json"
+        ))
+        .unwrap();
+        let out = export_report(&inspector, &s3_client, &settings(), request, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(out.finding_count, 3);
+        assert_eq!(
+            (out.counts.high, out.counts.medium, out.counts.low),
+            (1, 1, 1)
+        );
+        assert_eq!(out.verdict, Verdict::Fail);
+        assert_eq!(
+            (
+                first.num_calls(),
+                second.num_calls(),
+                data.num_calls(),
+                summary.num_calls()
+            ),
+            (1, 1, 1, 1)
+        );
+    }
+}

@@ -592,3 +592,191 @@ pub async fn find_and_start(
     }
     Ok(output)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use chrono::TimeZone;
+    use serde_json::json;
+
+    fn ami(id: &str, state: &str, last: Option<&str>) -> AmiCandidate {
+        AmiCandidate {
+            ami_id: id.into(),
+            name: None,
+            platform: "Linux/UNIX".into(),
+            state: state.into(),
+            last_scanned: last
+                .map(|t| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc)),
+        }
+    }
+
+    #[test]
+    fn requests_parse_into_tagged_or_named_runs() {
+        let scheduled: Value =
+            serde_json::from_str(include_str!("../../../events/find-amis/scheduled.json")).unwrap();
+        assert_eq!(
+            parse_request(scheduled).unwrap(),
+            FindRequest::Tagged { force: false }
+        );
+        assert_eq!(
+            parse_request(json!({})).unwrap(),
+            FindRequest::Tagged { force: false }
+        );
+        let manual: Value =
+            serde_json::from_str(include_str!("../../../events/find-amis/manual.json")).unwrap();
+        assert_eq!(
+            parse_request(manual).unwrap(),
+            FindRequest::Requested {
+                ami_ids: vec![
+                    "ami-0123456789abcdef0".into(),
+                    "ami-0fedcba9876543210".into()
+                ],
+                force: false
+            }
+        );
+        let rescan: Value =
+            serde_json::from_str(include_str!("../../../events/find-amis/rescan-today.json"))
+                .unwrap();
+        assert!(matches!(
+            parse_request(rescan).unwrap(),
+            FindRequest::Requested { force: true, .. }
+        ));
+        let duplicated =
+            parse_request(json!({"ami_ids": ["ami-12345678", "ami-12345678"]})).unwrap();
+        assert!(matches!(duplicated, FindRequest::Requested { ami_ids, .. } if ami_ids.len() == 1));
+    }
+
+    #[test]
+    fn bad_requests_name_their_field() {
+        let field_of = |v: Value| match parse_request(v).unwrap_err() {
+            Error::InvalidInput { field, .. } => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field_of(json!({"ami_ids": []})), "ami_ids");
+        assert_eq!(
+            field_of(json!({"ami_ids": ["ami-12345678", "bogus"]})),
+            "ami_ids[1]"
+        );
+        assert_eq!(field_of(json!({"ami_ids": "ami-12345678"})), "ami_ids");
+        assert_eq!(field_of(json!({"force": "yes"})), "force");
+        assert_eq!(field_of(json!({"subnet_id": "subnet-1"})), "subnet_id");
+        assert_eq!(
+            field_of(json!({"detail-type": "Scheduled Event"})),
+            "source"
+        );
+    }
+
+    #[test]
+    fn the_plan_skips_with_reasons_and_starts_the_least_recently_scanned_first() {
+        let candidates = vec![
+            ami("ami-00000001", "available", Some("2026-11-20T00:00:00Z")),
+            ami("ami-00000002", "pending", None),
+            ami("ami-00000003", "available", None),
+            ami("ami-00000004", "available", Some("2026-11-01T00:00:00Z")),
+            ami("ami-00000005", "available", None),
+        ];
+        let scanning = HashMap::from([("ami-00000005".to_string(), "i-0000000a".to_string())]);
+        let missing = vec![Skipped {
+            ami_id: "ami-0000dead".into(),
+            reason: "not found".into(),
+        }];
+        let plan = plan_scans(candidates, missing, &scanning, 3);
+        let started: Vec<_> = plan.to_start.iter().map(|a| a.ami_id.as_str()).collect();
+        // One slot is taken by the running scan: two start, never-scanned first.
+        assert_eq!(started, ["ami-00000003", "ami-00000004"]);
+        let reasons: HashMap<_, _> = plan
+            .skipped
+            .iter()
+            .map(|s| (s.ami_id.as_str(), s.reason.as_str()))
+            .collect();
+        assert_eq!(reasons["ami-0000dead"], "not found");
+        assert_eq!(reasons["ami-00000002"], "state is pending (not available)");
+        assert_eq!(
+            reasons["ami-00000005"],
+            "already being scanned by instance i-0000000a"
+        );
+        assert_eq!(
+            reasons["ami-00000001"],
+            "concurrent-scan cap of 3 reached; first in line next run"
+        );
+        assert_eq!(plan.to_start.len() + plan.skipped.len(), 6);
+    }
+
+    fn image(id: &str) -> ec2::types::Image {
+        ec2::types::Image::builder()
+            .image_id(id)
+            .state(ec2::types::ImageState::Available)
+            .build()
+    }
+
+    #[tokio::test]
+    async fn listing_follows_every_page() {
+        let page1 = mock!(ec2::Client::describe_images)
+            .match_requests(|r| r.next_token().is_none() && r.owners() == ["self"])
+            .then_output(|| {
+                ec2::operation::describe_images::DescribeImagesOutput::builder()
+                    .images(image("ami-00000001"))
+                    .images(image("ami-00000002"))
+                    .next_token("page-2")
+                    .build()
+            });
+        let page2 = mock!(ec2::Client::describe_images)
+            .match_requests(|r| r.next_token() == Some("page-2"))
+            .then_output(|| {
+                ec2::operation::describe_images::DescribeImagesOutput::builder()
+                    .images(image("ami-00000003"))
+                    .build()
+            });
+        let client = mock_client!(ec2, RuleMode::Sequential, [&page1, &page2]);
+        let images = list_tagged_amis(&client, "InspectorScan", "true")
+            .await
+            .unwrap();
+        let ids: Vec<_> = images.iter().filter_map(|i| i.image_id()).collect();
+        assert_eq!(ids, ["ami-00000001", "ami-00000002", "ami-00000003"]);
+        assert_eq!((page1.num_calls(), page2.num_calls()), (1, 1));
+    }
+
+    #[test]
+    fn the_summary_says_nothing_tagged_or_how_many_started() {
+        let settings = FindSettings {
+            selection_tag_key: "InspectorScan".into(),
+            selection_tag_value: "true".into(),
+            tag_prefix: "amiscan:".parse().unwrap(),
+            max_concurrent_scans: 20,
+            launch_state_machine_arn: "arn:aws:states:us-east-1:1:stateMachine:x".parse().unwrap(),
+            topic_arn: "arn:aws:sns:us-east-1:1:t".parse().unwrap(),
+        };
+        let request = FindRequest::Tagged { force: false };
+        let empty = summary(&FindOutput::default(), &settings, &request);
+        assert_eq!(empty.event_type, EventType::NothingToScan);
+        assert_eq!(
+            empty.subject,
+            "amiscan: nothing to scan, no AMIs tagged InspectorScan=true"
+        );
+        let started = FindOutput {
+            found: 2,
+            started: vec![StartedScan {
+                ami_id: "ami-00000001".into(),
+                scan_id: naming::scan_id(
+                    "ami-00000001",
+                    Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap(),
+                    false,
+                ),
+                execution_arn: None,
+            }],
+            skipped: vec![Skipped {
+                ami_id: "ami-00000002".into(),
+                reason: "x".into(),
+            }],
+            ..FindOutput::default()
+        };
+        let note = summary(&started, &settings, &request);
+        assert_eq!(note.event_type, EventType::ScanBatchStarted);
+        assert_eq!(
+            note.subject,
+            "amiscan: started 1 scans (2 found, 1 skipped)"
+        );
+        assert_eq!(note.body["started"][0]["scan_id"], "ami-00000001-20261127");
+    }
+}

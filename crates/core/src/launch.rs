@@ -220,3 +220,176 @@ fn launched(
         .or(scan.platform);
     scan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::ec2::error::ErrorMetadata;
+    use crate::aws::ec2::operation::describe_images::DescribeImagesOutput;
+    use crate::aws::ec2::operation::describe_instances::DescribeInstancesOutput;
+    use crate::aws::ec2::operation::run_instances::{RunInstancesError, RunInstancesOutput};
+    use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+
+    const AMI: &str = "ami-0123456789abcdef0";
+
+    fn settings() -> LaunchSettings {
+        LaunchSettings {
+            instance_types: vec!["t3.small".into(), "t3a.small".into()],
+            subnet_id: "subnet-0abc".parse().unwrap(),
+            security_group_id: "sg-0abc".parse().unwrap(),
+            instance_profile: "amiscan-scanner".parse().unwrap(),
+            tag_prefix: "amiscan:".parse().unwrap(),
+        }
+    }
+
+    fn scan() -> ScanContext {
+        serde_json::from_str(include_str!("../../../events/launch-instance/scan.json")).unwrap()
+    }
+
+    fn the_image() -> ec2::types::Image {
+        ec2::types::Image::builder()
+            .image_id(AMI)
+            .state(ec2::types::ImageState::Available)
+            .root_device_name("/dev/sda1")
+            .block_device_mappings(
+                BlockDeviceMapping::builder()
+                    .device_name("/dev/sda1")
+                    .ebs(
+                        EbsBlockDevice::builder()
+                            .snapshot_id("snap-1")
+                            .volume_size(8)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    }
+
+    /// The checks before a launch: the AMI is visible, owned, and no
+    /// instance of this scan exists yet.
+    fn checks() -> [Rule; 3] {
+        let images = || DescribeImagesOutput::builder().images(the_image()).build();
+        [
+            mock!(ec2::Client::describe_images).then_output(images),
+            mock!(ec2::Client::describe_images).then_output(images),
+            mock!(ec2::Client::describe_instances)
+                .then_output(|| DescribeInstancesOutput::builder().build()),
+        ]
+    }
+
+    fn capacity_error(r: &ec2::operation::run_instances::RunInstancesInput) -> bool {
+        r.instance_type() == Some(&InstanceType::from("t3.small"))
+            && r.client_token() == Some("amiscan-ami-0123456789abcdef0-20261127-0")
+    }
+
+    #[tokio::test]
+    async fn a_capacity_error_moves_on_to_the_next_type_with_its_own_token() {
+        let [visible, owned, existing] = checks();
+        let no_capacity = mock!(ec2::Client::run_instances)
+            .match_requests(capacity_error)
+            .then_error(|| {
+                RunInstancesError::generic(
+                    ErrorMetadata::builder()
+                        .code("InsufficientInstanceCapacity")
+                        .build(),
+                )
+            });
+        let launched = mock!(ec2::Client::run_instances)
+            .match_requests(|r| {
+                let metadata = r.metadata_options().unwrap();
+                let nic = &r.network_interfaces()[0];
+                let root = &r.block_device_mappings()[0];
+                let tags: Vec<_> = r
+                    .tag_specifications()
+                    .iter()
+                    .filter_map(|t| t.resource_type())
+                    .collect();
+                r.instance_type() == Some(&InstanceType::from("t3a.small"))
+                    && r.client_token() == Some("amiscan-ami-0123456789abcdef0-20261127-1")
+                    && metadata.http_tokens() == Some(&HttpTokensState::Required)
+                    && nic.associate_public_ip_address() == Some(false)
+                    && nic.groups() == ["sg-0abc"]
+                    && root.ebs().and_then(|e| e.encrypted()) == Some(true)
+                    && root.ebs().and_then(|e| e.delete_on_termination()) == Some(true)
+                    && r.instance_initiated_shutdown_behavior()
+                        == Some(&ShutdownBehavior::Terminate)
+                    && r.iam_instance_profile().and_then(|p| p.name()) == Some("amiscan-scanner")
+                    && tags == [&ResourceType::Instance, &ResourceType::Volume]
+            })
+            .then_output(|| {
+                RunInstancesOutput::builder()
+                    .instances(
+                        ec2::types::Instance::builder()
+                            .instance_id("i-0123456789abcdef0")
+                            .instance_type(InstanceType::from("t3a.small"))
+                            .build(),
+                    )
+                    .build()
+            });
+        let client = mock_client!(
+            ec2,
+            RuleMode::Sequential,
+            [&visible, &owned, &existing, &no_capacity, &launched]
+        );
+        let out = launch(&client, &settings(), scan()).await.unwrap();
+        assert_eq!(out.instance_id.as_deref(), Some("i-0123456789abcdef0"));
+        assert_eq!(out.instance_type.as_deref(), Some("t3a.small"));
+        assert_eq!((no_capacity.num_calls(), launched.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn no_capacity_in_any_type_is_capacity_unavailable() {
+        let [visible, owned, existing] = checks();
+        let unsupported = || {
+            RunInstancesError::generic(
+                ErrorMetadata::builder()
+                    .code("Unsupported")
+                    .message("not in this zone")
+                    .build(),
+            )
+        };
+        let first = mock!(ec2::Client::run_instances).then_error(unsupported);
+        let second = mock!(ec2::Client::run_instances).then_error(unsupported);
+        let client = mock_client!(
+            ec2,
+            RuleMode::Sequential,
+            [&visible, &owned, &existing, &first, &second]
+        );
+        let err = launch(&client, &settings(), scan()).await.unwrap_err();
+        assert_eq!(err.error_type(), "CapacityUnavailable");
+        assert!(err.to_string().contains("t3.small, t3a.small"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn any_other_launch_error_stops_at_once() {
+        let [visible, owned, existing] = checks();
+        let denied = mock!(ec2::Client::run_instances).then_error(|| {
+            RunInstancesError::generic(
+                ErrorMetadata::builder()
+                    .code("UnauthorizedOperation")
+                    .build(),
+            )
+        });
+        let client = mock_client!(
+            ec2,
+            RuleMode::Sequential,
+            [&visible, &owned, &existing, &denied]
+        );
+        let err = launch(&client, &settings(), scan()).await.unwrap_err();
+        assert_eq!(err.error_type(), "AwsError");
+        assert_eq!(err.aws_code(), Some("UnauthorizedOperation"));
+        assert_eq!(denied.num_calls(), 1);
+    }
+
+    #[test]
+    fn every_ebs_mapping_is_encrypted_and_deleted_with_the_instance() {
+        let mappings = block_devices(&the_image());
+        assert_eq!(mappings.len(), 1);
+        let ebs = mappings[0].ebs().unwrap();
+        assert_eq!(
+            (ebs.encrypted(), ebs.delete_on_termination()),
+            (Some(true), Some(true))
+        );
+        assert_eq!(ebs.snapshot_id(), Some("snap-1"));
+    }
+}

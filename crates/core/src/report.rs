@@ -408,7 +408,7 @@ impl Tally {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::aws::inspector2::types::{
         CvssScore, EpssDetails, ExploitAvailable, FindingStatus, FindingType, FixAvailable,
