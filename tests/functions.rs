@@ -81,6 +81,7 @@ impl Stack {
             ("SECURITY_GROUP_ID", &self.security_group),
             ("INSTANCE_PROFILE", &self.profile),
             ("TAG_PREFIX", TAG_PREFIX),
+            ("SCAN_TIMEOUT_MINUTES", "120"),
         ]))
         .unwrap();
         launch_instance::Function::new(&self.cloud.config, settings)
@@ -344,7 +345,8 @@ async fn launch_instance_starts_a_locked_down_tagged_instance() {
         .unwrap();
     let instance_id = scan.instance_id.clone().unwrap();
     assert_eq!(scan.instance_type.as_deref(), Some("t3.small"));
-    assert!(scan.launched_at.is_some());
+    let launched_at = scan.launched_at.unwrap();
+    assert_eq!(scan.deadline_at, Some(launched_at + Duration::minutes(120)));
 
     let instance = stack.cloud.instance(&instance_id).await;
     assert_eq!(instance.image_id(), Some(ami.as_str()));

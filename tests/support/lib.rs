@@ -261,8 +261,15 @@ impl Cloud {
 
     /// Registers many AMIs at once and tags them in bulk.
     pub async fn register_amis(&self, names: &[String], tags: &[(&str, &str)]) -> Vec<String> {
+        // A few at a time: the emulator is one process on a small machine.
+        const AT_ONCE: usize = 16;
         let mut tasks = tokio::task::JoinSet::new();
+        let mut ids = vec![String::new(); names.len()];
         for (i, name) in names.iter().enumerate() {
+            if tasks.len() >= AT_ONCE {
+                let (done, id) = tasks.join_next().await.expect("a task").expect("task");
+                ids[done] = id;
+            }
             let client = self.ec2();
             let name = name.clone();
             tasks.spawn(async move {
@@ -276,7 +283,6 @@ impl Cloud {
                 (i, out.image_id.expect("image id"))
             });
         }
-        let mut ids = vec![String::new(); names.len()];
         while let Some(done) = tasks.join_next().await {
             let (i, id) = done.expect("task");
             ids[i] = id;

@@ -322,6 +322,11 @@ pub async fn export_report(
         scanned_at: report::timestamp(now),
         verdict: Verdict::of(&tally.active, settings.severity_threshold.0),
         severity_threshold: settings.severity_threshold.to_string(),
+        highest_severity: tally
+            .active
+            .highest()
+            .map_or("NONE", |s| s.as_str())
+            .to_string(),
         finding_count: tally.rows,
         counts: tally.active,
         bucket: bucket.to_string(),

@@ -377,6 +377,7 @@ async fn start_one(
         instance_id: None,
         instance_type: None,
         launched_at: None,
+        deadline_at: None,
         rule_name: None,
     };
     let input = match serde_json::to_string(&context) {

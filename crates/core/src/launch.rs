@@ -168,7 +168,12 @@ pub async fn launch(
     .await?;
     if let Some(instance) = existing.first() {
         info!(ami_id = %scan.ami_id, instance_id = instance.instance_id().unwrap_or_default(), "scan instance already launched");
-        return Ok(launched(scan, instance, &image));
+        return Ok(launched(
+            scan,
+            instance,
+            &image,
+            settings.scan_timeout_minutes,
+        ));
     }
     let mut tried = Vec::new();
     let mut last_error = String::new();
@@ -195,7 +200,12 @@ pub async fn launch(
             .filter(|i| i.instance_id().is_some())
             .ok_or_else(|| Error::Internal("RunInstances returned no instance".into()))?;
         info!(ami_id = %scan.ami_id, instance_id = instance.instance_id().unwrap_or_default(), instance_type = %instance_type, "launched");
-        return Ok(launched(scan, instance, &image));
+        return Ok(launched(
+            scan,
+            instance,
+            &image,
+            settings.scan_timeout_minutes,
+        ));
     }
     Err(Error::CapacityUnavailable { tried, last_error })
 }
@@ -204,15 +214,16 @@ fn launched(
     mut scan: ScanContext,
     instance: &ec2::types::Instance,
     image: &ec2::types::Image,
+    timeout_minutes: u32,
 ) -> ScanContext {
+    let launched_at = instance
+        .launch_time()
+        .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+        .unwrap_or_else(Utc::now);
     scan.instance_id = instance.instance_id().map(str::to_string);
     scan.instance_type = instance.instance_type().map(|t| t.as_str().to_string());
-    scan.launched_at = Some(
-        instance
-            .launch_time()
-            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-            .unwrap_or_else(Utc::now),
-    );
+    scan.launched_at = Some(launched_at);
+    scan.deadline_at = Some(launched_at + chrono::Duration::minutes(i64::from(timeout_minutes)));
     scan.ami_name = image.name().map(str::to_string).or(scan.ami_name);
     scan.platform = image
         .platform_details()
@@ -239,6 +250,7 @@ mod tests {
             security_group_id: "sg-0abc".parse().unwrap(),
             instance_profile: "amiscan-scanner".parse().unwrap(),
             tag_prefix: "amiscan:".parse().unwrap(),
+            scan_timeout_minutes: 120,
         }
     }
 

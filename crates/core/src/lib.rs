@@ -4,6 +4,7 @@
 
 pub mod aws;
 pub mod cleanup;
+pub mod deadline;
 pub mod error;
 pub mod export;
 pub mod find;

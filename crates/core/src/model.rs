@@ -208,6 +208,10 @@ pub struct ScanContext {
     pub instance_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launched_at: Option<DateTime<Utc>>,
+    /// When launch-scan stops waiting for Inspector (launch time plus the
+    /// scan timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_name: Option<String>,
 }

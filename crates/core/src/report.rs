@@ -372,6 +372,8 @@ pub struct ScanSummary {
     pub scanned_at: String,
     pub verdict: Verdict,
     pub severity_threshold: String,
+    /// The most severe active finding's level, or `NONE`.
+    pub highest_severity: String,
     /// Every finding written, whatever its status.
     pub finding_count: u64,
     /// Active findings per severity; the verdict is drawn from these.
@@ -383,12 +385,6 @@ pub struct ScanSummary {
     pub report_key: Option<String>,
     /// The object a reader opens first: the human report, else the data.
     pub report_uri: String,
-}
-
-impl ScanSummary {
-    pub fn highest_severity(&self) -> Option<Severity> {
-        self.counts.highest()
-    }
 }
 
 /// Tallies rows as they stream past.
@@ -486,6 +482,7 @@ pub(crate) mod tests {
             instance_id: Some("i-0123456789abcdef0".into()),
             instance_type: None,
             launched_at: None,
+            deadline_at: None,
             rule_name: None,
         }
     }

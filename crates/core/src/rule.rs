@@ -124,6 +124,7 @@ mod tests {
             instance_id: Some("i-0123456789abcdef0".into()),
             instance_type: Some("t3.small".into()),
             launched_at: None,
+            deadline_at: None,
             rule_name: Some("amiscan-scan-i-0123456789abcdef0".into()),
         }
     }

@@ -30,6 +30,7 @@ pub mod vars {
     pub const MAX_CONCURRENT_SCANS: &str = "MAX_CONCURRENT_SCANS";
     pub const SEVERITY_THRESHOLD: &str = "SEVERITY_THRESHOLD";
     pub const TAG_PREFIX: &str = "TAG_PREFIX";
+    pub const FAIL_ACTION: &str = "FAIL_ACTION";
 }
 
 /// Reads variables through a lookup function and collects every problem.
@@ -275,7 +276,7 @@ impl std::fmt::Display for Threshold {
     }
 }
 
-pub type ScanTimeoutMinutes = Bounded<10, 1440>;
+pub type ScanTimeoutMinutes = Bounded<1, 1440>;
 pub type MaxConcurrentScans = Bounded<1, 250>;
 
 /// find-amis: which AMIs, how many at once, which machine to start.
@@ -297,6 +298,7 @@ pub struct LaunchSettings {
     pub security_group_id: SecurityGroupId,
     pub instance_profile: InstanceProfile,
     pub tag_prefix: TagPrefix,
+    pub scan_timeout_minutes: u32,
 }
 
 /// create-scan-rule: what the per-instance rule starts.
@@ -316,10 +318,53 @@ pub struct ExportSettings {
     pub severity_threshold: Threshold,
 }
 
-/// tag-ami: the prefix of every result tag.
+/// What tag-ami does to an AMI whose scan fails the threshold, besides tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailAction {
+    None,
+    /// Deprecate the AMI now (it stays launchable by id).
+    Deprecate,
+    /// Disable the AMI (nobody can launch it until it is re-enabled).
+    Disable,
+}
+
+impl FromStr for FailAction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(FailAction::None),
+            "deprecate" => Ok(FailAction::Deprecate),
+            "disable" => Ok(FailAction::Disable),
+            _ => Err("expected none, deprecate or disable".into()),
+        }
+    }
+}
+
+/// tag-ami: the prefix of every result tag, and the action on a FAIL verdict.
 #[derive(Debug, Clone)]
 pub struct TagSettings {
     pub tag_prefix: TagPrefix,
+    pub fail_action: FailAction,
+}
+
+/// check-scan: whose tags to read, and what to start when the event was lost.
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    pub tag_prefix: TagPrefix,
+    pub report_state_machine_arn: StateMachineArn,
+}
+
+impl CheckSettings {
+    pub fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self, Error> {
+        let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
+        let machine: Option<StateMachineArn> = env.required(vars::REPORT_STATE_MACHINE_ARN);
+        env.finish(|| {
+            Some(CheckSettings {
+                tag_prefix: prefix?,
+                report_state_machine_arn: machine?,
+            })
+        })
+    }
 }
 
 /// cleanup: what counts as scanner-managed, and when an instance is orphaned.
@@ -358,6 +403,7 @@ impl LaunchSettings {
         let group: Option<SecurityGroupId> = env.required(vars::SECURITY_GROUP_ID);
         let profile: Option<InstanceProfile> = env.required(vars::INSTANCE_PROFILE);
         let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
+        let timeout: Option<ScanTimeoutMinutes> = env.required(vars::SCAN_TIMEOUT_MINUTES);
         env.finish(|| {
             Some(LaunchSettings {
                 instance_types: types?.0,
@@ -365,6 +411,7 @@ impl LaunchSettings {
                 security_group_id: group?,
                 instance_profile: profile?,
                 tag_prefix: prefix?,
+                scan_timeout_minutes: timeout?.0,
             })
         })
     }
@@ -405,9 +452,11 @@ impl ExportSettings {
 impl TagSettings {
     pub fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self, Error> {
         let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
+        let action: Option<FailAction> = env.optional(vars::FAIL_ACTION, FailAction::None);
         env.finish(|| {
             Some(TagSettings {
                 tag_prefix: prefix?,
+                fail_action: action?,
             })
         })
     }
@@ -477,6 +526,7 @@ mod tests {
                 "arn:aws:iam::123456789012:instance-profile/amiscan",
             ),
             ("TAG_PREFIX", "amiscan:"),
+            ("SCAN_TIMEOUT_MINUTES", "120"),
         ]))
         .unwrap();
         assert_eq!(
@@ -498,11 +548,11 @@ mod tests {
     fn numbers_are_range_checked_and_defaults_apply() {
         let err = CleanupSettings::from_env(env(&[
             ("TAG_PREFIX", "amiscan:"),
-            ("SCAN_TIMEOUT_MINUTES", "5"),
+            ("SCAN_TIMEOUT_MINUTES", "0"),
         ]))
         .unwrap_err();
         assert!(err.to_string().contains(
-            "SCAN_TIMEOUT_MINUTES=\"5\" is malformed: expected a whole number from 10 to 1440"
+            "SCAN_TIMEOUT_MINUTES=\"0\" is malformed: expected a whole number from 1 to 1440"
         ));
         let ok = CleanupSettings::from_env(env(&[
             ("TAG_PREFIX", "amiscan:"),

@@ -11,10 +11,10 @@ use tracing::info;
 use crate::aws::ec2;
 use crate::aws::ec2::types::{Filter, Tag};
 use crate::error::{Error, Result};
-use crate::model::{ScanContext, ScanStatus, Severity};
+use crate::model::{ScanContext, ScanStatus, Severity, Verdict};
 use crate::naming::{self, TagPrefix};
 use crate::report::{self, ScanSummary};
-use crate::settings::TagSettings;
+use crate::settings::{FailAction, TagSettings};
 
 pub const STATUS: &str = "status";
 pub const STATUS_AT: &str = "status-at";
@@ -51,6 +51,9 @@ pub struct TagOutput {
     pub ami_id: String,
     pub tags: BTreeMap<String, String>,
     pub removed: Vec<String>,
+    /// `deprecated` or `disabled` when the FAIL action was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
 }
 
 /// A reason as one line of text.
@@ -184,9 +187,54 @@ pub async fn tag_ami(
             .map_err(|e| Error::from_sdk("DeleteTags", e))?;
     }
     info!(ami_id = %ami_id, status = %request.status, "AMI tagged");
+    let failed = request
+        .summary
+        .as_ref()
+        .is_some_and(|s| request.status == ScanStatus::Complete && s.verdict == Verdict::Fail);
+    let action = if failed {
+        apply_fail_action(client, &ami_id, settings.fail_action, now).await?
+    } else {
+        None
+    };
     Ok(TagOutput {
         ami_id,
         tags: set,
         removed: remove,
+        action,
     })
+}
+
+/// Deprecates or disables an AMI whose scan failed the threshold.
+pub async fn apply_fail_action(
+    client: &ec2::Client,
+    ami_id: &str,
+    action: FailAction,
+    now: DateTime<Utc>,
+) -> Result<Option<String>> {
+    let done = match action {
+        FailAction::None => return Ok(None),
+        FailAction::Deprecate => {
+            // EC2 refuses a time in the past and rounds to the minute.
+            let at = now + chrono::Duration::minutes(1);
+            client
+                .enable_image_deprecation()
+                .image_id(ami_id)
+                .deprecate_at(aws_smithy_types::DateTime::from_secs(at.timestamp()))
+                .send()
+                .await
+                .map_err(|e| Error::from_sdk("EnableImageDeprecation", e))?;
+            "deprecated"
+        }
+        FailAction::Disable => {
+            client
+                .disable_image()
+                .image_id(ami_id)
+                .send()
+                .await
+                .map_err(|e| Error::from_sdk("DisableImage", e))?;
+            "disabled"
+        }
+    };
+    info!(ami_id = %ami_id, action = done, "FAIL action applied");
+    Ok(Some(done.to_string()))
 }

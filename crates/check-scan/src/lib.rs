@@ -1,0 +1,42 @@
+//! check-scan: launch-scan's step after its deadline. Says whether the scan
+//! finished, hands a scanned instance whose event was lost over to
+//! report-and-cleanup, or reports why Inspector did not scan it.
+
+use amiscan_core::aws::{ec2, inspector2, sfn, SdkConfig};
+use amiscan_core::deadline::{self, CheckResult};
+use amiscan_core::model::{parse_event, ScanContext};
+use amiscan_core::settings::CheckSettings;
+use amiscan_core::Error;
+use serde_json::Value;
+
+pub struct Function {
+    ec2: ec2::Client,
+    inspector: inspector2::Client,
+    sfn: sfn::Client,
+    settings: CheckSettings,
+}
+
+impl Function {
+    pub fn new(config: &SdkConfig, settings: CheckSettings) -> Self {
+        Function {
+            ec2: ec2::Client::new(config),
+            inspector: inspector2::Client::new(config),
+            sfn: sfn::Client::new(config),
+            settings,
+        }
+    }
+
+    pub async fn handle(&self, event: Value) -> Result<CheckResult, Error> {
+        let scan: ScanContext = parse_event(event)?;
+        deadline::check_scan(
+            &self.ec2,
+            &self.inspector,
+            &self.sfn,
+            &self.settings.tag_prefix,
+            &self.settings.report_state_machine_arn.0,
+            &scan,
+            chrono::Utc::now(),
+        )
+        .await
+    }
+}

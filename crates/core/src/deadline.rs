@@ -1,0 +1,325 @@
+//! check-scan: what launch-scan does when its deadline passes. The scan may
+//! be done (report-and-cleanup already ran), scanned with the event lost
+//! (hand over to report-and-cleanup), impossible (Inspector will never scan
+//! this instance), or still pending (give up).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tracing::info;
+
+use crate::aws::inspector2::types::{
+    CoverageFilterCriteria, CoverageStringComparison, CoverageStringFilter,
+};
+use crate::aws::{ec2, inspector2, sfn};
+use crate::error::{Error, Result};
+use crate::model::{ScanContext, ScanStatus};
+use crate::naming::TagPrefix;
+use crate::tagging;
+
+/// ListCoverage reasons after which Inspector will never scan the instance.
+pub const NEVER_REASONS: [&str; 6] = [
+    "UNSUPPORTED_OS",
+    "EXCLUDED_BY_TAG",
+    "ACCESS_DENIED",
+    "ACCESS_DENIED_TO_ENCRYPTION_KEY",
+    "EC2_INSTANCE_STOPPED",
+    "RESOURCE_TERMINATED",
+];
+
+/// What Inspector's coverage says of the instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coverage {
+    pub status_code: String,
+    pub reason: String,
+    pub scanned: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Outcome {
+    /// report-and-cleanup already finished this scan.
+    Finished,
+    /// Inspector scanned it but the event was lost: report-and-cleanup was started.
+    HandedOver,
+    NotScannable,
+    TimedOut,
+}
+
+/// check-scan's result: the outcome and, when the scan did not happen, the
+/// status and reason for the AMI's tags.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ScanStatus>,
+    pub reason: String,
+}
+
+/// Decides from the AMI's status tags (`None`: the AMI is gone) and the
+/// instance's coverage (`None`: Inspector does not list it).
+pub fn decide(
+    scan: &ScanContext,
+    ami_status: Option<(Option<String>, Option<String>)>,
+    coverage: Option<&Coverage>,
+) -> (Outcome, String) {
+    let Some((scan_id, status)) = ami_status else {
+        return (
+            Outcome::NotScannable,
+            "the AMI was deregistered during the scan".into(),
+        );
+    };
+    let finished = [ScanStatus::Complete.as_str(), ScanStatus::Failed.as_str()];
+    if scan_id.as_deref() == Some(scan.scan_id.as_str())
+        && status.as_deref().is_some_and(|s| finished.contains(&s))
+    {
+        return (Outcome::Finished, "the scan already finished".into());
+    }
+    let Some(coverage) = coverage else {
+        return (
+            Outcome::TimedOut,
+            "the instance is not in Inspector's coverage (is EC2 scanning enabled?)".into(),
+        );
+    };
+    if coverage.scanned || coverage.reason == "SUCCESSFUL" {
+        return (
+            Outcome::HandedOver,
+            "Inspector scanned the instance but its event was not delivered".into(),
+        );
+    }
+    let reason = format!(
+        "Inspector coverage: {} ({})",
+        coverage.reason, coverage.status_code
+    );
+    if NEVER_REASONS.contains(&coverage.reason.as_str()) {
+        (Outcome::NotScannable, reason)
+    } else {
+        (Outcome::TimedOut, reason)
+    }
+}
+
+async fn ami_status(
+    client: &ec2::Client,
+    prefix: &TagPrefix,
+    ami_id: &str,
+) -> Result<Option<(Option<String>, Option<String>)>> {
+    let out = client
+        .describe_images()
+        .owners("self")
+        .filters(
+            ec2::types::Filter::builder()
+                .name("image-id")
+                .values(ami_id)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| Error::from_sdk("DescribeImages", e))?;
+    Ok(out.images().first().map(|image| {
+        let tag = |name: &str| {
+            let key = prefix.key(name);
+            image
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some(key.as_str()))
+                .and_then(|t| t.value())
+                .map(str::to_string)
+        };
+        (tag(tagging::SCAN_ID), tag(tagging::STATUS))
+    }))
+}
+
+async fn coverage(client: &inspector2::Client, instance_id: &str) -> Result<Option<Coverage>> {
+    let by_instance = CoverageStringFilter::builder()
+        .comparison(CoverageStringComparison::Equals)
+        .value(instance_id)
+        .build()
+        .map_err(|e| Error::Internal(format!("coverage filter: {e}")))?;
+    let out = client
+        .list_coverage()
+        .filter_criteria(
+            CoverageFilterCriteria::builder()
+                .resource_id(by_instance)
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| Error::from_sdk("ListCoverage", e))?;
+    Ok(out.covered_resources().first().map(|r| Coverage {
+        status_code: r
+            .scan_status()
+            .map(|s| s.status_code().as_str().to_string())
+            .unwrap_or_default(),
+        reason: r
+            .scan_status()
+            .map(|s| s.reason().as_str().to_string())
+            .unwrap_or_default(),
+        scanned: r.last_scanned_at().is_some(),
+    }))
+}
+
+/// Starts report-and-cleanup as the lost event would have.
+async fn hand_over(
+    client: &sfn::Client,
+    machine_arn: &str,
+    scan: &ScanContext,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let input = json!({
+        "scan": scan,
+        "inspector": {"severity_counts": null, "event_time": crate::report::timestamp(now), "source": "deadline"},
+    });
+    let result = client
+        .start_execution()
+        .state_machine_arn(machine_arn)
+        .name(format!("{}-deadline", scan.scan_id))
+        .input(input.to_string())
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_execution_already_exists()) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(Error::from_sdk("StartExecution", e)),
+    }
+}
+
+/// Checks a scan whose deadline has passed.
+pub async fn check_scan(
+    ec2_client: &ec2::Client,
+    inspector: &inspector2::Client,
+    sfn_client: &sfn::Client,
+    prefix: &TagPrefix,
+    report_machine_arn: &str,
+    scan: &ScanContext,
+    now: DateTime<Utc>,
+) -> Result<CheckResult> {
+    scan.validate("")?;
+    let instance_id = scan.require_instance("")?;
+    let status = ami_status(ec2_client, prefix, &scan.ami_id).await?;
+    let cover = match &status {
+        Some((scan_id, Some(s)))
+            if scan_id.as_deref() == Some(scan.scan_id.as_str())
+                && (s == ScanStatus::Complete.as_str() || s == ScanStatus::Failed.as_str()) =>
+        {
+            None
+        }
+        _ => coverage(inspector, instance_id).await?,
+    };
+    let (outcome, reason) = decide(scan, status, cover.as_ref());
+    if outcome == Outcome::HandedOver {
+        hand_over(sfn_client, report_machine_arn, scan, now).await?;
+    }
+    info!(scan_id = %scan.scan_id, outcome = ?outcome, reason = %reason, "deadline check");
+    Ok(CheckResult {
+        outcome,
+        status: match outcome {
+            Outcome::NotScannable => Some(ScanStatus::NotScannable),
+            Outcome::TimedOut => Some(ScanStatus::TimedOut),
+            _ => None,
+        },
+        reason,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan() -> ScanContext {
+        serde_json::from_str(include_str!("../../../events/create-scan-rule/output.json")).unwrap()
+    }
+
+    fn covered(reason: &str, scanned: bool) -> Coverage {
+        Coverage {
+            status_code: "ACTIVE".into(),
+            reason: reason.into(),
+            scanned,
+        }
+    }
+
+    fn tags(status: &str) -> Option<(Option<String>, Option<String>)> {
+        Some((Some(scan().scan_id), Some(status.into())))
+    }
+
+    #[test]
+    fn a_finished_scan_ends_quietly_whatever_the_coverage() {
+        assert_eq!(decide(&scan(), tags("COMPLETE"), None).0, Outcome::Finished);
+        assert_eq!(
+            decide(
+                &scan(),
+                tags("FAILED"),
+                Some(&covered("PENDING_INITIAL_SCAN", false))
+            )
+            .0,
+            Outcome::Finished
+        );
+        // An older scan's COMPLETE does not count.
+        let older = Some((
+            Some("ami-0123456789abcdef0-20261120".into()),
+            Some("COMPLETE".into()),
+        ));
+        assert_eq!(
+            decide(
+                &scan(),
+                older,
+                Some(&covered("PENDING_INITIAL_SCAN", false))
+            )
+            .0,
+            Outcome::TimedOut
+        );
+    }
+
+    #[test]
+    fn a_scanned_instance_with_a_lost_event_is_handed_over() {
+        assert_eq!(
+            decide(
+                &scan(),
+                tags("IN_PROGRESS"),
+                Some(&covered("SUCCESSFUL", true))
+            )
+            .0,
+            Outcome::HandedOver
+        );
+        assert_eq!(
+            decide(
+                &scan(),
+                tags("IN_PROGRESS"),
+                Some(&covered("SUCCESSFUL", false))
+            )
+            .0,
+            Outcome::HandedOver
+        );
+    }
+
+    #[test]
+    fn never_reasons_are_not_scannable_and_the_rest_time_out() {
+        for reason in NEVER_REASONS {
+            let (outcome, text) =
+                decide(&scan(), tags("IN_PROGRESS"), Some(&covered(reason, false)));
+            assert_eq!(outcome, Outcome::NotScannable, "{reason}");
+            assert!(text.contains(reason));
+        }
+        for reason in [
+            "UNMANAGED_EC2_INSTANCE",
+            "NO_INVENTORY",
+            "STALE_INVENTORY",
+            "PENDING_INITIAL_SCAN",
+        ] {
+            assert_eq!(
+                decide(&scan(), tags("IN_PROGRESS"), Some(&covered(reason, false))).0,
+                Outcome::TimedOut,
+                "{reason}"
+            );
+        }
+        assert_eq!(
+            decide(&scan(), tags("IN_PROGRESS"), None).0,
+            Outcome::TimedOut
+        );
+        assert_eq!(decide(&scan(), None, None).0, Outcome::NotScannable);
+    }
+}
