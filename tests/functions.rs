@@ -80,7 +80,6 @@ impl Stack {
             ("SUBNET_ID", &self.subnet),
             ("SECURITY_GROUP_ID", &self.security_group),
             ("INSTANCE_PROFILE", &self.profile),
-            ("TAG_PREFIX", TAG_PREFIX),
             ("SCAN_TIMEOUT_MINUTES", "120"),
         ]))
         .unwrap();
@@ -94,7 +93,6 @@ impl Stack {
                 "EVENTS_ROLE_ARN",
                 &format!("arn:aws:iam::{ACCOUNT}:role/amiscan-events"),
             ),
-            ("TAG_PREFIX", TAG_PREFIX),
         ]))
         .unwrap();
         create_scan_rule::Function::new(&self.cloud.config, settings)
@@ -117,11 +115,7 @@ impl Stack {
     }
 
     fn cleanup_settings(&self) -> CleanupSettings {
-        CleanupSettings::from_env(env(&[
-            ("TAG_PREFIX", TAG_PREFIX),
-            ("SCAN_TIMEOUT_MINUTES", "120"),
-        ]))
-        .unwrap()
+        CleanupSettings::from_env(env(&[("SCAN_TIMEOUT_MINUTES", "120")])).unwrap()
     }
 
     fn cleanup(&self) -> cleanup::Function {

@@ -457,18 +457,18 @@ impl Cloud {
         let base = self.foreign_ami().await;
         let mut tags = vec![
             Tag::builder()
-                .key(format!("{TAG_PREFIX}ami-id"))
+                .key(amiscan_core::naming::AMI_ID_TAG)
                 .value(ami_id)
                 .build(),
             Tag::builder()
-                .key(format!("{TAG_PREFIX}scan-id"))
+                .key(amiscan_core::naming::SCAN_ID_TAG)
                 .value(scan_id)
                 .build(),
         ];
         if managed {
             tags.push(
                 Tag::builder()
-                    .key(format!("{TAG_PREFIX}managed"))
+                    .key(amiscan_core::naming::MANAGED_TAG)
                     .value("true")
                     .build(),
             );

@@ -16,7 +16,7 @@ use crate::find::{
     describe_instances, filter, live_scanner_instances, ScannerInstance, LIVE_STATES,
 };
 use crate::model::{parse_event, ScanContext};
-use crate::naming::{self, TagPrefix};
+use crate::naming;
 use crate::settings::CleanupSettings;
 
 /// What to clean.
@@ -120,12 +120,11 @@ pub struct CleanupReport {
     pub rules_already_gone: Vec<String>,
 }
 
-fn is_managed(instance: &ec2::types::Instance, prefix: &TagPrefix) -> bool {
-    let key = prefix.managed();
+fn is_managed(instance: &ec2::types::Instance) -> bool {
     instance
         .tags()
         .iter()
-        .any(|t| t.key() == Some(key.as_str()) && t.value() == Some(naming::MANAGED_VALUE))
+        .any(|t| t.key() == Some(naming::MANAGED_TAG) && t.value() == Some(naming::MANAGED_VALUE))
 }
 
 fn is_live(instance: &ec2::types::Instance) -> bool {
@@ -213,7 +212,6 @@ async fn delete_rules(
 pub async fn cleanup_scan(
     ec2_client: &ec2::Client,
     events: &eventbridge::Client,
-    prefix: &TagPrefix,
     scan_id: Option<&str>,
     instance_id: Option<&str>,
     rule_name: Option<&str>,
@@ -225,11 +223,11 @@ pub async fn cleanup_scan(
     if let Some(id) = instance_id {
         let found = describe_instances(ec2_client, vec![filter("instance-id", [id])]).await?;
         match found.iter().find(|i| i.instance_id() == Some(id)) {
-            Some(instance) if !is_managed(instance, prefix) => {
+            Some(instance) if !is_managed(instance) => {
                 return Err(Error::NotScannerManaged {
                     kind: "instance",
                     id: id.to_string(),
-                    tag: prefix.managed(),
+                    tag: naming::MANAGED_TAG.into(),
                 })
             }
             Some(instance) if is_live(instance) => {
@@ -244,9 +242,9 @@ pub async fn cleanup_scan(
         let tagged = describe_instances(
             ec2_client,
             vec![
-                filter(&format!("tag:{}", prefix.scan_id()), [scan_id]),
+                filter(&format!("tag:{}", naming::SCAN_ID_TAG), [scan_id]),
                 filter(
-                    &format!("tag:{}", prefix.managed()),
+                    &format!("tag:{}", naming::MANAGED_TAG),
                     [naming::MANAGED_VALUE],
                 ),
             ],
@@ -315,9 +313,8 @@ pub async fn sweep(
     settings: &CleanupSettings,
     now: DateTime<Utc>,
 ) -> Result<CleanupReport> {
-    let prefix = &settings.tag_prefix;
     let mut report = CleanupReport::default();
-    let instances = live_scanner_instances(ec2_client, prefix).await?;
+    let instances = live_scanner_instances(ec2_client).await?;
     let (orphans, running): (Vec<_>, Vec<_>) = instances
         .into_iter()
         .partition(|i| is_orphaned(i, now, settings));
@@ -369,7 +366,6 @@ pub async fn cleanup(
             cleanup_scan(
                 ec2_client,
                 events,
-                &settings.tag_prefix,
                 scan_id.as_deref(),
                 instance_id.as_deref(),
                 rule_name.as_deref(),

@@ -306,43 +306,34 @@ pub(crate) async fn describe_instances(
 }
 
 /// Every scanner-managed instance that is not terminated or terminating.
-pub async fn live_scanner_instances(
-    client: &ec2::Client,
-    prefix: &TagPrefix,
-) -> Result<Vec<ScannerInstance>> {
+pub async fn live_scanner_instances(client: &ec2::Client) -> Result<Vec<ScannerInstance>> {
     let instances = describe_instances(
         client,
         vec![
             filter(
-                &format!("tag:{}", prefix.managed()),
+                &format!("tag:{}", naming::MANAGED_TAG),
                 [naming::MANAGED_VALUE],
             ),
             filter("instance-state-name", LIVE_STATES),
         ],
     )
     .await?;
-    Ok(instances
-        .iter()
-        .filter_map(|i| scanner_instance(i, prefix))
-        .collect())
+    Ok(instances.iter().filter_map(scanner_instance).collect())
 }
 
-pub(crate) fn scanner_instance(
-    instance: &ec2::types::Instance,
-    prefix: &TagPrefix,
-) -> Option<ScannerInstance> {
-    let tag = |key: String| {
+pub(crate) fn scanner_instance(instance: &ec2::types::Instance) -> Option<ScannerInstance> {
+    let tag = |key: &str| {
         instance
             .tags()
             .iter()
-            .find(|t| t.key() == Some(key.as_str()))
+            .find(|t| t.key() == Some(key))
             .and_then(|t| t.value())
             .map(str::to_string)
     };
     Some(ScannerInstance {
         instance_id: instance.instance_id()?.to_string(),
-        ami_id: tag(prefix.ami_id()),
-        scan_id: tag(prefix.scan_id()),
+        ami_id: tag(naming::AMI_ID_TAG),
+        scan_id: tag(naming::SCAN_ID_TAG),
         state: instance
             .state()
             .and_then(|s| s.name())
@@ -380,7 +371,7 @@ async fn start_one(
         deadline_at: None,
         rule_name: None,
     };
-    let input = match serde_json::to_string(&context) {
+    let input = match serde_json::to_string(&serde_json::json!({ "scan": context })) {
         Ok(input) => input,
         Err(e) => {
             return StartOutcome::Failed(Skipped {
@@ -520,17 +511,16 @@ pub async fn find_and_start(
         .iter()
         .filter_map(|i| candidate(i, &settings.tag_prefix))
         .collect();
-    let scanning: HashMap<String, String> =
-        live_scanner_instances(ec2_client, &settings.tag_prefix)
-            .await?
-            .into_iter()
-            .map(|i| {
-                (
-                    i.ami_id.unwrap_or_else(|| "(untagged)".into()),
-                    i.instance_id,
-                )
-            })
-            .collect();
+    let scanning: HashMap<String, String> = live_scanner_instances(ec2_client)
+        .await?
+        .into_iter()
+        .map(|i| {
+            (
+                i.ami_id.unwrap_or_else(|| "(untagged)".into()),
+                i.instance_id,
+            )
+        })
+        .collect();
     let plan = plan_scans(
         candidates,
         not_scannable,

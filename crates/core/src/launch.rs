@@ -14,7 +14,7 @@ use crate::aws::ec2::types::{
 use crate::error::{Error, Result};
 use crate::find::{describe_instances, filter, lookup_amis, LIVE_STATES};
 use crate::model::ScanContext;
-use crate::naming::{self, TagPrefix};
+use crate::naming;
 use crate::settings::{InstanceProfile, LaunchSettings};
 
 /// RunInstances error codes after which the next instance type is worth trying.
@@ -24,12 +24,12 @@ pub fn is_capacity_error(code: &str) -> bool {
 
 /// The tags on the instance and its volumes: they mark it as amiscan's for
 /// the IAM conditions, the cleanup guard and the sweeper.
-pub fn scanner_tags(prefix: &TagPrefix, scan: &ScanContext) -> Vec<Tag> {
+pub fn scanner_tags(scan: &ScanContext) -> Vec<Tag> {
     let pair = |k: String, v: &str| Tag::builder().key(k).value(naming::tag_value(v)).build();
     vec![
-        pair(prefix.managed(), naming::MANAGED_VALUE),
-        pair(prefix.ami_id(), &scan.ami_id),
-        pair(prefix.scan_id(), &scan.scan_id),
+        pair(naming::MANAGED_TAG.into(), naming::MANAGED_VALUE),
+        pair(naming::AMI_ID_TAG.into(), &scan.ami_id),
+        pair(naming::SCAN_ID_TAG.into(), &scan.scan_id),
         pair("Name".into(), &format!("amiscan {}", scan.ami_id)),
     ]
 }
@@ -97,7 +97,7 @@ fn run_request(
     instance_type: &str,
     type_index: usize,
 ) -> ec2::operation::run_instances::builders::RunInstancesFluentBuilder {
-    let tags = scanner_tags(&settings.tag_prefix, scan);
+    let tags = scanner_tags(scan);
     let tag_spec = |kind: ResourceType| {
         TagSpecification::builder()
             .resource_type(kind)
@@ -150,16 +150,15 @@ pub async fn launch(
     // A retried task finds the instance its first attempt launched. The
     // ClientToken guards the same on EC2 itself; this also covers a retry
     // after the token's type was given up for the next one.
-    let prefix = &settings.tag_prefix;
     let existing = describe_instances(
         client,
         vec![
             filter(
-                &format!("tag:{}", prefix.scan_id()),
+                &format!("tag:{}", naming::SCAN_ID_TAG),
                 [scan.scan_id.as_str()],
             ),
             filter(
-                &format!("tag:{}", prefix.managed()),
+                &format!("tag:{}", naming::MANAGED_TAG),
                 [naming::MANAGED_VALUE],
             ),
             filter("instance-state-name", LIVE_STATES),
@@ -249,7 +248,6 @@ mod tests {
             subnet_id: "subnet-0abc".parse().unwrap(),
             security_group_id: "sg-0abc".parse().unwrap(),
             instance_profile: "amiscan-scanner".parse().unwrap(),
-            tag_prefix: "amiscan:".parse().unwrap(),
             scan_timeout_minutes: 120,
         }
     }

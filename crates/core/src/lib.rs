@@ -8,6 +8,7 @@ pub mod deadline;
 pub mod error;
 pub mod export;
 pub mod find;
+pub mod iam;
 pub mod launch;
 pub mod model;
 pub mod naming;

@@ -50,19 +50,15 @@ impl TagPrefix {
     pub fn key(&self, name: &str) -> String {
         format!("{}{}", self.0, name)
     }
-
-    /// `true` on every instance and volume amiscan launches.
-    pub fn managed(&self) -> String {
-        self.key("managed")
-    }
-    pub fn ami_id(&self) -> String {
-        self.key("ami-id")
-    }
-    pub fn scan_id(&self) -> String {
-        self.key("scan-id")
-    }
 }
 
+/// `true` on every instance, volume and rule amiscan creates. The keys of
+/// the scanner's own tags are fixed, not under the tag prefix: the IAM
+/// conditions that guard RunInstances and TerminateInstances must name them
+/// literally, and CloudFormation cannot build a condition key.
+pub const MANAGED_TAG: &str = "amiscan:managed";
+pub const AMI_ID_TAG: &str = "amiscan:ami-id";
+pub const SCAN_ID_TAG: &str = "amiscan:scan-id";
 pub const MANAGED_VALUE: &str = "true";
 
 /// A scan's id: `<ami id>-<yyyymmdd>`, with `-r<hhmmss>` for a forced re-scan.
@@ -248,7 +244,7 @@ mod tests {
     #[test]
     fn tag_prefixes_respect_ec2_rules() {
         let prefix: TagPrefix = "amiscan:".parse().unwrap();
-        assert_eq!(prefix.managed(), "amiscan:managed");
+        assert_eq!(prefix.key("status"), "amiscan:status");
         assert!("aws:x".parse::<TagPrefix>().is_err());
         assert!("AWS:x".parse::<TagPrefix>().is_err());
         assert!("".parse::<TagPrefix>().is_err());

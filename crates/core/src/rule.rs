@@ -49,12 +49,11 @@ pub async fn create_scan_rule(
     let instance_id = scan.require_instance("")?.to_string();
     let name = naming::rule_name(&instance_id);
     scan.rule_name = Some(name.clone());
-    let prefix = &settings.tag_prefix;
     let tag = |k: String, v: &str| Tag::builder().key(k).value(naming::tag_value(v)).build();
     let tags = [
-        tag(prefix.managed(), naming::MANAGED_VALUE),
-        tag(prefix.ami_id(), &scan.ami_id),
-        tag(prefix.scan_id(), &scan.scan_id),
+        tag(naming::MANAGED_TAG.into(), naming::MANAGED_VALUE),
+        tag(naming::AMI_ID_TAG.into(), &scan.ami_id),
+        tag(naming::SCAN_ID_TAG.into(), &scan.scan_id),
     ]
     .into_iter()
     .collect::<Result<Vec<_>, _>>()

@@ -297,7 +297,6 @@ pub struct LaunchSettings {
     pub subnet_id: SubnetId,
     pub security_group_id: SecurityGroupId,
     pub instance_profile: InstanceProfile,
-    pub tag_prefix: TagPrefix,
     pub scan_timeout_minutes: u32,
 }
 
@@ -306,7 +305,6 @@ pub struct LaunchSettings {
 pub struct RuleSettings {
     pub report_state_machine_arn: StateMachineArn,
     pub events_role_arn: RoleArn,
-    pub tag_prefix: TagPrefix,
 }
 
 /// export-report: where reports go and what fails a scan.
@@ -370,7 +368,6 @@ impl CheckSettings {
 /// cleanup: what counts as scanner-managed, and when an instance is orphaned.
 #[derive(Debug, Clone)]
 pub struct CleanupSettings {
-    pub tag_prefix: TagPrefix,
     pub scan_timeout_minutes: u32,
     pub sweep_margin_minutes: u32,
 }
@@ -402,7 +399,6 @@ impl LaunchSettings {
         let subnet: Option<SubnetId> = env.required(vars::SUBNET_ID);
         let group: Option<SecurityGroupId> = env.required(vars::SECURITY_GROUP_ID);
         let profile: Option<InstanceProfile> = env.required(vars::INSTANCE_PROFILE);
-        let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
         let timeout: Option<ScanTimeoutMinutes> = env.required(vars::SCAN_TIMEOUT_MINUTES);
         env.finish(|| {
             Some(LaunchSettings {
@@ -410,7 +406,6 @@ impl LaunchSettings {
                 subnet_id: subnet?,
                 security_group_id: group?,
                 instance_profile: profile?,
-                tag_prefix: prefix?,
                 scan_timeout_minutes: timeout?.0,
             })
         })
@@ -421,12 +416,10 @@ impl RuleSettings {
     pub fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self, Error> {
         let machine: Option<StateMachineArn> = env.required(vars::REPORT_STATE_MACHINE_ARN);
         let role: Option<RoleArn> = env.required(vars::EVENTS_ROLE_ARN);
-        let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
         env.finish(|| {
             Some(RuleSettings {
                 report_state_machine_arn: machine?,
                 events_role_arn: role?,
-                tag_prefix: prefix?,
             })
         })
     }
@@ -464,13 +457,11 @@ impl TagSettings {
 
 impl CleanupSettings {
     pub fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self, Error> {
-        let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
         let timeout: Option<ScanTimeoutMinutes> = env.required(vars::SCAN_TIMEOUT_MINUTES);
         let margin: Option<Bounded<0, 1440>> =
             env.optional(vars::SWEEP_MARGIN_MINUTES, Bounded(30));
         env.finish(|| {
             Some(CleanupSettings {
-                tag_prefix: prefix?,
                 scan_timeout_minutes: timeout?.0,
                 sweep_margin_minutes: margin?.0,
             })
@@ -496,7 +487,7 @@ mod tests {
         let err = LaunchSettings::from_env(env(&[
             ("INSTANCE_TYPES", "t3.micro, bogus"),
             ("SUBNET_ID", "vpc-123"),
-            ("TAG_PREFIX", "amiscan:"),
+            ("SCAN_TIMEOUT_MINUTES", "120"),
         ]))
         .unwrap_err();
         let Error::Configuration(text) = err else {
@@ -512,7 +503,7 @@ mod tests {
         );
         assert!(text.contains("SECURITY_GROUP_ID is not set"), "{text}");
         assert!(text.contains("INSTANCE_PROFILE is not set"), "{text}");
-        assert!(!text.contains("TAG_PREFIX"), "{text}");
+        assert!(!text.contains("SCAN_TIMEOUT_MINUTES"), "{text}");
     }
 
     #[test]
