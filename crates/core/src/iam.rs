@@ -127,7 +127,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeSet;
 
-    /// Every `Error::from_sdk("Operation", …)` in this crate's sources: each
+    /// Every operation named in an `Error::from_sdk` call in this crate: each
     /// AWS call site names its operation there.
     fn called_operations() -> BTreeSet<String> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

@@ -1,0 +1,346 @@
+"""Cross-checks of template.yaml, the state machines and the code.
+
+They keep the SAM template, the two ASL definitions and the Rust crates from
+drifting apart: placeholders, functions, retries, catches, cleanup on every
+path, IAM actions and environment variables.
+"""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from cfnlint.decode import decode_str
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+ASL_VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
+MACHINES = {
+    "LaunchScanStateMachine": "statemachines/launch-scan.asl.json",
+    "ReportAndCleanupStateMachine": "statemachines/report-and-cleanup.asl.json",
+}
+LAMBDA_RETRY_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+    "Lambda.ClientExecutionTimeoutException",
+    "Transient",
+]
+# Terminal states a path may reach without cleaning up: the scan was already
+# reported, or check-scan handed it to report-and-cleanup, which cleans up.
+DONE_WITHOUT_CLEANUP = {"Scan Already Reported", "Report Handed Over"}
+
+
+def load_template():
+    template, matches = decode_str((ROOT / "template.yaml").read_text())
+    assert not matches, matches
+    return template
+
+
+TEMPLATE = load_template()
+RESOURCES = TEMPLATE["Resources"]
+
+
+def functions():
+    """Logical id -> binary name of every Lambda in the template."""
+    return {
+        name: res["Metadata"]["BuildProperties"]["Binary"]
+        for name, res in RESOURCES.items()
+        if res["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def stem(binary):
+    return "".join(part.capitalize() for part in binary.split("-"))
+
+
+def asl(machine):
+    return json.loads((ROOT / MACHINES[machine]).read_text())
+
+
+def placeholders(text):
+    return set(re.findall(r"\$\{([A-Za-z0-9]+)\}", text))
+
+
+def lambda_name(resource):
+    match = re.fullmatch(r"\$\{([A-Za-z]+)FunctionArn\}", resource or "")
+    return match and match.group(1)
+
+
+def successors(state):
+    nexts = []
+    if "Next" in state:
+        nexts.append(state["Next"])
+    for choice in state.get("Choices", []):
+        nexts.append(choice["Next"])
+    if "Default" in state:
+        nexts.append(state["Default"])
+    for catch in state.get("Catch", []):
+        nexts.append(catch["Next"])
+    return nexts
+
+
+def is_terminal(state):
+    return state["Type"] in ("Succeed", "Fail") or state.get("End") is True
+
+
+# ------------------------------------------------------------------ linting
+
+
+def test_cfn_lint_reports_nothing():
+    result = subprocess.run(
+        [str(VENV_BIN / "cfn-lint"), str(ROOT / "template.yaml")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("machine", sorted(MACHINES))
+def test_asl_validator_accepts_the_definition(machine):
+    assert ASL_VALIDATOR.exists(), "run `make node_modules` (make test does)"
+    result = subprocess.run(
+        [str(ASL_VALIDATOR), "--no-arn-check", "--json-path", str(ROOT / MACHINES[machine])],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cfn_lint_state_machine_checks_pass_on_the_inlined_definitions(tmp_path):
+    """cfn-lint checks ASL only in an inline Definition: inline both, with
+    every placeholder replaced by an ARN of the right shape, and lint that."""
+    text = (ROOT / "template.yaml").read_text()
+    for machine, path in MACHINES.items():
+        definition = (ROOT / path).read_text()
+        for name in placeholders(definition):
+            arn = (
+                f"arn:aws:sns:us-east-1:123456789012:{name}"
+                if name == "TopicArn"
+                else f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+            )
+            definition = definition.replace("${" + name + "}", arn)
+        inline = "\n".join("        " + line for line in json.dumps(json.loads(definition), indent=2).splitlines())
+        text = text.replace(f"      DefinitionUri: {path}\n", f"      Definition:\n{inline}\n")
+    assert text.count("DefinitionUri") == 0
+    inlined = tmp_path / "template.yaml"
+    inlined.write_text(text)
+    shutil.copytree(ROOT / "statemachines", tmp_path / "statemachines")
+    result = subprocess.run([str(VENV_BIN / "cfn-lint"), str(inlined)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ------------------------------------------------------------------ ASL <-> template
+
+
+@pytest.mark.parametrize("machine", sorted(MACHINES))
+def test_every_placeholder_is_substituted_and_every_substitution_used(machine):
+    used = placeholders((ROOT / MACHINES[machine]).read_text())
+    given = set(RESOURCES[machine]["Properties"]["DefinitionSubstitutions"])
+    assert used == given
+
+
+@pytest.mark.parametrize("machine", sorted(MACHINES))
+def test_every_lambda_the_machine_calls_is_a_template_function_it_may_invoke(machine):
+    props = RESOURCES[machine]["Properties"]
+    fns = functions()
+    invokable = {
+        p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in props["Policies"] if "LambdaInvokePolicy" in p
+    }
+    called = {lambda_name(s.get("Resource")) for s in asl(machine)["States"].values()} - {None}
+    assert called, "the machine calls no Lambda"
+    for name in called:
+        logical = f"{name}Function"
+        assert logical in fns, f"{machine} calls {logical}, which the template does not define"
+        assert props["DefinitionSubstitutions"][f"{name}FunctionArn"] == {"Fn::GetAtt": [logical, "Arn"]}
+        assert logical in invokable, f"{machine} may not invoke {logical}"
+    assert invokable == {f"{n}Function" for n in called}, "invoke rights beyond what the machine calls"
+
+
+@pytest.mark.parametrize("machine", sorted(MACHINES))
+def test_every_lambda_task_retries_service_errors_and_transient(machine):
+    for name, state in asl(machine)["States"].items():
+        if lambda_name(state.get("Resource")):
+            retry = state.get("Retry", [])
+            assert retry, f"{name} has no Retry"
+            first = retry[0]
+            assert first["ErrorEquals"] == LAMBDA_RETRY_ERRORS, name
+            assert (first["IntervalSeconds"], first["MaxAttempts"], first["BackoffRate"]) == (2, 6, 2), name
+
+
+@pytest.mark.parametrize("machine", sorted(MACHINES))
+def test_every_task_has_a_catch_for_every_error(machine):
+    for name, state in asl(machine)["States"].items():
+        if state["Type"] == "Task":
+            catches = state.get("Catch", [])
+            assert any(c["ErrorEquals"] == ["States.ALL"] for c in catches), f"{name} has no catch-all"
+
+
+@pytest.mark.parametrize("machine", sorted(MACHINES))
+def test_every_path_cleans_up_unless_the_scan_was_already_done_and_none_loops(machine):
+    states = asl(machine)["States"]
+
+    def cleans(name):
+        return lambda_name(states[name].get("Resource")) == "Cleanup"
+
+    # Depth-first over every path: (state, cleaned so far, states on the path).
+    stack = [(asl(machine)["StartAt"], False, ())]
+    terminals = set()
+    while stack:
+        name, cleaned, path = stack.pop()
+        assert name not in path, f"loop: {' -> '.join(path + (name,))}"
+        state = states[name]
+        # A cleanup task counts once reached, even when it fails after its
+        # retries: nothing further can clean up, and the hourly sweep is the
+        # backstop that the failure alert leads to.
+        done = cleaned or cleans(name)
+        if is_terminal(state):
+            terminals.add(name)
+            assert done or name in DONE_WITHOUT_CLEANUP, f"{' -> '.join(path + (name,))} never cleans up"
+        for nxt in set(successors(state)):
+            stack.append((nxt, done, path + (name,)))
+    assert any(states[t]["Type"] == "Fail" for t in terminals)
+
+
+def test_the_failure_path_tags_failed_and_alerts_before_failing():
+    for machine in MACHINES:
+        states = asl(machine)["States"]
+        assert states["Tag AMI Failed"]["Parameters"]["status"] == "FAILED"
+        alert = states["Alert Scan Failed"]
+        attrs = alert["Parameters"]["MessageAttributes"]
+        assert attrs["event_type"]["StringValue"] == "SCAN_FAILED"
+        assert alert["Next"] == "Scan Failed" and states["Scan Failed"]["Type"] == "Fail"
+        for catch_target in {c["Next"] for s in states.values() for c in s.get("Catch", [])}:
+            if catch_target.endswith("Failed") and states[catch_target]["Type"] == "Pass":
+                assert states[catch_target]["ResultPath"] == "$.failed_state"
+
+
+def test_every_sns_message_carries_the_filter_attributes():
+    event_types = {"SCAN_STARTED", "SCAN_COMPLETED", "SCAN_FAILED", "AMI_VULNERABLE", "NOTHING_TO_SCAN"}
+    seen = set()
+    for machine in MACHINES:
+        for name, state in asl(machine)["States"].items():
+            if state.get("Resource") == "arn:aws:states:::sns:publish":
+                params = state["Parameters"]
+                attrs = params["MessageAttributes"]
+                assert attrs["event_type"]["StringValue"] in event_types, name
+                assert "severity" in attrs, name
+                assert params["Message.$"].startswith("States.JsonToString("), name
+                assert "Subject" in params or "Subject.$" in params, name
+                seen.add(attrs["event_type"]["StringValue"])
+    assert seen == event_types - {"NOTHING_TO_SCAN"}  # find-amis publishes that one
+
+
+# ------------------------------------------------------------------ template <-> code
+
+
+def declared_actions():
+    """core::iam::FUNCTION_ACTIONS, read from the Rust source."""
+    source = (ROOT / "crates/core/src/iam.rs").read_text()
+    block = source.split("pub const FUNCTION_ACTIONS")[1].split("];")[0]
+    out = {}
+    for match in re.finditer(r'\(\s*"([a-z-]+)",\s*&\[(.*?)\],?\s*\)', block, re.S):
+        out[match.group(1)] = set(re.findall(r'"([a-z0-9]+:[A-Za-z0-9]+)"', match.group(2)))
+    return out
+
+
+def granted_actions(resource):
+    actions = set()
+    for policy in resource["Properties"].get("Policies", []):
+        for statement in policy.get("Statement", []):
+            assert statement["Effect"] == "Allow"
+            action = statement["Action"]
+            actions.update([action] if isinstance(action, str) else action)
+    return actions
+
+
+def test_the_functions_are_the_workspace_crates():
+    crates = {p.name for p in (ROOT / "crates").iterdir() if (p / "src/main.rs").exists()}
+    assert set(functions().values()) == crates
+    for logical, binary in functions().items():
+        assert logical == f"{stem(binary)}Function", "crate, binary and logical id share one stem"
+
+
+def test_every_function_is_granted_exactly_the_actions_its_code_declares():
+    declared = declared_actions()
+    assert set(declared) == set(functions().values())
+    for logical, binary in functions().items():
+        granted = granted_actions(RESOURCES[logical])
+        assert granted == declared[binary], f"{logical}: template grants {sorted(granted)}, code declares {sorted(declared[binary])}"
+        assert not any(a.endswith("*") or a == "*" for a in granted), f"{logical} grants a wildcard action"
+
+
+def test_launch_and_terminate_are_fenced_by_the_scanner_tag():
+    launch = RESOURCES["LaunchInstanceFunction"]["Properties"]["Policies"][0]["Statement"]
+    run = [s for s in launch if s["Action"] == "ec2:RunInstances"]
+    instance = next(s for s in run if "instance/*" in s["Resource"]["Fn::Sub"])
+    assert instance["Condition"]["StringEquals"] == {
+        "aws:RequestTag/amiscan:managed": "true",
+        "ec2:MetadataHttpTokens": "required",
+    }
+    pass_role = next(s for s in launch if s["Action"] == "iam:PassRole")
+    assert pass_role["Resource"] == {"Fn::GetAtt": ["InstanceRole", "Arn"]}
+    assert pass_role["Condition"]["StringEquals"] == {"iam:PassedToService": "ec2.amazonaws.com"}
+    cleanup = RESOURCES["CleanupFunction"]["Properties"]["Policies"][0]["Statement"]
+    terminate = next(s for s in cleanup if s["Action"] == "ec2:TerminateInstances")
+    assert terminate["Condition"]["StringEquals"] == {"ec2:ResourceTag/amiscan:managed": "true"}
+    naming = (ROOT / "crates/core/src/naming.rs").read_text()
+    assert 'pub const MANAGED_TAG: &str = "amiscan:managed";' in naming
+    assert 'pub const RULE_NAME_PREFIX: &str = "amiscan-scan-";' in naming
+    for logical in ("CreateScanRuleFunction", "CleanupFunction"):
+        statements = RESOURCES[logical]["Properties"]["Policies"][0]["Statement"]
+        for s in statements:
+            if any(a.startswith("events:") and a != "events:ListRules" for a in [s["Action"]] if isinstance(s["Action"], str)) or (
+                isinstance(s["Action"], list) and any(a.startswith("events:") and a != "events:ListRules" for a in s["Action"])
+            ):
+                assert s["Resource"]["Fn::Sub"].endswith(":rule/amiscan-scan-*"), logical
+
+
+def test_every_environment_variable_is_one_the_code_reads():
+    settings = (ROOT / "crates/core/src/settings.rs").read_text()
+    known = set(re.findall(r'pub const [A-Z_]+: &str = "([A-Z_]+)";', settings))
+    assert "SUBNET_ID" in known
+    for logical in functions():
+        variables = RESOURCES[logical]["Properties"].get("Environment", {}).get("Variables", {})
+        assert set(variables) <= known, f"{logical} sets {sorted(set(variables) - known)}"
+
+
+def test_parameters_are_described_and_constrained():
+    for name, param in TEMPLATE["Parameters"].items():
+        assert param.get("Description"), f"{name} has no description"
+        constrained = (
+            param["Type"].startswith("AWS::")
+            or "AllowedValues" in param
+            or "AllowedPattern" in param
+            or "MinValue" in param
+            or "MinLength" in param
+        )
+        assert constrained, f"{name} has no constraint"
+
+
+def required_variables():
+    """binary -> the variables its settings require, read from the Rust source."""
+    settings = (ROOT / "crates/core/src/settings.rs").read_text()
+    names = dict(re.findall(r'pub const ([A-Z_]+): &str = "([A-Z_]+)";', settings))
+    required = {}
+    for block in settings.split("\nimpl ")[1:]:
+        struct = block.split(" ", 1)[0]
+        if "fn from_env" in block:
+            required[struct] = {names[v] for v in re.findall(r"env\.required\(vars::([A-Z_]+)\)", block)}
+    out = {}
+    for binary in functions().values():
+        main = (ROOT / "crates" / binary / "src/main.rs").read_text()
+        struct = re.search(r"let settings = (\w+)::from_env", main).group(1)
+        out[binary] = required[struct]
+    return out
+
+
+def test_every_variable_a_function_requires_is_set_by_the_template():
+    required = required_variables()
+    assert required["launch-instance"] >= {"SUBNET_ID", "INSTANCE_PROFILE"}
+    for logical, binary in functions().items():
+        variables = set(RESOURCES[logical]["Properties"].get("Environment", {}).get("Variables", {}))
+        assert required[binary] <= variables, f"{logical} lacks {sorted(required[binary] - variables)}"
