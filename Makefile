@@ -2,15 +2,19 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PYTHON ?= python3
+# Lambda architecture for `make package` (the template's Architecture parameter).
+ARCH ?= arm64
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv build test unit-test lint fmt clean
+.PHONY: help venv tools build test unit-test lint fmt package deploy clean
 
 help:
-	@echo "make test    every test: format, lint, unit tests, each function against a local AWS emulator"
-	@echo "make build   debug build of the workspace"
-	@echo "make lint    cargo fmt --check and cargo clippy -D warnings"
-	@echo "make fmt     format the code"
-	@echo "make clean   remove build output and the tool venv"
+	@echo "make test     every test: lint, unit tests, functions against a local AWS emulator, template checks"
+	@echo "make build    debug build of the workspace"
+	@echo "make lint     cargo fmt --check, clippy -D warnings, cfn-lint, ASL validation"
+	@echo "make package  release zips of every Lambda (ARCH=arm64|x86_64) under target/lambda/"
+	@echo "make deploy   sam build && sam deploy --guided"
+	@echo "make clean    remove build output, the venv and node_modules"
 
 # Python tools at exact pins, in a project venv.
 venv: $(VENV)/.installed
@@ -19,12 +23,21 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install --disable-pip-version-check --quiet -r requirements-dev.txt
 	touch $@
 
+# Node tools (asl-validator) at the versions package-lock.json pins.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+tools: venv node_modules/.installed
+
 build:
 	cargo build --workspace
 
-lint:
+lint: tools
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cfn-lint template.yaml
+	for f in statemachines/*.asl.json; do node_modules/.bin/asl-validator --no-arn-check --json-path "$$f" || exit 1; done
 
 fmt:
 	cargo fmt --all
@@ -35,9 +48,27 @@ unit-test:
 
 # Everything. tests/with-moto starts moto on a free 127.0.0.1 port and stops
 # it by its PID when cargo test ends, passes or fails.
-test: venv lint
+test: lint
 	tests/with-moto cargo test --workspace --no-fail-fast
+	python -m pytest -q tests
+
+package: venv
+	@case "$(ARCH)" in \
+	  arm64) target=aarch64-unknown-linux-gnu; flag=--arm64 ;; \
+	  x86_64) target=x86_64-unknown-linux-gnu; flag=--x86-64 ;; \
+	  *) echo "ARCH must be arm64 or x86_64" >&2; exit 2 ;; \
+	esac; \
+	if ! rustup target list --installed 2>/dev/null | grep -qx "$$target"; then \
+	  echo "the Rust target $$target is not installed: rustup target add $$target (or make package ARCH=x86_64)" >&2; exit 2; \
+	fi; \
+	cargo lambda build --release --output-format zip $$flag
+	@ls -l target/lambda/*/bootstrap.zip
+
+deploy: venv
+	$(VENV)/bin/pip install --disable-pip-version-check --quiet -r requirements-deploy.txt
+	sam build --parameter-overrides Architecture=$(ARCH)
+	sam deploy --guided
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) node_modules
