@@ -62,7 +62,7 @@ package: venv
 	  echo "the Rust target $$target is not installed: rustup target add $$target (or make package ARCH=x86_64)" >&2; exit 2; \
 	fi; \
 	cargo lambda build --release --output-format zip $$flag
-	@ls -l target/lambda/*/bootstrap.zip
+	@ls -l $${CARGO_TARGET_DIR:-target}/lambda/*/bootstrap.zip
 
 deploy: venv
 	$(VENV)/bin/pip install --disable-pip-version-check --quiet -r requirements-deploy.txt
