@@ -1,0 +1,457 @@
+"""The harness that `make demo` and the end-to-end tests share.
+
+It starts the local cloud (launcher.py: moto with amiscan's patches) and
+`cargo lambda watch` on free 127.0.0.1 ports, provisions what template.yaml
+would (same function names, environment variables and definition
+substitutions, read from the template itself), plays Inspector for the scan
+instances that appear, and stops every process it started by its own PID.
+"""
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from cfnlint.decode import decode_str
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+SELECTION = ("InspectorScan", "true")
+MANAGED_TAG = "amiscan:managed"
+RULE_PREFIX = "amiscan-scan-"
+LAUNCH_MACHINE = "amiscan-launch-scan"
+REPORT_MACHINE = "amiscan-report-and-cleanup"
+MACHINE_NAMES = {"LaunchScanStateMachine": LAUNCH_MACHINE, "ReportAndCleanupStateMachine": REPORT_MACHINE}
+BUCKET = "amiscan-reports-local"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, process, seconds, what):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {seconds}s")
+
+
+def template():
+    parsed, matches = decode_str((ROOT / "template.yaml").read_text())
+    assert not matches, matches
+    return parsed
+
+
+def template_functions(parsed=None):
+    """Logical id -> (binary, environment variable names)."""
+    parsed = parsed or template()
+    out = {}
+    for logical, res in parsed["Resources"].items():
+        if res["Type"] == "AWS::Serverless::Function":
+            variables = res["Properties"].get("Environment", {}).get("Variables", {})
+            out[logical] = (res["Metadata"]["BuildProperties"]["Binary"], sorted(variables))
+    return out
+
+
+def function_arn(binary):
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{binary}"
+
+
+def machine_arn(name):
+    return f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+
+
+class Behaviour:
+    """What the Inspector stand-in does for the scan instances of one AMI."""
+
+    def __init__(self, kind, findings=(), reason="UNMANAGED_EC2_INSTANCE", before_event=None):
+        assert kind in ("scan", "never", "lost"), kind
+        self.kind = kind
+        self.findings = list(findings)  # (severity, cve, package)
+        self.reason = reason
+        self.before_event = before_event
+
+
+class LocalCloud:
+    def __init__(self, timeout_minutes=1, fail_action="none", log_dir=None):
+        self.timeout_minutes = timeout_minutes
+        self.fail_action = fail_action
+        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="amiscan-local-"))
+        self.processes = []
+        self.behaviours = {}
+        self.seen_instances = set()
+        self.stand_in_errors = []
+        self._stop = threading.Event()
+        self._thread = None
+
+    # ------------------------------------------------------------ lifecycle
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        self.port, self.control_port, self.watch_port = free_port(), free_port(), free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._spawn(
+            "launcher",
+            [str(Path(os.sys.executable)), str(HERE / "launcher.py"), "--port", str(self.port),
+             "--lambda-endpoint", f"http://127.0.0.1:{self.watch_port}", "--control-port", str(self.control_port)],
+        )
+        wait_for_port(self.port, self.processes[-1][1], 60, "moto")
+        wait_for_port(self.control_port, self.processes[-1][1], 30, "the control server")
+        self.provision()
+        self.start_functions()
+        self._thread = threading.Thread(target=self._play_inspector, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        for name, process, log in reversed(self.processes):
+            self._kill(process)
+            log.close()
+        self.processes.clear()
+
+    def _spawn(self, name, argv, env=None):
+        log = open(self.log_dir / f"{name}.log", "ab")
+        process = subprocess.Popen(
+            argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env or os.environ.copy(),
+            start_new_session=True,
+        )
+        self.processes.append((name, process, log))
+        return process
+
+    @staticmethod
+    def _kill(process):
+        if process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    # ------------------------------------------------------------ clients
+    def client(self, service):
+        return boto3.client(
+            service, region_name=REGION, endpoint_url=self.endpoint,
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 2}, read_timeout=900),
+        )
+
+    def control(self, path, body):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.control_port}{path}", data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=10).read()
+
+    # ------------------------------------------------------------ provisioning
+    def provision(self):
+        iam, ec2 = self.client("iam"), self.client("ec2")
+        trust = lambda service: json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+        roles = {}
+        for name, service in [("amiscan-lambda", "lambda.amazonaws.com"), ("amiscan-states", "states.amazonaws.com"),
+                              ("amiscan-events", "events.amazonaws.com"), ("amiscan-scanner", "ec2.amazonaws.com")]:
+            roles[name] = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust(service))["Role"]["Arn"]
+        profile = iam.create_instance_profile(InstanceProfileName="amiscan-scanner")["InstanceProfile"]
+        iam.add_role_to_instance_profile(InstanceProfileName="amiscan-scanner", RoleName="amiscan-scanner")
+        key = self.client("kms").create_key(Description="amiscan reports and alerts")["KeyMetadata"]["Arn"]
+        self.client("s3").create_bucket(Bucket=BUCKET)
+        sns, sqs = self.client("sns"), self.client("sqs")
+        self.topic_arn = sns.create_topic(Name="amiscan")["TopicArn"]
+        self.queue_url = sqs.create_queue(QueueName="amiscan-messages")["QueueUrl"]
+        sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs",
+                      Endpoint=f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-messages")
+        subnet = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]
+        group = ec2.create_security_group(GroupName="amiscan-scanner", VpcId=subnet["VpcId"],
+                                          Description="amiscan scan instances")["GroupId"]
+        self.settings = {
+            "SELECTION_TAG_KEY": SELECTION[0],
+            "SELECTION_TAG_VALUE": SELECTION[1],
+            "TAG_PREFIX": "amiscan:",
+            "MAX_CONCURRENT_SCANS": "20",
+            "LAUNCH_STATE_MACHINE_ARN": machine_arn(LAUNCH_MACHINE),
+            "REPORT_STATE_MACHINE_ARN": machine_arn(REPORT_MACHINE),
+            "TOPIC_ARN": self.topic_arn,
+            "INSTANCE_TYPES": "t3.small,t3a.small",
+            "SUBNET_ID": subnet["SubnetId"],
+            "SECURITY_GROUP_ID": group,
+            "INSTANCE_PROFILE": profile["Arn"],
+            "SCAN_TIMEOUT_MINUTES": str(self.timeout_minutes),
+            "SWEEP_MARGIN_MINUTES": "30",
+            "EVENTS_ROLE_ARN": roles["amiscan-events"],
+            "REPORT_BUCKET": BUCKET,
+            "REPORT_KMS_KEY_ARN": key,
+            "REPORT_FORMAT": "CSV",
+            "SEVERITY_THRESHOLD": "CRITICAL",
+            "FAIL_ACTION": self.fail_action,
+        }
+        parsed = template()
+        lam = self.client("lambda")
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as z:
+            z.writestr("bootstrap", "runs in cargo lambda watch")
+        for logical, (binary, variables) in template_functions(parsed).items():
+            lam.create_function(
+                FunctionName=binary, Runtime="provided.al2023", Handler="bootstrap", Role=roles["amiscan-lambda"],
+                Code={"ZipFile": archive.getvalue()}, Timeout=900,
+                Environment={"Variables": {v: self.settings[v] for v in variables}},
+            )
+        sfn = self.client("stepfunctions")
+        for logical, name in MACHINE_NAMES.items():
+            props = parsed["Resources"][logical]["Properties"]
+            definition = (ROOT / props["DefinitionUri"]).read_text()
+            for key_name in props["DefinitionSubstitutions"]:
+                definition = definition.replace("${" + key_name + "}", self.substitution(key_name))
+            sfn.create_state_machine(name=name, definition=definition, roleArn=roles["amiscan-states"])
+
+    def substitution(self, key_name):
+        if key_name == "TopicArn":
+            return self.topic_arn
+        binaries = {logical: binary for logical, (binary, _) in template_functions().items()}
+        return function_arn(binaries[key_name[: -len("Arn")]])
+
+    def start_functions(self, **overrides):
+        """(Re)starts `cargo lambda watch` with every function's settings."""
+        for entry in [p for p in self.processes if p[0] == "functions"]:
+            self._kill(entry[1])
+            entry[2].close()
+            self.processes.remove(entry)
+        self.settings.update(overrides)
+        env = os.environ.copy()
+        env.update(self.settings)
+        env.update({
+            "AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
+        })
+        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
+            env.pop(var, None)
+        process = self._spawn(
+            "functions",
+            ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", str(self.watch_port),
+             "--ignore-changes", "--concurrency", "8"],
+            env=env,
+        )
+        wait_for_port(self.watch_port, process, 600, "cargo lambda watch")
+        # The first invoke of each function builds and starts it: do that now,
+        # through moto, with an event every function rejects before any call.
+        lam = self.client("lambda")
+        for binary, _ in template_functions().values():
+            out = lam.invoke(FunctionName=binary, Payload=b'{"__warm_up__": 1}')
+            error = json.loads(out["Payload"].read() or b"{}")
+            assert out.get("FunctionError") == "Unhandled" and error.get("errorType") == "InvalidInput", (binary, error)
+
+    # ------------------------------------------------------------ playing Inspector
+    def expect(self, ami_id, behaviour):
+        self.behaviours[ami_id] = behaviour
+
+    def _play_inspector(self):
+        ec2, events = self.client("ec2"), self.client("events")
+        while not self._stop.wait(0.5):
+            try:
+                reservations = ec2.describe_instances(Filters=[
+                    {"Name": f"tag:{MANAGED_TAG}", "Values": ["true"]},
+                    {"Name": "instance-state-name", "Values": ["pending", "running"]},
+                ])["Reservations"]
+                for instance in [i for r in reservations for i in r["Instances"]]:
+                    instance_id = instance["InstanceId"]
+                    tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+                    behaviour = self.behaviours.get(tags.get("amiscan:ami-id"))
+                    if instance_id in self.seen_instances or behaviour is None:
+                        continue
+                    rule = f"{RULE_PREFIX}{instance_id}"
+                    if behaviour.kind == "scan" and not events.list_rules(NamePrefix=rule)["Rules"]:
+                        continue  # the event would find no rule yet
+                    self.seen_instances.add(instance_id)
+                    self._scan(instance, behaviour, events)
+            except Exception as err:  # keep playing; the tests report it
+                self.stand_in_errors.append(repr(err))
+
+    def _scan(self, instance, behaviour, events):
+        instance_id, ami_id = instance["InstanceId"], instance["ImageId"]
+        findings = [finding(n, instance_id, ami_id, *f) for n, f in enumerate(behaviour.findings)]
+        scanned = behaviour.kind in ("scan", "lost")
+        self.control("/findings", {"instance_id": instance_id, "findings": findings if scanned else []})
+        self.control("/coverage", {"instance_id": instance_id, "coverage": {
+            "accountId": ACCOUNT, "resourceId": instance_id, "resourceType": "AWS_EC2_INSTANCE", "scanType": "PACKAGE",
+            "scanStatus": {"statusCode": "ACTIVE" if scanned else "INACTIVE",
+                           "reason": "SUCCESSFUL" if scanned else behaviour.reason},
+            **({"lastScannedAt": time.time()} if scanned else {}),
+        }})
+        if behaviour.before_event:
+            behaviour.before_event(self, instance)
+        if behaviour.kind == "scan":
+            counts = {"CRITICAL": 0, "HIGH": 0, "MEDIUM": 0}
+            for severity, _, _ in behaviour.findings:
+                counts[severity] = counts.get(severity, 0) + 1
+            counts["TOTAL"] = len(behaviour.findings)
+            events.put_events(Entries=[{
+                "Source": "aws.inspector2", "DetailType": "Inspector2 Scan", "Resources": [instance_id],
+                "Detail": json.dumps({"scan-status": "INITIAL_SCAN_COMPLETE", "finding-severity-counts": counts,
+                                      "instance-id": instance_id, "version": "1.0"}),
+            }])
+
+    # ------------------------------------------------------------ running and reading
+    def find_amis(self, event=None):
+        out = self.client("lambda").invoke(FunctionName="find-amis", Payload=json.dumps(event or {}).encode())
+        body = json.loads(out["Payload"].read())
+        if out.get("FunctionError"):
+            raise RuntimeError(f"find-amis failed: {body}")
+        return body
+
+    def executions(self, machine):
+        sfn = self.client("stepfunctions")
+        pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine_arn(machine))
+        return [e for page in pages for e in page["executions"]]
+
+    def wait_for_executions(self, launches, seconds):
+        """Waits until `launches` launch executions and every report execution ended."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            launch, report = self.executions(LAUNCH_MACHINE), self.executions(REPORT_MACHINE)
+            if len(launch) >= launches and all(e["status"] != "RUNNING" for e in launch + report):
+                return launch, report
+            time.sleep(1)
+        raise TimeoutError(f"executions still running after {seconds}s")
+
+    def execution_input(self, execution):
+        sfn = self.client("stepfunctions")
+        return json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+
+    def history(self, execution):
+        sfn = self.client("stepfunctions")
+        pages = sfn.get_paginator("get_execution_history").paginate(executionArn=execution["executionArn"])
+        return [e for page in pages for e in page["events"]]
+
+    def notifications(self):
+        sqs, out = self.client("sqs"), []
+        while True:
+            messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not messages:
+                return out
+            for m in messages:
+                envelope = json.loads(m["Body"])
+                attrs = {k: v["Value"] for k, v in envelope.get("MessageAttributes", {}).items()}
+                out.append({"subject": envelope.get("Subject"), "attributes": attrs,
+                            "message": json.loads(envelope["Message"])})
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    def image(self, ami_id):
+        images = self.client("ec2").describe_images(ImageIds=[ami_id])["Images"]
+        return images[0] if images else None
+
+    def image_tags(self, ami_id):
+        image = self.image(ami_id)
+        return {t["Key"]: t["Value"] for t in (image or {}).get("Tags", [])}
+
+    def live_scanner_instances(self):
+        reservations = self.client("ec2").describe_instances(Filters=[
+            {"Name": f"tag:{MANAGED_TAG}", "Values": ["true"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]},
+        ])["Reservations"]
+        return [i for r in reservations for i in r["Instances"]]
+
+    def scanner_instances_of(self, ami_id):
+        reservations = self.client("ec2").describe_instances(Filters=[
+            {"Name": "tag:amiscan:ami-id", "Values": [ami_id]}])["Reservations"]
+        return [i for r in reservations for i in r["Instances"]]
+
+    def scanner_rules(self):
+        return [r["Name"] for r in self.client("events").list_rules(NamePrefix=RULE_PREFIX)["Rules"]]
+
+    def read_object(self, key):
+        return self.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
+
+    def report_of(self, ami_id):
+        """The latest summary record and finding rows of an AMI's scans."""
+        s3 = self.client("s3")
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="scans/").get("Contents", [])]
+        summaries = [json.loads(self.read_object(k)) for k in sorted(keys) if f"/{ami_id}-" in k]
+        if not summaries:
+            return None, []
+        summary = summaries[-1]
+        rows = [json.loads(line) for line in self.read_object(summary["findings_key"]).splitlines()]
+        return summary, rows
+
+    # ------------------------------------------------------------ seeding
+    def seed_ami(self, name, source_name_prefix=None, tagged=True, platform_of=None):
+        """An AMI of this account, made from one of moto's public images, so
+        it carries that image's platform (Windows included)."""
+        ec2 = self.client("ec2")
+        base = self.public_image(source_name_prefix or "amzn")
+        instance = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]
+        ami = ec2.create_image(InstanceId=instance["InstanceId"], Name=name)["ImageId"]
+        ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
+        if tagged:
+            ec2.create_tags(Resources=[ami], Tags=[{"Key": SELECTION[0], "Value": SELECTION[1]}])
+        return ami
+
+    def public_image(self, name_prefix):
+        images = self.client("ec2").describe_images(Owners=["amazon"])["Images"]
+        for image in sorted(images, key=lambda i: i.get("Name", "")):
+            if image.get("Name", "").lower().startswith(name_prefix.lower()):
+                return image["ImageId"]
+        raise LookupError(f"moto has no public image named {name_prefix}*")
+
+
+def finding(n, instance_id, ami_id, severity, cve, package):
+    """A complete Inspector finding in the API's JSON."""
+    now = time.time()
+    return {
+        "awsAccountId": ACCOUNT,
+        "findingArn": f"arn:aws:inspector2:{REGION}:{ACCOUNT}:finding/{instance_id}-{n}",
+        "type": "PACKAGE_VULNERABILITY",
+        "title": f"{cve} - {package}",
+        "description": f"{package}: a vulnerability",
+        "severity": severity,
+        "status": "ACTIVE",
+        "firstObservedAt": now - 60,
+        "lastObservedAt": now,
+        "inspectorScore": {"CRITICAL": 9.8, "HIGH": 7.5, "MEDIUM": 5.0}.get(severity, 2.0),
+        "fixAvailable": "YES",
+        "exploitAvailable": "YES" if severity == "CRITICAL" else "NO",
+        "epss": {"score": 0.3},
+        "remediation": {"recommendation": {"text": f"Upgrade {package}"}},
+        "resources": [{"type": "AWS_EC2_INSTANCE", "id": instance_id,
+                       "details": {"awsEc2Instance": {"imageId": ami_id}}}],
+        "packageVulnerabilityDetails": {
+            "vulnerabilityId": cve, "source": "NVD",
+            "cvss": [{"baseScore": 9.8, "scoringVector": "CVSS:3.1/AV:N", "version": "3.1", "source": "NVD"}],
+            "referenceUrls": [f"https://nvd.nist.gov/vuln/detail/{cve}"],
+            "vulnerablePackages": [{"name": package, "version": "1.0.0", "epoch": 0, "release": "1",
+                                    "fixedInVersion": "1.0.1-1"}],
+        },
+    }
