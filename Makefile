@@ -6,9 +6,10 @@ PYTHON ?= python3
 ARCH ?= arm64
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv tools build test unit-test lint fmt package deploy clean
+.PHONY: help venv tools build demo test unit-test lint fmt package deploy clean
 
 help:
+	@echo "make demo     the whole workflow end to end on a local AWS emulator (no account needed)"
 	@echo "make test     every test: lint, unit tests, functions against a local AWS emulator, template checks"
 	@echo "make build    debug build of the workspace"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, cfn-lint, ASL validation"
@@ -32,6 +33,11 @@ tools: venv node_modules/.installed
 
 build:
 	cargo build --workspace
+
+# The whole workflow on the local cloud: moto plus `cargo lambda watch`, on
+# free 127.0.0.1 ports, stopped by their PIDs when the demo ends.
+demo: tools build
+	python tests/local-cloud/demo.py
 
 lint: tools
 	cargo fmt --all --check

@@ -14,6 +14,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # The ASL engine calls back to moto on this port for every service.
@@ -118,7 +119,11 @@ def send_to_targets(self, original_event, transform_input=True):
 
             arn = target["Arn"]
             account, region = arn.split(":")[4], arn.split(":")[3]
-            get_backend(account, region).start_execution(arn, name=None, execution_input=json.dumps(event_input))
+            # EventBridge names executions at random; moto's parser backend
+            # treats a missing name as one more "None" and refuses the second.
+            get_backend(account, region).start_execution(
+                arn, name=str(uuid.uuid4()), execution_input=json.dumps(event_input)
+            )
         except Exception as err:  # a lost delivery, as EventBridge would have it
             print(f"local cloud: delivery to {target['Arn']} failed: {err!r}", file=sys.stderr, flush=True)
     if others:

@@ -1,0 +1,151 @@
+"""`make demo`: the whole workflow on the local cloud, as the weekly schedule
+runs it, with a readable summary and checks. Exits non-zero if a check fails.
+"""
+
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from localcloud import BUCKET, LAUNCH_MACHINE, ROOT, SELECTION, Behaviour, LocalCloud  # noqa: E402
+
+UBUNTU_FINDINGS = [
+    ("CRITICAL", "CVE-2024-6387", "openssh-server"),
+    ("HIGH", "CVE-2024-2511", "openssl"),
+    ("MEDIUM", "CVE-2023-45853", "zlib1g"),
+]
+
+
+def seed(cloud):
+    """Three tagged AMIs with different fates, and decoys find-amis must pass over."""
+    amis = {
+        "ubuntu": cloud.seed_ami("ubuntu-22.04-golden", "ubuntu/images"),
+        "al2023": cloud.seed_ami("al2023-golden", "amzn2-ami"),
+        "windows": cloud.seed_ami("windows-server-2022-golden", "Windows_Server-2016-English-Full-Base"),
+    }
+    cloud.expect(amis["ubuntu"], Behaviour("scan", UBUNTU_FINDINGS))
+    cloud.expect(amis["al2023"], Behaviour("scan", []))
+    cloud.expect(amis["windows"], Behaviour("never", reason="UNMANAGED_EC2_INSTANCE"))
+    ec2 = cloud.client("ec2")
+    decoys = {
+        "untagged": cloud.seed_ami("untagged-build", "amzn2-ami", tagged=False),
+        "disabled": cloud.seed_ami("tagged-but-disabled", "amzn2-ami"),
+        "foreign": cloud.public_image("amzn-ami-hvm"),
+    }
+    ec2.disable_image(ImageId=decoys["disabled"])
+    ec2.create_tags(Resources=[decoys["foreign"]], Tags=[{"Key": SELECTION[0], "Value": SELECTION[1]}])
+    return amis, decoys
+
+
+EXPECTED = {
+    "ubuntu": {"amiscan:status": "COMPLETE", "amiscan:verdict": "FAIL", "amiscan:critical": "1", "amiscan:high": "1"},
+    "al2023": {"amiscan:status": "COMPLETE", "amiscan:verdict": "PASS", "amiscan:critical": "0", "amiscan:findings": "0"},
+    "windows": {"amiscan:status": "TIMED_OUT"},
+}
+
+
+def check(cloud, amis, decoys, run):
+    """Every check the demo promises; returns the failures."""
+    failures = []
+    started = {s["ami_id"] for s in run["started"]}
+    if started != set(amis.values()):
+        failures.append(f"find-amis started {sorted(started)}, expected {sorted(amis.values())}")
+    skipped = {s["ami_id"]: s["reason"] for s in run["skipped"]}
+    if "not available" not in skipped.get(decoys["disabled"], ""):
+        failures.append(f"the disabled decoy was not skipped as unavailable: {skipped}")
+    if decoys["untagged"] in started or decoys["foreign"] in started:
+        failures.append("an untagged or foreign AMI was scanned")
+    for label, ami in amis.items():
+        tags = cloud.image_tags(ami)
+        for key, value in EXPECTED[label].items():
+            if tags.get(key) != value:
+                failures.append(f"{label} {ami}: tag {key}={tags.get(key)!r}, expected {value!r}")
+        if EXPECTED[label]["amiscan:status"] == "COMPLETE":
+            summary, rows = cloud.report_of(ami)
+            if summary is None:
+                failures.append(f"{label}: no summary record in S3")
+                continue
+            if summary["finding_count"] != len(rows):
+                failures.append(f"{label}: summary counts {summary['finding_count']} findings, data has {len(rows)}")
+            if summary["report_key"]:
+                csv_lines = cloud.read_object(summary["report_key"]).strip().splitlines()
+                if len(csv_lines) != len(rows) + 1:
+                    failures.append(f"{label}: CSV has {len(csv_lines) - 1} rows, expected {len(rows)}")
+    live = cloud.live_scanner_instances()
+    if live:
+        failures.append(f"scanner instances left running: {[i['InstanceId'] for i in live]}")
+    rules = cloud.scanner_rules()
+    if rules:
+        failures.append(f"scanner rules left: {rules}")
+    if cloud.stand_in_errors:
+        failures.append(f"the Inspector stand-in failed: {cloud.stand_in_errors[:3]}")
+    return failures
+
+
+def table(rows):
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for n, row in enumerate(rows):
+        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
+        if n == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+def summary(cloud, amis, launches, started_at):
+    print("\nScans")
+    by_ami = {cloud.execution_input(e)["scan"]["ami_id"]: e for e in launches}
+    rows = [("AMI", "name", "OS", "status", "verdict", "crit", "high", "med", "low", "report", "time")]
+    for label, ami in amis.items():
+        image, tags = cloud.image(ami), cloud.image_tags(ami)
+        execution = by_ami.get(ami)
+        took = ""
+        if execution and tags.get("amiscan:status-at"):
+            done = datetime.fromisoformat(tags["amiscan:status-at"].replace("Z", "+00:00"))
+            took = f"{(done - execution['startDate']).total_seconds():.0f}s"
+        report = tags.get("amiscan:report-uri", tags.get("amiscan:reason", "")).replace(f"s3://{BUCKET}/", "")
+        rows.append((ami, image.get("Name", ""), image.get("PlatformDetails", image.get("Platform", "")),
+                     tags.get("amiscan:status", "-"), tags.get("amiscan:verdict", "-"),
+                     tags.get("amiscan:critical", "-"), tags.get("amiscan:high", "-"),
+                     tags.get("amiscan:medium", "-"), tags.get("amiscan:low", "-"), report, took))
+    table(rows)
+    print("\nSNS messages")
+    rows = [("event_type", "severity", "subject")]
+    for note in cloud.notifications():
+        rows.append((note["attributes"].get("event_type"), note["attributes"].get("severity"), note["subject"]))
+    table(rows)
+    keys = [o["Key"] for o in cloud.client("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])]
+    print(f"\nReports in s3://{BUCKET}/ (local emulator)")
+    for key in sorted(keys):
+        print(f"  {key}")
+    print(f"\nWall time {time.time() - started_at:.0f}s; logs in {cloud.log_dir}")
+
+
+def main():
+    started_at = time.time()
+    print("Starting the local cloud (moto + cargo lambda watch) on 127.0.0.1 ...", flush=True)
+    with LocalCloud(timeout_minutes=1) as cloud:
+        amis, decoys = seed(cloud)
+        print(f"Seeded {len(amis)} tagged AMIs and {len(decoys)} decoys; invoking find-amis as the weekly schedule does.", flush=True)
+        scheduled = json.loads((ROOT / "events/find-amis/scheduled.json").read_text())
+        run = cloud.find_amis(scheduled)
+        print(f"find-amis: found {run['found']}, started {len(run['started'])}, skipped {len(run['skipped'])}", flush=True)
+        for skip in run["skipped"]:
+            print(f"  skipped {skip['ami_id']}: {skip['reason']}")
+        print("Playing Inspector; the Windows AMI is never scanned, so its scan runs into the 1-minute deadline ...", flush=True)
+        launches, _ = cloud.wait_for_executions(len(run["started"]), 300)
+        launches = [e for e in launches if e["stateMachineArn"].endswith(LAUNCH_MACHINE)]
+        summary(cloud, amis, launches, started_at)
+        failures = check(cloud, amis, decoys, run)
+    print("\nStopped everything the demo started.")
+    if failures:
+        print("\nCHECKS FAILED:")
+        for failure in failures:
+            print(f"  - {failure}")
+        return 1
+    print("All checks passed: every tagged AMI accounted for, reports parse, tags right, nothing left running.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
