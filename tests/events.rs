@@ -13,13 +13,17 @@ use amiscan_core::tagging::{TagOutput, TagRequest};
 use serde_json::Value;
 
 fn sample(path: &str) -> Value {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(path);
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(path);
     serde_json::from_str(&std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{path}: {e}")))
         .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 fn samples(dir: &str) -> Vec<(String, Value)> {
-    let full = Path::new(env!("CARGO_MANIFEST_DIR")).join("../events").join(dir);
+    let full = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(dir);
     let mut out: Vec<_> = std::fs::read_dir(full)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
@@ -44,8 +48,10 @@ fn every_function_accepts_its_sample_inputs_and_its_outputs_parse() {
                 serde_json::from_value::<CheckResult>(event).unwrap();
                 continue;
             }
-            let scan: ScanContext = parse_event(event).unwrap_or_else(|e| panic!("{dir}/{name}: {e}"));
-            scan.validate("").unwrap_or_else(|e| panic!("{dir}/{name}: {e}"));
+            let scan: ScanContext =
+                parse_event(event).unwrap_or_else(|e| panic!("{dir}/{name}: {e}"));
+            scan.validate("")
+                .unwrap_or_else(|e| panic!("{dir}/{name}: {e}"));
         }
     }
     let export: ExportRequest = parse_event(sample("export-report/scan-complete.json")).unwrap();
@@ -55,7 +61,8 @@ fn every_function_accepts_its_sample_inputs_and_its_outputs_parse() {
         if name == "output.json" {
             serde_json::from_value::<TagOutput>(event).unwrap();
         } else {
-            let request: TagRequest = parse_event(event).unwrap_or_else(|e| panic!("tag-ami/{name}: {e}"));
+            let request: TagRequest =
+                parse_event(event).unwrap_or_else(|e| panic!("tag-ami/{name}: {e}"));
             request.scan.validate("scan").unwrap();
         }
     }
@@ -99,6 +106,12 @@ fn the_rule_turns_inspectors_event_into_the_report_machines_input() {
     let input: Value = serde_json::from_str(&rendered).unwrap();
     let expected = sample("report-and-cleanup/input.json");
     assert_eq!(input["scan"], expected["scan"]);
-    assert_eq!(input["inspector"]["severity_counts"], expected["inspector"]["severity_counts"]);
-    assert_eq!(input["inspector"]["event_time"], expected["inspector"]["event_time"]);
+    assert_eq!(
+        input["inspector"]["severity_counts"],
+        expected["inspector"]["severity_counts"]
+    );
+    assert_eq!(
+        input["inspector"]["event_time"],
+        expected["inspector"]["event_time"]
+    );
 }

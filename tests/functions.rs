@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use amiscan_core::cleanup as core_cleanup;
+use amiscan_core::lambda::Handler;
 use amiscan_core::settings::{
     CleanupSettings, ExportSettings, FindSettings, LaunchSettings, RuleSettings, TagSettings,
 };

@@ -291,3 +291,19 @@ def test_a_fail_verdict_acts_on_the_ami_as_configured(cloud, batch, action):
     instances = cloud.scanner_instances_of(ami)
     assert [i["InstanceType"] for i in instances] == ["t3a.small"]
     assert_nothing_left(cloud, ami)
+
+
+def test_a_function_with_missing_settings_stops_at_start_up_naming_them(cloud):
+    """The binaries `cargo lambda watch` built, started without their settings."""
+    import os
+    import subprocess
+
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+    binary = target / "debug" / "launch-instance"
+    assert binary.exists(), binary
+    env = {"PATH": os.environ["PATH"], "SUBNET_ID": "vpc-123", "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9"}
+    result = subprocess.run([str(binary)], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    for text in ("INSTANCE_TYPES is not set", 'SUBNET_ID="vpc-123" is malformed', "SECURITY_GROUP_ID is not set",
+                 "INSTANCE_PROFILE is not set", "SCAN_TIMEOUT_MINUTES is not set"):
+        assert text in result.stderr + result.stdout, result.stderr

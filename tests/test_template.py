@@ -332,8 +332,8 @@ def required_variables():
             required[struct] = {names[v] for v in re.findall(r"env\.required\(vars::([A-Z_]+)\)", block)}
     out = {}
     for binary in functions().values():
-        main = (ROOT / "crates" / binary / "src/main.rs").read_text()
-        struct = re.search(r"let settings = (\w+)::from_env", main).group(1)
+        lib = (ROOT / "crates" / binary / "src/lib.rs").read_text()
+        struct = re.search(r"type Settings = (\w+);", lib).group(1)
         out[binary] = required[struct]
     return out
 

@@ -4,6 +4,7 @@
 
 use amiscan_core::aws::{ec2, inspector2, sfn, SdkConfig};
 use amiscan_core::deadline::{self, CheckResult};
+use amiscan_core::lambda::Handler;
 use amiscan_core::model::{parse_event, ScanContext};
 use amiscan_core::settings::CheckSettings;
 use amiscan_core::Error;
@@ -16,8 +17,11 @@ pub struct Function {
     settings: CheckSettings,
 }
 
-impl Function {
-    pub fn new(config: &SdkConfig, settings: CheckSettings) -> Self {
+impl Handler for Function {
+    type Settings = CheckSettings;
+    type Output = CheckResult;
+
+    fn new(config: &SdkConfig, settings: CheckSettings) -> Self {
         Function {
             ec2: ec2::Client::new(config),
             inspector: inspector2::Client::new(config),
@@ -26,7 +30,7 @@ impl Function {
         }
     }
 
-    pub async fn handle(&self, event: Value) -> Result<CheckResult, Error> {
+    async fn handle(&self, event: Value) -> Result<CheckResult, Error> {
         let scan: ScanContext = parse_event(event)?;
         deadline::check_scan(
             &self.ec2,

@@ -3,6 +3,7 @@
 
 use amiscan_core::aws::{ec2, eventbridge, SdkConfig};
 use amiscan_core::cleanup::{self, CleanupReport};
+use amiscan_core::lambda::Handler;
 use amiscan_core::settings::CleanupSettings;
 use amiscan_core::Error;
 use serde_json::Value;
@@ -13,8 +14,11 @@ pub struct Function {
     settings: CleanupSettings,
 }
 
-impl Function {
-    pub fn new(config: &SdkConfig, settings: CleanupSettings) -> Self {
+impl Handler for Function {
+    type Settings = CleanupSettings;
+    type Output = CleanupReport;
+
+    fn new(config: &SdkConfig, settings: CleanupSettings) -> Self {
         Function {
             ec2: ec2::Client::new(config),
             events: eventbridge::Client::new(config),
@@ -22,7 +26,7 @@ impl Function {
         }
     }
 
-    pub async fn handle(&self, event: Value) -> Result<CleanupReport, Error> {
+    async fn handle(&self, event: Value) -> Result<CleanupReport, Error> {
         let request = cleanup::parse_request(event)?;
         cleanup::cleanup(
             &self.ec2,

@@ -9,6 +9,7 @@ pub mod error;
 pub mod export;
 pub mod find;
 pub mod iam;
+pub mod lambda;
 pub mod launch;
 pub mod model;
 pub mod naming;

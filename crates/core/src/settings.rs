@@ -122,6 +122,31 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
     }
 }
 
+/// Settings read from the environment at start-up.
+pub trait FromEnv: Sized {
+    fn from_env<F: Fn(&str) -> Option<String>>(env: EnvReader<F>) -> Result<Self, Error>;
+}
+
+macro_rules! from_env {
+    ($($name:ident),+) => {
+        $(impl FromEnv for $name {
+            fn from_env<F: Fn(&str) -> Option<String>>(env: EnvReader<F>) -> Result<Self, Error> {
+                $name::from_env(env)
+            }
+        })+
+    };
+}
+
+from_env!(
+    FindSettings,
+    LaunchSettings,
+    RuleSettings,
+    ExportSettings,
+    TagSettings,
+    CleanupSettings,
+    CheckSettings
+);
+
 macro_rules! prefixed_setting {
     ($name:ident, $($prefix:literal)|+, $what:literal) => {
         #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! scan of it completes.
 
 use amiscan_core::aws::{eventbridge, SdkConfig};
+use amiscan_core::lambda::Handler;
 use amiscan_core::model::{parse_event, ScanContext};
 use amiscan_core::settings::RuleSettings;
 use amiscan_core::Error;
@@ -13,15 +14,18 @@ pub struct Function {
     settings: RuleSettings,
 }
 
-impl Function {
-    pub fn new(config: &SdkConfig, settings: RuleSettings) -> Self {
+impl Handler for Function {
+    type Settings = RuleSettings;
+    type Output = ScanContext;
+
+    fn new(config: &SdkConfig, settings: RuleSettings) -> Self {
         Function {
             events: eventbridge::Client::new(config),
             settings,
         }
     }
 
-    pub async fn handle(&self, event: Value) -> Result<ScanContext, Error> {
+    async fn handle(&self, event: Value) -> Result<ScanContext, Error> {
         let scan: ScanContext = parse_event(event)?;
         amiscan_core::rule::create_scan_rule(&self.events, &self.settings, scan).await
     }

@@ -1,19 +1,7 @@
-//! Lambda entry point: tracing, settings and SDK clients once, then the
-//! handler for every event.
-
-use amiscan_core::settings::{EnvReader, RuleSettings};
-use lambda_runtime::{service_fn, LambdaEvent};
-use serde_json::Value;
+//! Lambda entry point: wiring only. The handler is in lib.rs; the start-up
+//! (tracing, settings, SDK clients) is shared in `amiscan_core::lambda`.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let settings = RuleSettings::from_env(EnvReader::process())?;
-    let config = amiscan_core::aws::load_config().await;
-    let function = create_scan_rule::Function::new(&config, settings);
-    let function = &function;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        function.handle(event.payload).await
-    }))
-    .await
+    amiscan_core::lambda::run::<create_scan_rule::Function>().await
 }

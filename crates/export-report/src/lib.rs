@@ -4,6 +4,7 @@
 
 use amiscan_core::aws::{inspector2, s3, SdkConfig};
 use amiscan_core::export::{self, ExportRequest};
+use amiscan_core::lambda::Handler;
 use amiscan_core::model::parse_event;
 use amiscan_core::report::ScanSummary;
 use amiscan_core::settings::ExportSettings;
@@ -16,8 +17,11 @@ pub struct Function {
     settings: ExportSettings,
 }
 
-impl Function {
-    pub fn new(config: &SdkConfig, settings: ExportSettings) -> Self {
+impl Handler for Function {
+    type Settings = ExportSettings;
+    type Output = ScanSummary;
+
+    fn new(config: &SdkConfig, settings: ExportSettings) -> Self {
         Function {
             inspector: inspector2::Client::new(config),
             s3: s3::Client::new(config),
@@ -25,7 +29,7 @@ impl Function {
         }
     }
 
-    pub async fn handle(&self, event: Value) -> Result<ScanSummary, Error> {
+    async fn handle(&self, event: Value) -> Result<ScanSummary, Error> {
         let request: ExportRequest = parse_event(event)?;
         export::export_report(
             &self.inspector,

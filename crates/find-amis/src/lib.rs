@@ -4,6 +4,7 @@
 
 use amiscan_core::aws::{ec2, sfn, sns, SdkConfig};
 use amiscan_core::find::{self, FindOutput};
+use amiscan_core::lambda::Handler;
 use amiscan_core::settings::FindSettings;
 use amiscan_core::Error;
 use serde_json::Value;
@@ -15,8 +16,11 @@ pub struct Function {
     settings: FindSettings,
 }
 
-impl Function {
-    pub fn new(config: &SdkConfig, settings: FindSettings) -> Self {
+impl Handler for Function {
+    type Settings = FindSettings;
+    type Output = FindOutput;
+
+    fn new(config: &SdkConfig, settings: FindSettings) -> Self {
         Function {
             ec2: ec2::Client::new(config),
             sfn: sfn::Client::new(config),
@@ -25,7 +29,7 @@ impl Function {
         }
     }
 
-    pub async fn handle(&self, event: Value) -> Result<FindOutput, Error> {
+    async fn handle(&self, event: Value) -> Result<FindOutput, Error> {
         let request = find::parse_request(event)?;
         find::find_and_start(
             &self.ec2,

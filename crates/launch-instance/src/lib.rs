@@ -3,6 +3,7 @@
 //! instance filled in.
 
 use amiscan_core::aws::{ec2, SdkConfig};
+use amiscan_core::lambda::Handler;
 use amiscan_core::model::{parse_event, ScanContext};
 use amiscan_core::settings::LaunchSettings;
 use amiscan_core::Error;
@@ -13,15 +14,18 @@ pub struct Function {
     settings: LaunchSettings,
 }
 
-impl Function {
-    pub fn new(config: &SdkConfig, settings: LaunchSettings) -> Self {
+impl Handler for Function {
+    type Settings = LaunchSettings;
+    type Output = ScanContext;
+
+    fn new(config: &SdkConfig, settings: LaunchSettings) -> Self {
         Function {
             ec2: ec2::Client::new(config),
             settings,
         }
     }
 
-    pub async fn handle(&self, event: Value) -> Result<ScanContext, Error> {
+    async fn handle(&self, event: Value) -> Result<ScanContext, Error> {
         let scan: ScanContext = parse_event(event)?;
         amiscan_core::launch::launch(&self.ec2, &self.settings, scan).await
     }

@@ -2,6 +2,7 @@
 //! and report location onto the AMI.
 
 use amiscan_core::aws::{ec2, SdkConfig};
+use amiscan_core::lambda::Handler;
 use amiscan_core::model::parse_event;
 use amiscan_core::settings::TagSettings;
 use amiscan_core::tagging::{self, TagOutput, TagRequest};
@@ -13,15 +14,18 @@ pub struct Function {
     settings: TagSettings,
 }
 
-impl Function {
-    pub fn new(config: &SdkConfig, settings: TagSettings) -> Self {
+impl Handler for Function {
+    type Settings = TagSettings;
+    type Output = TagOutput;
+
+    fn new(config: &SdkConfig, settings: TagSettings) -> Self {
         Function {
             ec2: ec2::Client::new(config),
             settings,
         }
     }
 
-    pub async fn handle(&self, event: Value) -> Result<TagOutput, Error> {
+    async fn handle(&self, event: Value) -> Result<TagOutput, Error> {
         let request: TagRequest = parse_event(event)?;
         tagging::tag_ami(&self.ec2, &self.settings, request, chrono::Utc::now()).await
     }
