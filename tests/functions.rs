@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use amiscan_core::cleanup as core_cleanup;
 use amiscan_core::lambda::Handler;
 use amiscan_core::settings::{
-    CleanupSettings, ExportSettings, FindSettings, LaunchSettings, RuleSettings, TagSettings,
+    CheckSettings, CleanupSettings, ExportSettings, FindSettings, LaunchSettings, RuleSettings,
+    TagSettings,
 };
 use amiscan_tests::{
     cloud, env, finding, Cloud, ACCOUNT, SELECTION_KEY, SELECTION_VALUE, TAG_PREFIX,
@@ -121,6 +122,15 @@ impl Stack {
 
     fn cleanup(&self) -> cleanup::Function {
         cleanup::Function::new(&self.cloud.config, self.cleanup_settings())
+    }
+
+    fn check_scan(&self) -> check_scan::Function {
+        let settings = CheckSettings::from_env(env(&[
+            ("TAG_PREFIX", TAG_PREFIX),
+            ("REPORT_STATE_MACHINE_ARN", &self.report_machine),
+        ]))
+        .unwrap();
+        check_scan::Function::new(&self.cloud.config, settings)
     }
 
     fn notifications(&self) -> Vec<Value> {
@@ -831,6 +841,15 @@ async fn every_function_rejects_a_malformed_event_by_field_and_changes_nothing()
             "rule_name",
         ),
         ("cleanup", stack.cleanup().handle(json!({})).await.map(drop), "scan_id"),
+        (
+            "check-scan",
+            stack
+                .check_scan()
+                .handle(json!({"scan_id": scan["scan_id"], "ami_id": ami}))
+                .await
+                .map(drop),
+            "instance_id",
+        ),
     ];
     for (function, result, field) in malformed {
         match result {
