@@ -7,6 +7,8 @@ substitutions, read from the template itself), plays Inspector for the scan
 instances that appear, and stops every process it started by its own PID.
 """
 
+import ctypes
+import ctypes.util
 import io
 import json
 import os
@@ -35,6 +37,13 @@ LAUNCH_MACHINE = "amiscan-launch-scan"
 REPORT_MACHINE = "amiscan-report-and-cleanup"
 MACHINE_NAMES = {"LaunchScanStateMachine": LAUNCH_MACHINE, "ReportAndCleanupStateMachine": REPORT_MACHINE}
 BUCKET = "amiscan-reports-local"
+
+
+def die_with_parent():
+    """In the child: SIGTERM when the harness dies, even if it cannot clean up."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port():
@@ -143,7 +152,7 @@ class LocalCloud:
         log = open(self.log_dir / f"{name}.log", "ab")
         process = subprocess.Popen(
             argv, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env or os.environ.copy(),
-            start_new_session=True,
+            start_new_session=True, preexec_fn=die_with_parent,
         )
         self.processes.append((name, process, log))
         return process

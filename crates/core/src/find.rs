@@ -21,6 +21,9 @@ use crate::settings::FindSettings;
 const START_CONCURRENCY: usize = 8;
 /// EC2 accepts at most 200 values in one filter.
 const FILTER_VALUES_MAX: usize = 200;
+/// Skip reasons for named AMIs (launch-instance maps them to its errors).
+pub const NOT_FOUND: &str = "not found";
+pub const NOT_OWNED: &str = "not owned by this account";
 /// The most AMIs one manual request may name.
 pub const REQUEST_AMIS_MAX: usize = 1000;
 
@@ -128,14 +131,16 @@ pub struct Plan {
     pub skipped: Vec<Skipped>,
 }
 
-/// Decides which AMIs to scan. `scanning` maps an AMI to the live scanner
-/// instance already scanning it; those instances count against `cap`. The
+/// Decides which AMIs to scan. `scanning` maps an AMI to a live scanner
+/// instance already scanning it; the `in_flight` live scanner instances count
+/// against `cap`. The
 /// AMIs scanned longest ago (or never) go first, so a cap below the number of
 /// tagged AMIs still reaches every AMI over successive runs.
 pub fn plan_scans(
     mut candidates: Vec<AmiCandidate>,
     not_scannable: Vec<Skipped>,
     scanning: &HashMap<String, String>,
+    in_flight: usize,
     cap: u32,
 ) -> Plan {
     let mut skipped = not_scannable;
@@ -144,7 +149,7 @@ pub fn plan_scans(
             .cmp(&b.last_scanned)
             .then_with(|| a.ami_id.cmp(&b.ami_id))
     });
-    let mut budget = (cap as usize).saturating_sub(scanning.len());
+    let mut budget = (cap as usize).saturating_sub(in_flight);
     let mut to_start = Vec::new();
     for ami in candidates {
         let reason = if ami.state != "available" {
@@ -257,9 +262,9 @@ pub async fn lookup_amis(
         .map(|id| Skipped {
             ami_id: id.clone(),
             reason: if visible.contains(id) {
-                "not owned by this account".into()
+                NOT_OWNED.into()
             } else {
-                "not found".into()
+                NOT_FOUND.into()
             },
         })
         .collect();
@@ -511,20 +516,17 @@ pub async fn find_and_start(
         .iter()
         .filter_map(|i| candidate(i, &settings.tag_prefix))
         .collect();
-    let scanning: HashMap<String, String> = live_scanner_instances(ec2_client)
-        .await?
+    let live = live_scanner_instances(ec2_client).await?;
+    let in_flight = live.len();
+    let scanning: HashMap<String, String> = live
         .into_iter()
-        .map(|i| {
-            (
-                i.ami_id.unwrap_or_else(|| "(untagged)".into()),
-                i.instance_id,
-            )
-        })
+        .filter_map(|i| Some((i.ami_id?, i.instance_id)))
         .collect();
     let plan = plan_scans(
         candidates,
         not_scannable,
         &scanning,
+        in_flight,
         settings.max_concurrent_scans,
     );
     for skip in &plan.skipped {
@@ -672,7 +674,7 @@ mod tests {
             ami_id: "ami-0000dead".into(),
             reason: "not found".into(),
         }];
-        let plan = plan_scans(candidates, missing, &scanning, 3);
+        let plan = plan_scans(candidates, missing, &scanning, 1, 3);
         let started: Vec<_> = plan.to_start.iter().map(|a| a.ami_id.as_str()).collect();
         // One slot is taken by the running scan: two start, never-scanned first.
         assert_eq!(started, ["ami-00000003", "ami-00000004"]);

@@ -12,7 +12,7 @@ use crate::aws::ec2::types::{
     TagSpecification,
 };
 use crate::error::{Error, Result};
-use crate::find::{describe_instances, filter, lookup_amis, LIVE_STATES};
+use crate::find::{describe_instances, filter, lookup_amis, LIVE_STATES, NOT_FOUND};
 use crate::model::ScanContext;
 use crate::naming;
 use crate::settings::{InstanceProfile, LaunchSettings};
@@ -63,7 +63,7 @@ pub fn block_devices(image: &ec2::types::Image) -> Vec<BlockDeviceMapping> {
 pub async fn usable_image(client: &ec2::Client, ami_id: &str) -> Result<ec2::types::Image> {
     let (mut images, skipped) = lookup_amis(client, &[ami_id.to_string()]).await?;
     if let Some(skip) = skipped.into_iter().next() {
-        return Err(if skip.reason == "not found" {
+        return Err(if skip.reason == NOT_FOUND {
             Error::NotFound {
                 kind: "AMI",
                 id: ami_id.into(),
