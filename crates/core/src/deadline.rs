@@ -56,6 +56,13 @@ pub struct CheckResult {
     pub reason: String,
 }
 
+/// Whether the AMI's tags say report-and-cleanup (or the failure path)
+/// already finished this very scan.
+fn already_finished(scan: &ScanContext, tagged_scan: Option<&str>, status: Option<&str>) -> bool {
+    let finished = [ScanStatus::Complete.as_str(), ScanStatus::Failed.as_str()];
+    tagged_scan == Some(scan.scan_id.as_str()) && status.is_some_and(|s| finished.contains(&s))
+}
+
 /// Decides from the AMI's status tags (`None`: the AMI is gone) and the
 /// instance's coverage (`None`: Inspector does not list it).
 pub fn decide(
@@ -69,10 +76,7 @@ pub fn decide(
             "the AMI was deregistered during the scan".into(),
         );
     };
-    let finished = [ScanStatus::Complete.as_str(), ScanStatus::Failed.as_str()];
-    if scan_id.as_deref() == Some(scan.scan_id.as_str())
-        && status.as_deref().is_some_and(|s| finished.contains(&s))
-    {
+    if already_finished(scan, scan_id.as_deref(), status.as_deref()) {
         return (Outcome::Finished, "the scan already finished".into());
     }
     let Some(coverage) = coverage else {
@@ -201,14 +205,14 @@ pub async fn check_scan(
     scan.validate("")?;
     let instance_id = scan.require_instance("")?;
     let status = ami_status(ec2_client, prefix, &scan.ami_id).await?;
-    let cover = match &status {
-        Some((scan_id, Some(s)))
-            if scan_id.as_deref() == Some(scan.scan_id.as_str())
-                && (s == ScanStatus::Complete.as_str() || s == ScanStatus::Failed.as_str()) =>
-        {
-            None
-        }
-        _ => coverage(inspector, instance_id).await?,
+    // A finished scan needs no coverage look-up.
+    let finished = status
+        .as_ref()
+        .is_some_and(|(id, st)| already_finished(scan, id.as_deref(), st.as_deref()));
+    let cover = if finished {
+        None
+    } else {
+        coverage(inspector, instance_id).await?
     };
     let (outcome, reason) = decide(scan, status, cover.as_ref());
     if outcome == Outcome::HandedOver {
