@@ -229,11 +229,12 @@ class LocalCloud:
             "FAIL_ACTION": self.fail_action,
         }
         parsed = template()
+        self.functions = template_functions(parsed)
         lam = self.client("lambda")
         archive = io.BytesIO()
         with zipfile.ZipFile(archive, "w") as z:
             z.writestr("bootstrap", "runs in cargo lambda watch")
-        for logical, (binary, variables) in template_functions(parsed).items():
+        for logical, (binary, variables) in self.functions.items():
             lam.create_function(
                 FunctionName=binary, Runtime="provided.al2023", Handler="bootstrap", Role=roles["amiscan-lambda"],
                 Code={"ZipFile": archive.getvalue()}, Timeout=900,
@@ -250,8 +251,8 @@ class LocalCloud:
     def substitution(self, key_name):
         if key_name == "TopicArn":
             return self.topic_arn
-        binaries = {logical: binary for logical, (binary, _) in template_functions().items()}
-        return function_arn(binaries[key_name[: -len("Arn")]])
+        binary, _ = self.functions[key_name[: -len("Arn")]]
+        return function_arn(binary)
 
     def start_functions(self, **overrides):
         """(Re)starts `cargo lambda watch` with every function's settings."""
@@ -278,7 +279,7 @@ class LocalCloud:
         # The first invoke of each function builds and starts it: do that now,
         # through moto, with an event every function rejects before any call.
         lam = self.client("lambda")
-        for binary, _ in template_functions().values():
+        for binary, _ in self.functions.values():
             out = lam.invoke(FunctionName=binary, Payload=b'{"__warm_up__": 1}')
             error = json.loads(out["Payload"].read() or b"{}")
             assert out.get("FunctionError") == "Unhandled" and error.get("errorType") == "InvalidInput", (binary, error)
