@@ -15,6 +15,7 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # The ASL engine calls back to moto on this port for every service.
@@ -87,12 +88,21 @@ LambdaFunction.invoke = forward_invoke
 # machine (send_to_targets raises, and PutEvents answers 500, so clients retry
 # and would start duplicates). Start the execution here, honouring Input,
 # InputPath and InputTransformer, and never let a delivery failure fail PutEvents.
+# moto keeps an event's `time` as epoch seconds; EventBridge hands targets
+# ISO 8601 (`2026-11-23T10:00:00Z`), so convert it before any target sees it.
 ORIGINAL_SEND = Rule.send_to_targets
 
 
 def send_to_targets(self, original_event, transform_input=True):
     if not self.event_pattern.matches_event(original_event):
         return
+    if isinstance(original_event.get("time"), (int, float, str)):
+        try:
+            epoch = float(original_event["time"])
+        except ValueError:
+            pass  # already a date
+        else:
+            original_event = {**original_event, "time": datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     others = []
     for target in self.targets:
         if not target["Arn"].startswith("arn:aws:states:"):

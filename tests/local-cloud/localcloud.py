@@ -12,6 +12,7 @@ import ctypes.util
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -92,12 +93,17 @@ def machine_arn(name):
 class Behaviour:
     """What the Inspector stand-in does for the scan instances of one AMI."""
 
-    def __init__(self, kind, findings=(), reason="UNMANAGED_EC2_INSTANCE", before_event=None):
+    def __init__(self, kind, findings=(), reason="UNMANAGED_EC2_INSTANCE", before_event=None, scanned_at=None):
         assert kind in ("scan", "never", "lost"), kind
         self.kind = kind
-        self.findings = list(findings)  # (severity, cve, package)
+        # (severity, cve, package) or (severity, cve, package, fix, exploit),
+        # fix one of YES/PARTIAL/NO and exploit one of YES/NO.
+        self.findings = list(findings)
         self.reason = reason
         self.before_event = before_event
+        # The time on Inspector's "scan complete" event (a datetime), to file
+        # a scan under an earlier day; None for the current time.
+        self.scanned_at = scanned_at
 
 
 class LocalCloud:
@@ -325,13 +331,14 @@ class LocalCloud:
             behaviour.before_event(self, instance)
         if behaviour.kind == "scan":
             counts = {"CRITICAL": 0, "HIGH": 0, "MEDIUM": 0}
-            for severity, _, _ in behaviour.findings:
+            for severity, *_ in behaviour.findings:
                 counts[severity] = counts.get(severity, 0) + 1
             counts["TOTAL"] = len(behaviour.findings)
             events.put_events(Entries=[{
                 "Source": "aws.inspector2", "DetailType": "Inspector2 Scan", "Resources": [instance_id],
                 "Detail": json.dumps({"scan-status": "INITIAL_SCAN_COMPLETE", "finding-severity-counts": counts,
                                       "instance-id": instance_id, "version": "1.0"}),
+                **({"Time": behaviour.scanned_at} if behaviour.scanned_at else {}),
             }])
 
     # ------------------------------------------------------------ running and reading
@@ -416,6 +423,22 @@ class LocalCloud:
         rows = [json.loads(line) for line in self.read_object(summary["findings_key"]).splitlines()]
         return summary, rows
 
+    def save_reports(self, directory, prefixes=("findings/", "scans/")):
+        """Copies the Athena data (the `findings` and `scans` tables' objects)
+        from the bucket to `directory`, in the bucket's layout; returns the keys."""
+        directory = Path(directory)
+        if directory.exists():
+            shutil.rmtree(directory)
+        s3, keys = self.client("s3"), []
+        for prefix in prefixes:
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix):
+                keys += [o["Key"] for o in page.get("Contents", [])]
+        for key in keys:
+            target = directory / key
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        return keys
+
     # ------------------------------------------------------------ seeding
     def seed_ami(self, name, source_name_prefix=None, tagged=True, platform_of=None):
         """An AMI of this account, made from one of moto's public images, so
@@ -437,8 +460,9 @@ class LocalCloud:
         raise LookupError(f"moto has no public image named {name_prefix}*")
 
 
-def finding(n, instance_id, ami_id, severity, cve, package):
-    """A complete Inspector finding in the API's JSON."""
+def finding(n, instance_id, ami_id, severity, cve, package, fix=None, exploit=None):
+    """A complete Inspector finding in the API's JSON. Without `fix` and
+    `exploit`, a fix is available and only CRITICAL findings have an exploit."""
     now = time.time()
     return {
         "awsAccountId": ACCOUNT,
@@ -451,8 +475,8 @@ def finding(n, instance_id, ami_id, severity, cve, package):
         "firstObservedAt": now - 60,
         "lastObservedAt": now,
         "inspectorScore": {"CRITICAL": 9.8, "HIGH": 7.5, "MEDIUM": 5.0}.get(severity, 2.0),
-        "fixAvailable": "YES",
-        "exploitAvailable": "YES" if severity == "CRITICAL" else "NO",
+        "fixAvailable": fix or "YES",
+        "exploitAvailable": exploit or ("YES" if severity == "CRITICAL" else "NO"),
         "epss": {"score": 0.3},
         "remediation": {"recommendation": {"text": f"Upgrade {package}"}},
         "resources": [{"type": "AWS_EC2_INSTANCE", "id": instance_id,
@@ -462,6 +486,6 @@ def finding(n, instance_id, ami_id, severity, cve, package):
             "cvss": [{"baseScore": 9.8, "scoringVector": "CVSS:3.1/AV:N", "version": "3.1", "source": "NVD"}],
             "referenceUrls": [f"https://nvd.nist.gov/vuln/detail/{cve}"],
             "vulnerablePackages": [{"name": package, "version": "1.0.0", "epoch": 0, "release": "1",
-                                    "fixedInVersion": "1.0.1-1"}],
+                                    **({"fixedInVersion": "1.0.1-1"} if (fix or "YES") != "NO" else {})}],
         },
     }

@@ -257,6 +257,28 @@ async fn stream_findings(
     Ok(tally)
 }
 
+/// When the scan happened: the time of Inspector's "scan complete" event, so
+/// a retried export writes to the same partition and a late export still
+/// files the scan under the day Inspector made it. Falls back to `now` when
+/// there is no event time (the deadline path passes its own), when it does
+/// not parse, or when it lies in the future (a skewed clock).
+pub fn scan_time(inspector: Option<&serde_json::Value>, now: DateTime<Utc>) -> DateTime<Utc> {
+    let Some(raw) = inspector
+        .and_then(|i| i.get("event_time"))
+        .and_then(|t| t.as_str())
+    else {
+        return now;
+    };
+    match DateTime::parse_from_rfc3339(raw) {
+        Ok(t) if t.with_timezone(&Utc) <= now => t.with_timezone(&Utc),
+        Ok(_) => now,
+        Err(err) => {
+            warn!(event_time = raw, %err, "Inspector event time unreadable; using the current time");
+            now
+        }
+    }
+}
+
 /// Exports the scan's findings and returns its summary.
 pub async fn export_report(
     inspector: &inspector2::Client,
@@ -265,6 +287,7 @@ pub async fn export_report(
     request: ExportRequest,
     now: DateTime<Utc>,
 ) -> Result<ScanSummary> {
+    let now = scan_time(request.inspector.as_ref(), now);
     let scan = request.scan;
     scan.validate("scan")?;
     let instance_id = scan.require_instance("scan")?.to_string();
@@ -391,6 +414,25 @@ mod tests {
             ));
         }
         out.build()
+    }
+
+    #[test]
+    fn the_scan_is_dated_by_inspectors_event_unless_it_is_missing_unreadable_or_ahead() {
+        let now: DateTime<Utc> = "2026-11-23T12:00:00Z".parse().unwrap();
+        let event = |t: serde_json::Value| serde_json::json!({"event_time": t});
+        let past = event("2026-11-16T08:30:00Z".into());
+        assert_eq!(
+            scan_time(Some(&past), now),
+            "2026-11-16T08:30:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(scan_time(None, now), now);
+        assert_eq!(scan_time(Some(&serde_json::json!({})), now), now);
+        assert_eq!(scan_time(Some(&event("1763280000".into())), now), now);
+        assert_eq!(scan_time(Some(&event(1763280000.into())), now), now);
+        assert_eq!(
+            scan_time(Some(&event("2026-11-27T13:41:10Z".into())), now),
+            now
+        );
     }
 
     #[tokio::test]
