@@ -6,10 +6,11 @@ PYTHON ?= python3
 ARCH ?= arm64
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv tools build demo test unit-test lint fmt package deploy clean
+.PHONY: help venv tools build demo query test unit-test lint fmt package deploy clean
 
 help:
 	@echo "make demo     the whole workflow end to end on a local AWS emulator (no account needed)"
+	@echo "make query    the Athena named queries (queries/*.sql) in DuckDB over the reports make demo saved"
 	@echo "make test     every test: lint, unit tests, functions against a local AWS emulator, template checks"
 	@echo "make build    debug build of the workspace"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, cfn-lint, ASL validation"
@@ -38,6 +39,12 @@ build:
 # free 127.0.0.1 ports, stopped by their PIDs when the demo ends.
 demo: tools build
 	python tests/local-cloud/demo.py
+
+# The named queries, unchanged, in DuckDB over the copy of the report bucket
+# that `make demo` saved in .local/demo-reports (REPORTS=dir for another copy).
+REPORTS ?= .local/demo-reports
+query: venv
+	python tests/local-cloud/query.py --reports $(REPORTS) $(QUERY)
 
 lint: tools
 	cargo fmt --all --check

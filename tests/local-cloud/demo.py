@@ -10,6 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from localcloud import BUCKET, LAUNCH_MACHINE, ROOT, SELECTION, Behaviour, LocalCloud  # noqa: E402
+from query import DEFAULT_REPORTS, print_queries  # noqa: E402
 
 UBUNTU_FINDINGS = [
     ("CRITICAL", "CVE-2024-6387", "openssh-server"),
@@ -137,7 +138,14 @@ def main():
         launches = [e for e in launches if e["stateMachineArn"].endswith(LAUNCH_MACHINE)]
         summary(cloud, amis, launches, started_at)
         failures = check(cloud, amis, decoys, run)
+        saved = cloud.save_reports(DEFAULT_REPORTS)
     print("\nStopped everything the demo started.")
+    print(f"\nSaved the Athena data ({len(saved)} objects) to {DEFAULT_REPORTS.relative_to(ROOT)}; "
+          "the first two named queries, run in DuckDB as Athena would run them (make query runs all six):")
+    try:
+        print_queries(DEFAULT_REPORTS, ["01-", "02-"])
+    except Exception as err:  # a broken query is a failed check, not a crash
+        failures.append(f"the named queries did not run over the saved reports: {err}")
     if failures:
         print("\nCHECKS FAILED:")
         for failure in failures:

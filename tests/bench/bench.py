@@ -1,0 +1,723 @@
+"""`make bench`: what each Lambda and a whole scan cost, measured on the local
+cloud, with every run's effects checked as the tests check them.
+
+    python tests/bench/bench.py [--smoke] [--profile release|debug] [--out FILE]
+
+Each function runs as a real Lambda runtime process: its bootstrap binary
+against a loopback Lambda Runtime API served here, its AWS calls going to the
+local emulator through a counting pass-through proxy. Exits non-zero when an
+effect check fails; a failed check posts no number.
+"""
+
+import argparse
+import json
+import os
+import platform
+import queue
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local-cloud"))
+from localcloud import (  # noqa: E402
+    BUCKET,
+    LAUNCH_MACHINE,
+    REGION,
+    REPORT_MACHINE,
+    ROOT,
+    Behaviour,
+    LocalCloud,
+    finding,
+    template_functions,
+)
+
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+if not TARGET.is_absolute():
+    TARGET = ROOT / TARGET
+MiB = 1024 * 1024
+TICKS = os.sysconf("SC_CLK_TCK")
+
+# What issue #6 promises, measured here. A figure over its target fails the run.
+TARGETS = {
+    "cold_start_ms": 50,
+    "peak_rss_mib": 20,
+    "zip_mb": 8,
+    "find_amis_10000_s": 30,
+    "export_20000_peak_rss_mib": 256,
+    "clean_scan_transitions": 15,
+    "overhead_s": 10,
+}
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise CheckFailed(message)
+
+
+def summary(values):
+    values = sorted(values)
+    return {"min": values[0], "median": statistics.median(values), "max": values[-1], "n": len(values)}
+
+
+def p95(values):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+
+
+# ---------------------------------------------------------------- a loopback Lambda Runtime API
+
+
+class RuntimeApi:
+    """The Lambda Runtime API (2018-06-01) for one function process: hands out
+    queued events on /next and records when the process asked and answered."""
+
+    def __init__(self, function_name):
+        self.function_name = function_name
+        self.pending = queue.Queue()
+        self.results = {}
+        self.first_next_at = None
+        self.lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                if not self.path.endswith("/runtime/invocation/next"):
+                    return self._reply(404, b"{}")
+                with api.lock:
+                    if api.first_next_at is None:
+                        api.first_next_at = time.perf_counter()
+                request_id, event = api.pending.get()
+                body = json.dumps(event).encode()
+                api.results[request_id]["delivered_at"] = time.perf_counter()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Lambda-Runtime-Aws-Request-Id", request_id)
+                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 900_000))
+                self.send_header("Lambda-Runtime-Invoked-Function-Arn",
+                                 f"arn:aws:lambda:{REGION}:123456789012:function:{api.function_name}")
+                self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = self.path.split("/")
+                if "init" in parts:
+                    api.init_error = body
+                    for result in api.results.values():
+                        result["error"] = body
+                        result["done"].set()
+                elif len(parts) >= 6 and parts[-1] in ("response", "error"):
+                    result = api.results.get(parts[-2])
+                    if result is not None:
+                        result["answered_at"] = time.perf_counter()
+                        result["ok"] = parts[-1] == "response"
+                        result["body"] = body
+                        result["done"].set()
+                self._reply(202, b"{}")
+
+            def _reply(self, status, body):
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def invoke(self, event, timeout=600):
+        """Queues one event; returns (ok, parsed body, queued->answered seconds)."""
+        request_id = str(uuid.uuid4())
+        result = {"done": threading.Event()}
+        self.results[request_id] = result
+        queued_at = time.perf_counter()
+        self.pending.put((request_id, event))
+        if not result["done"].wait(timeout):
+            raise CheckFailed(f"{self.function_name}: no answer in {timeout}s")
+        if "error" in result and "ok" not in result:
+            raise CheckFailed(f"{self.function_name}: init failed: {result['error'][:300]!r}")
+        body = json.loads(result["body"] or b"null")
+        return result["ok"], body, result["answered_at"] - queued_at, result
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---------------------------------------------------------------- counting AWS calls
+
+
+class CountingProxy:
+    """Forwards every request to the emulator and counts them by operation."""
+
+    def __init__(self, upstream):
+        self.upstream = upstream
+        self.calls = {}
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                proxy.count(self.command, self.path, self.headers, body)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                request = urllib.request.Request(proxy.upstream + self.path, data=body, method=self.command,
+                                                 headers=headers)
+                try:
+                    with urllib.request.urlopen(request, timeout=600) as response:
+                        status, out_headers, data = response.status, response.getheaders(), response.read()
+                except urllib.error.HTTPError as err:
+                    status, out_headers, data = err.code, err.headers.items(), err.read()
+                self.send_response(status)
+                for k, v in out_headers:
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _forward
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def count(self, method, path, headers, body):
+        target = headers.get("X-Amz-Target")
+        if target:
+            op = target.split(".")[-1]
+        elif body and b"Action=" in body[:200]:
+            op = body.split(b"Action=")[1].split(b"&")[0].decode()
+        else:
+            op = f"S3 {method}"
+        with self.lock:
+            self.calls[op] = self.calls.get(op, 0) + 1
+
+    def take(self):
+        with self.lock:
+            out, self.calls = self.calls, {}
+        return out
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---------------------------------------------------------------- one function process
+
+
+class FunctionProcess:
+    """One function's bootstrap binary under the loopback Runtime API."""
+
+    def __init__(self, binary, path, env, log):
+        self.binary = binary
+        self.api = RuntimeApi(binary)
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        full_env.update(env)
+        full_env.update({
+            "AWS_LAMBDA_RUNTIME_API": self.api.address,
+            "AWS_LAMBDA_FUNCTION_NAME": binary,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{binary}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+            "AWS_LAMBDA_LOG_FORMAT": "JSON",
+            "AWS_LAMBDA_LOG_LEVEL": "WARN",
+        })
+        self.started_at = time.perf_counter()
+        self.process = subprocess.Popen([str(path)], env=full_env, stdout=log, stderr=log)
+
+    def invoke(self, event):
+        return self.api.invoke(event)
+
+    def init_seconds(self):
+        return None if self.api.first_next_at is None else self.api.first_next_at - self.started_at
+
+    def cpu_seconds(self):
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+    def peak_rss_mib(self):
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise CheckFailed("no VmHWM")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+        self.api.close()
+
+
+# ---------------------------------------------------------------- the bench
+
+
+class Bench:
+    def __init__(self, cloud, profile, smoke, log_dir):
+        self.cloud = cloud
+        self.profile = profile
+        self.smoke = smoke
+        self.log_dir = log_dir
+        self.proxy = CountingProxy(cloud.endpoint)
+        self.functions = {binary: variables for binary, variables in template_functions().values()}
+        self.env = {
+            "AWS_ENDPOINT_URL": self.proxy.endpoint, "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+    def binary_path(self, binary):
+        if self.profile == "debug":
+            return TARGET / "debug" / binary
+        return TARGET / "lambda" / binary / "bootstrap"
+
+    def start(self, binary, **overrides):
+        settings = {v: self.cloud.settings[v] for v in self.functions[binary]}
+        settings.update(overrides)
+        path = self.binary_path(binary)
+        check(path.exists(), f"{path} is missing: build it first")
+        log = open(self.log_dir / f"{binary}.log", "ab")
+        return FunctionProcess(binary, path, {**self.env, **settings}, log)
+
+    def zip_size(self, binary):
+        path = TARGET / "lambda" / binary / "bootstrap.zip"
+        return path.stat().st_size if path.exists() else None
+
+    # ------------------------------------------------------------ 1. per Lambda
+    def per_lambda(self, warm_calls):
+        cloud, ec2 = self.cloud, self.cloud.client("ec2")
+        ami = cloud.seed_ami("bench-chain", "amzn2-ami")
+        other = cloud.seed_ami("bench-find", "amzn2-ami")
+        cloud.expect(other, Behaviour("scan", []))
+        now = datetime.now(timezone.utc)
+        scan = {"scan_id": f"{ami}-{now:%Y%m%d}", "ami_id": ami, "ami_name": "bench-chain",
+                "platform": "Linux/UNIX", "requested_at": now.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        state = {}
+
+        def ok_body(binary, ok, body):
+            check(ok, f"{binary} failed: {str(body)[:300]}")
+            return body
+
+        def launch_check(body):
+            check(body["scan_id"] == scan["scan_id"] and body["instance_id"].startswith("i-"), f"launch output {body}")
+            mine = cloud.scanner_instances_of(ami)
+            check(len(mine) == 1 and mine[0]["State"]["Name"] in ("pending", "running"),
+                  f"launch-instance: expected one live instance for {ami}, got {[i['State'] for i in mine]}")
+            state["scan"] = body
+
+        def rule_check(body):
+            rules = cloud.scanner_rules()
+            check(body.get("rule_name") in rules, f"create-scan-rule: {body.get('rule_name')} not in {rules}")
+            targets = cloud.client("events").list_targets_by_rule(Rule=body["rule_name"])["Targets"]
+            check(len(targets) == 1 and targets[0]["Arn"].endswith(REPORT_MACHINE), f"rule targets {targets}")
+            state["scan"] = body
+
+        findings_n = 5
+
+        def export_event():
+            instance_id = state["scan"]["instance_id"]
+            cloud.control("/findings", {"instance_id": instance_id, "findings": [
+                finding(n, instance_id, ami, sev, f"CVE-2024-{1000 + n}", "openssl")
+                for n, sev in enumerate(["CRITICAL", "HIGH", "MEDIUM", "LOW", "HIGH"][:findings_n])]})
+            return {"scan": state["scan"], "inspector": {"severity_counts": None,
+                                                        "event_time": now.strftime("%Y-%m-%dT%H:%M:%SZ")}}
+
+        def export_check(body):
+            check(body["finding_count"] == findings_n and body["verdict"] == "FAIL", f"export summary {body}")
+            lines = cloud.read_object(body["findings_key"]).splitlines()
+            check(len(lines) == findings_n, f"export-report wrote {len(lines)} rows, expected {findings_n}")
+            state["summary"] = body
+
+        def tag_check(body):
+            tags = cloud.image_tags(ami)
+            check(tags.get("amiscan:status") == "COMPLETE" and tags.get("amiscan:verdict") == "FAIL",
+                  f"tag-ami: tags {tags}")
+
+        def check_scan_check(body):
+            check(isinstance(body, dict), f"check-scan output {body}")
+
+        def cleanup_check(body):
+            instances = cloud.scanner_instances_of(ami)
+            check(instances and all(i["State"]["Name"] in ("shutting-down", "terminated") for i in instances),
+                  f"cleanup: instances {[i['State']['Name'] for i in instances]}")
+            check(state["scan"]["rule_name"] not in cloud.scanner_rules(), "cleanup: the rule is still there")
+
+        def find_check(body):
+            mine = [s for s in body.get("started", []) + body.get("already_running", []) if s["ami_id"] == other]
+            check(mine or any(s["ami_id"] == other for s in body.get("skipped", [])),
+                  f"find-amis did not account for {other}: {body}")
+
+        chain = [
+            ("launch-instance", lambda: dict(scan), launch_check),
+            ("create-scan-rule", lambda: dict(state["scan"]), rule_check),
+            ("export-report", export_event, export_check),
+            ("tag-ami", lambda: {"scan": state["scan"], "status": "COMPLETE", "summary": state["summary"]}, tag_check),
+            ("check-scan", lambda: dict(state["scan"]), check_scan_check),
+            ("cleanup", lambda: {"scan": state["scan"]}, cleanup_check),
+            ("find-amis", lambda: {"ami_ids": [other]}, find_check),
+        ]
+        out = {}
+        for binary, make_event, effect in chain:
+            process = self.start(binary)
+            try:
+                self.proxy.take()
+                ok, body, cold, _ = process.invoke(make_event())
+                effect(ok_body(binary, ok, body))
+                init = process.init_seconds()
+                cpu_after_cold = process.cpu_seconds()
+                cold_calls = sum(self.proxy.take().values())
+                warm = []
+                for _ in range(warm_calls):
+                    ok, body, took, _ = process.invoke(make_event())
+                    effect(ok_body(binary, ok, body))
+                    warm.append(took)
+                cpu_total = process.cpu_seconds()
+                warm_calls_made = sum(self.proxy.take().values())
+                out[binary] = {
+                    "init_ms": round(init * 1000, 2),
+                    "cold_start_ms": round(init * 1000, 2),
+                    "first_response_ms": round(cold * 1000 + init * 1000, 2),
+                    "first_invoke_ms": round(cold * 1000, 2),
+                    "warm_p50_ms": round(statistics.median(warm) * 1000, 2) if warm else None,
+                    "warm_p95_ms": round(p95(warm) * 1000, 2) if warm else None,
+                    "warm_calls": len(warm),
+                    "cpu_init_and_first_ms": round(cpu_after_cold * 1000, 1),
+                    "cpu_per_warm_invoke_ms": round((cpu_total - cpu_after_cold) * 1000 / max(1, len(warm)), 2),
+                    "peak_rss_mib": round(process.peak_rss_mib(), 2),
+                    "aws_calls_first": cold_calls,
+                    "aws_calls_per_warm_invoke": round(warm_calls_made / max(1, len(warm)), 2),
+                    "zip_bytes": self.zip_size(binary),
+                }
+            finally:
+                process.stop()
+            print(f"  {binary}: {out[binary]}", flush=True)
+        self.cloud.expect(other, Behaviour("scan", []))
+        return out
+
+    # ------------------------------------------------------------ 2. find-amis scaling
+    def find_amis_scaling(self, sizes, runs):
+        """A noop state machine stands in for the launch machine, so the run
+        measures find-amis itself; every size sees the same cap."""
+        sfn, ec2 = self.cloud.client("stepfunctions"), self.cloud.client("ec2")
+        noop = sfn.create_state_machine(
+            name="bench-noop", roleArn="arn:aws:iam::123456789012:role/amiscan-states",
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}))
+        base = self.cloud.public_image("amzn2-ami")
+        seeded = []
+        results = {n: [] for n in sizes}
+        for size in sorted(sizes):
+            key = f"bench-scale-{size}"
+            while len([a for a in seeded if a[1] == key]) < size:
+                image = ec2.register_image(Name=f"{key}-{len(seeded)}", RootDeviceName="/dev/xvda",
+                                           BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
+                                           Architecture="x86_64", VirtualizationType="hvm")["ImageId"]
+                seeded.append((image, key))
+            mine = [a for a, k in seeded if k == key]
+            for i in range(0, len(mine), 500):
+                ec2.create_tags(Resources=mine[i:i + 500], Tags=[{"Key": "bench-set", "Value": key}])
+        for run in range(runs):
+            for size in sizes:  # alternate sizes inside one invocation
+                process = self.start("find-amis", SELECTION_TAG_KEY="bench-set", SELECTION_TAG_VALUE=f"bench-scale-{size}",
+                                     LAUNCH_STATE_MACHINE_ARN=noop["stateMachineArn"], MAX_CONCURRENT_SCANS="10")
+                try:
+                    ok, body, _, _ = process.invoke({"version": "0", "source": "aws.events", "detail-type": "Scheduled Event",
+                                                     "detail": {}, "time": datetime.now(timezone.utc).isoformat()})
+                    self.proxy.take()
+                    started = time.perf_counter()
+                    ok, body, took, _ = process.invoke({})
+                    calls = self.proxy.take()
+                    check(ok, f"find-amis over {size}: {str(body)[:300]}")
+                    check(body["found"] == size, f"find-amis over {size} AMIs found {body['found']}")
+                    accounted = len(body["started"]) + len(body.get("already_running", [])) + len(body["skipped"])
+                    check(len(body["started"]) + len(body.get("already_running", [])) <= 10, "the cap was not kept")
+                    check(accounted >= min(size, 10), f"find-amis over {size}: {accounted} accounted for")
+                    results[size].append({"wall_s": took, "calls": calls, "rss": process.peak_rss_mib()})
+                finally:
+                    process.stop()
+            print(f"  find-amis run {run + 1}: " + ", ".join(
+                f"{n}: {results[n][-1]['wall_s']:.2f}s/{sum(results[n][-1]['calls'].values())} calls" for n in sizes), flush=True)
+        out = {}
+        for size in sizes:
+            walls = [r["wall_s"] for r in results[size]]
+            out[str(size)] = {"wall_s": summary(walls), "aws_calls": results[size][0]["calls"],
+                              "aws_calls_total": sum(results[size][0]["calls"].values()),
+                              "ms_per_ami": round(statistics.median(walls) * 1000 / size, 3),
+                              "peak_rss_mib": round(max(r["rss"] for r in results[size]), 2)}
+        ordered = sorted(sizes)
+        out["ratios_ms_per_ami"] = {f"{b}/{a}": round(out[str(b)]["ms_per_ami"] / out[str(a)]["ms_per_ami"], 3)
+                                    for a, b in zip(ordered, ordered[1:])}
+        return out
+
+    # ------------------------------------------------------------ 3. export-report scaling
+    def export_scaling(self, sizes, runs):
+        ami = self.cloud.seed_ami("bench-export", "amzn2-ami")
+        s3 = self.cloud.client("s3")
+        results = {n: [] for n in sizes}
+        packages = ["openssl", "openssh-server", "zlib1g", "bash", "curl", "glibc", "sudo", "python3"]
+        severities = ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"]
+        for run in range(runs):
+            for size in sizes:
+                instance_id = f"i-bench{size:010d}{run:02d}"[:19]
+                found = [finding(n, instance_id, ami, severities[n % 5], f"CVE-2024-{n:05d}", packages[n % 8])
+                         for n in range(size)]
+                self.cloud.control("/findings", {"instance_id": instance_id, "findings": found})
+                now = datetime.now(timezone.utc)
+                scan = {"scan_id": f"{ami}-{now:%Y%m%d}-r{size:06d}", "ami_id": ami, "ami_name": "bench-export",
+                        "platform": "Linux/UNIX", "instance_id": instance_id, "instance_type": "t3.small",
+                        "launched_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "deadline_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "rule_name": f"amiscan-scan-{instance_id}"}
+                process = self.start("export-report")
+                try:
+                    self.proxy.take()
+                    ok, body, took, _ = process.invoke({"scan": scan, "inspector": {
+                        "severity_counts": None, "event_time": now.strftime("%Y-%m-%dT%H:%M:%SZ")}})
+                    check(ok, f"export-report over {size}: {str(body)[:300]}")
+                    check(body["finding_count"] == size, f"export-report over {size} wrote {body['finding_count']}")
+                    keys = [body["findings_key"], body["summary_key"]] + ([body["report_key"]] if body.get("report_key") else [])
+                    written = {k: s3.head_object(Bucket=BUCKET, Key=k)["ContentLength"] for k in keys}
+                    lines = self.cloud.read_object(body["findings_key"]).count("\n")
+                    check(lines == size, f"export-report over {size}: {lines} lines in {body['findings_key']}")
+                    results[size].append({"wall_s": took, "rss": process.peak_rss_mib(), "bytes": sum(written.values()),
+                                          "cpu_s": process.cpu_seconds(), "calls": self.proxy.take()})
+                finally:
+                    process.stop()
+                self.cloud.control("/findings", {"instance_id": instance_id, "findings": []})
+            print(f"  export-report run {run + 1}: " + ", ".join(
+                f"{n}: {results[n][-1]['wall_s']:.2f}s/{results[n][-1]['rss']:.1f}MiB" for n in sizes), flush=True)
+        out = {}
+        for size in sizes:
+            walls = [r["wall_s"] for r in results[size]]
+            out[str(size)] = {"wall_s": summary(walls), "peak_rss_mib": summary([round(r["rss"], 2) for r in results[size]]),
+                              "bytes_written": results[size][0]["bytes"], "aws_calls": results[size][0]["calls"],
+                              "ms_per_finding": round(statistics.median(walls) * 1000 / size, 4)}
+        return out
+
+    # ------------------------------------------------------------ 4. whole scans
+    def whole_scans(self):
+        cloud = self.cloud
+        amis = {"clean": cloud.seed_ami("bench-clean", "amzn2-ami"),
+                "fail": cloud.seed_ami("bench-fail", "amzn2-ami"),
+                "timed_out": cloud.seed_ami("bench-timeout", "amzn2-ami")}
+        cloud.expect(amis["clean"], Behaviour("scan", []))
+        cloud.expect(amis["fail"], Behaviour("scan", [("CRITICAL", "CVE-2024-6387", "openssh-server")]))
+        cloud.expect(amis["timed_out"], Behaviour("never"))
+        before = {e["executionArn"] for m in (LAUNCH_MACHINE, REPORT_MACHINE) for e in cloud.executions(m)}
+        run = cloud.find_amis({"ami_ids": list(amis.values())})
+        check(len(run["started"]) == 3, f"find-amis started {run['started']}")
+        launches_before = len([e for e in cloud.executions(LAUNCH_MACHINE)])
+        cloud.wait_for_executions(launches_before, 400)
+        out = {}
+        for label, ami in amis.items():
+            mine = []
+            for machine in (LAUNCH_MACHINE, REPORT_MACHINE):
+                for e in cloud.executions(machine):
+                    if e["executionArn"] in before:
+                        continue
+                    if cloud.execution_input(e).get("scan", cloud.execution_input(e)).get("ami_id") == ami:
+                        mine.append((machine, e))
+            histories = {machine: cloud.history(e) for machine, e in mine}
+            transitions = sum(1 for h in histories.values() for ev in h if ev["type"].endswith("StateEntered"))
+            invocations = sum(1 for h in histories.values() for ev in h
+                              if ev["type"] in ("LambdaFunctionScheduled", "TaskScheduled"))
+            tags = cloud.image_tags(ami)
+            expected = {"clean": ("COMPLETE", "PASS"), "fail": ("COMPLETE", "FAIL"), "timed_out": ("TIMED_OUT", None)}[label]
+            check((tags.get("amiscan:status"), tags.get("amiscan:verdict")) == expected, f"{label}: tags {tags}")
+            instances = cloud.scanner_instances_of(ami)
+            check(instances and all(i["State"]["Name"] == "terminated" for i in instances), f"{label}: instance left")
+            check(not [r for r in cloud.scanner_rules() if r.endswith(instances[0]["InstanceId"])], f"{label}: rule left")
+            entry = {"state_transitions": transitions, "lambda_invocations": invocations,
+                     "executions": sorted(m for m, _ in mine)}
+            if label != "timed_out":
+                entry.update(self.overhead(histories))
+            out[label] = entry
+        return out
+
+    @staticmethod
+    def overhead(histories):
+        """Launch -> rule ready, and scan event -> instance terminated, from
+        the histories' timestamps."""
+
+        def task_done(history, resource_word):
+            scheduled = {}
+            for ev in history:
+                details = ev.get("taskScheduledEventDetails") or ev.get("lambdaFunctionScheduledEventDetails") or {}
+                if resource_word in json.dumps(details):
+                    scheduled = ev
+                if scheduled and ev["type"] in ("TaskSucceeded", "LambdaFunctionSucceeded") and ev["id"] > scheduled["id"]:
+                    return scheduled["timestamp"], ev["timestamp"]
+            return None, None
+
+        launch, report = histories.get(LAUNCH_MACHINE, []), histories.get(REPORT_MACHINE, [])
+        _, launched = task_done(launch, "launch-instance")
+        _, rule_ready = task_done(launch, "create-scan-rule")
+        _, terminated = task_done(report, "cleanup")
+        event = report[0]["timestamp"] if report else None
+        out = {}
+        if launched and rule_ready:
+            out["launch_to_rule_ready_s"] = round((rule_ready - launched).total_seconds(), 3)
+        if event and terminated:
+            out["scan_event_to_terminated_s"] = round((terminated - event).total_seconds(), 3)
+        if out.keys() >= {"launch_to_rule_ready_s", "scan_event_to_terminated_s"}:
+            out["overhead_s"] = round(out["launch_to_rule_ready_s"] + out["scan_event_to_terminated_s"], 3)
+        return out
+
+
+# ---------------------------------------------------------------- report
+
+
+def verdicts(results, smoke):
+    """Each target with the measured figure and whether it holds."""
+    rows = []
+    per = results.get("per_lambda", {})
+    for binary, m in per.items():
+        rows.append((f"{binary} cold start (init)", m["cold_start_ms"], "ms", TARGETS["cold_start_ms"]))
+        rows.append((f"{binary} peak RSS", m["peak_rss_mib"], "MiB", TARGETS["peak_rss_mib"]))
+        if m["zip_bytes"] is not None:
+            rows.append((f"{binary} zip", round(m["zip_bytes"] / 1e6, 2), "MB", TARGETS["zip_mb"]))
+    scaling = results.get("find_amis_scaling", {})
+    if "10000" in scaling:
+        rows.append(("find-amis over 10,000 AMIs (median)", round(scaling["10000"]["wall_s"]["median"], 2), "s",
+                     TARGETS["find_amis_10000_s"]))
+    export = results.get("export_scaling", {})
+    if "20000" in export:
+        rows.append(("export-report over 20,000 findings, peak RSS", export["20000"]["peak_rss_mib"]["max"], "MiB",
+                     TARGETS["export_20000_peak_rss_mib"]))
+    scans = results.get("whole_scans", {})
+    if "clean" in scans:
+        rows.append(("state transitions, clean scan", scans["clean"]["state_transitions"], "", TARGETS["clean_scan_transitions"]))
+        if "overhead_s" in scans["clean"]:
+            rows.append(("workflow overhead, clean scan", scans["clean"]["overhead_s"], "s", TARGETS["overhead_s"]))
+    return [(name, value, unit, target, smoke or value <= target) for name, value, unit, target in rows]
+
+
+def table(rows, header):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    lines = ["  " + "  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
+    lines.append("  " + "  ".join("-" * w for w in widths))
+    lines += ["  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    return "\n".join(lines)
+
+
+def print_report(results, smoke):
+    per = results.get("per_lambda", {})
+    print("\nPer Lambda (" + results["profile"] + " build, loopback Runtime API, local emulator)")
+    print(table([(b, m["cold_start_ms"], m["first_response_ms"], m["warm_p50_ms"], m["warm_p95_ms"],
+                  m["cpu_init_and_first_ms"], m["cpu_per_warm_invoke_ms"], m["peak_rss_mib"],
+                  "-" if m["zip_bytes"] is None else f"{m['zip_bytes'] / 1e6:.2f}", m["aws_calls_per_warm_invoke"])
+                 for b, m in per.items()],
+                ("function", "init ms", "1st resp ms", "warm p50", "warm p95", "cpu 1st ms", "cpu/warm ms",
+                 "VmHWM MiB", "zip MB", "calls/invoke")))
+    scaling = results.get("find_amis_scaling", {})
+    if scaling:
+        print("\nfind-amis scaling (min / median / max over runs)")
+        print(table([(n, f"{m['wall_s']['min']:.3f} / {m['wall_s']['median']:.3f} / {m['wall_s']['max']:.3f}",
+                      m["ms_per_ami"], m["aws_calls_total"], m["peak_rss_mib"])
+                     for n, m in scaling.items() if n.isdigit()],
+                    ("AMIs", "wall s", "ms/AMI", "AWS calls", "VmHWM MiB")))
+        print("  time per AMI, ratio between sizes: " + json.dumps(scaling["ratios_ms_per_ami"]))
+    export = results.get("export_scaling", {})
+    if export:
+        print("\nexport-report scaling (min / median / max over runs)")
+        print(table([(n, f"{m['wall_s']['min']:.3f} / {m['wall_s']['median']:.3f} / {m['wall_s']['max']:.3f}",
+                      m["ms_per_finding"], m["peak_rss_mib"]["max"], m["bytes_written"])
+                     for n, m in export.items()],
+                    ("findings", "wall s", "ms/finding", "VmHWM MiB", "bytes written")))
+    scans = results.get("whole_scans", {})
+    if scans:
+        print("\nWhole scans on the local cloud")
+        print(table([(k, m["state_transitions"], m["lambda_invocations"], m.get("launch_to_rule_ready_s", "-"),
+                      m.get("scan_event_to_terminated_s", "-"), m.get("overhead_s", "-"))
+                     for k, m in scans.items()],
+                    ("scan", "transitions", "Lambda invocations", "launch->rule s", "event->terminated s", "overhead s")))
+    rows = verdicts(results, smoke)
+    print("\nTargets" + (" (smoke mode: reported, not enforced)" if smoke else ""))
+    print(table([(n, f"{v} {u}".strip(), f"<= {t} {u}".strip(), "ok" if ok else "OVER") for n, v, u, t, ok in rows],
+                ("figure", "measured", "target", "")))
+    return all(ok for *_, ok in rows)
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    mem = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 1024 / 1024, 1),
+            "kernel": platform.release(), "python": platform.python_version()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="one size, one run, debug build; targets not enforced")
+    parser.add_argument("--profile", choices=("release", "debug"))
+    parser.add_argument("--runs", type=int, help="runs per size (default 3; 1 in smoke mode)")
+    parser.add_argument("--out", type=Path, help="JSON results (default: <target>/bench/bench[-smoke].json)")
+    args = parser.parse_args()
+    profile = args.profile or ("debug" if args.smoke else "release")
+    runs = args.runs or (1 if args.smoke else 3)
+    out = args.out or TARGET / "bench" / ("bench-smoke.json" if args.smoke else "bench.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log_dir = out.parent / "logs"
+    log_dir.mkdir(exist_ok=True)
+    results = {"profile": profile, "smoke": args.smoke, "runs": runs, "machine": machine(),
+               "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "targets": TARGETS}
+    started = time.time()
+    failed = None
+    with LocalCloud(timeout_minutes=1, log_dir=log_dir / "local-cloud") as cloud:
+        bench = Bench(cloud, profile, args.smoke, log_dir)
+        try:
+            print("Per Lambda ...", flush=True)
+            results["per_lambda"] = bench.per_lambda(warm_calls=3 if args.smoke else 25)
+            print("find-amis scaling ...", flush=True)
+            results["find_amis_scaling"] = bench.find_amis_scaling([10] if args.smoke else [10, 100, 1000, 10000], runs)
+            print("export-report scaling ...", flush=True)
+            results["export_scaling"] = bench.export_scaling([100] if args.smoke else [100, 2000, 20000], runs)
+            print("Whole scans ...", flush=True)
+            results["whole_scans"] = bench.whole_scans()
+            check(not cloud.stand_in_errors, f"the Inspector stand-in failed: {cloud.stand_in_errors[:3]}")
+        except CheckFailed as err:
+            failed = str(err)
+        finally:
+            bench.proxy.close()
+    results["wall_s"] = round(time.time() - started, 1)
+    if failed:
+        print(f"\nEFFECT CHECK FAILED: {failed}\nNo figures posted; logs in {log_dir}", file=sys.stderr)
+        return 1
+    within = print_report(results, args.smoke)
+    results["targets_met"] = within
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(f"\nWrote {out} ({results['wall_s']}s)")
+    if not within:
+        print("A figure is over its target.", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
