@@ -6,7 +6,7 @@ PYTHON ?= python3
 ARCH ?= arm64
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv tools build demo query test unit-test lint fmt package deploy clean
+.PHONY: help venv tools build demo query test unit-test lint fmt bench bench-smoke package deploy clean
 
 help:
 	@echo "make demo     the whole workflow end to end on a local AWS emulator (no account needed)"
@@ -14,6 +14,7 @@ help:
 	@echo "make test     every test: lint, unit tests, functions against a local AWS emulator, template checks"
 	@echo "make build    debug build of the workspace"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, cfn-lint, ASL validation"
+	@echo "make bench    cost of every Lambda and of a whole scan, release build (BENCHMARKS.md)"
 	@echo "make package  release zips of every Lambda (ARCH=arm64|x86_64) under target/lambda/"
 	@echo "make deploy   sam build && sam deploy --guided"
 	@echo "make clean    remove build output, the venv and node_modules"
@@ -64,6 +65,21 @@ unit-test:
 test: lint
 	tests/with-moto cargo test --workspace --no-fail-fast
 	python -m pytest -q tests
+	$(MAKE) --no-print-directory bench-smoke
+
+# The measurements of BENCHMARKS.md: release zips for this machine's
+# architecture (the bench runs them), then every figure, as JSON under
+# $(CARGO_TARGET_DIR or target)/bench/. Exits non-zero when an effect check
+# fails or a figure misses its target.
+HOST_ARCH_FLAG := $(if $(filter aarch64 arm64,$(shell uname -m)),--arm64,--x86-64)
+bench: tools
+	cargo lambda build --release --output-format zip $(HOST_ARCH_FLAG)
+	python tests/bench/bench.py
+
+# One size, one run, on the debug build the tests already made: checks that
+# the bench still works without paying for a release build.
+bench-smoke: tools build
+	python tests/bench/bench.py --smoke
 
 package: venv
 	@case "$(ARCH)" in \

@@ -21,6 +21,7 @@ import threading
 import time
 import urllib.request
 import uuid
+import zipfile
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -60,6 +61,17 @@ class CheckFailed(Exception):
     pass
 
 
+class QuietServer(ThreadingHTTPServer):
+    """A loopback server that does not print a traceback when a killed
+    function process drops its long-poll connection."""
+
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
 def check(condition, message):
     if not condition:
         raise CheckFailed(message)
@@ -73,6 +85,16 @@ def summary(values):
 def p95(values):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+
+
+class FastHandler(BaseHTTPRequestHandler):
+    """Keep-alive, one write per response and no Nagle: otherwise every
+    answer waits out the client's delayed ACK (40 ms) and the bench would
+    measure the loopback server instead of the function."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024
 
 
 # ---------------------------------------------------------------- a loopback Lambda Runtime API
@@ -90,8 +112,7 @@ class RuntimeApi:
         self.lock = threading.Lock()
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(FastHandler):
 
             def do_GET(self):
                 if not self.path.endswith("/runtime/invocation/next"):
@@ -140,8 +161,7 @@ class RuntimeApi:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.address = f"127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -173,11 +193,11 @@ class CountingProxy:
     def __init__(self, upstream):
         self.upstream = upstream
         self.calls = {}
+        self.seconds = 0.0  # time spent waiting on the emulator
         self.lock = threading.Lock()
         proxy = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(FastHandler):
 
             def _forward(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -186,11 +206,14 @@ class CountingProxy:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 request = urllib.request.Request(proxy.upstream + self.path, data=body, method=self.command,
                                                  headers=headers)
+                started = time.perf_counter()
                 try:
                     with urllib.request.urlopen(request, timeout=600) as response:
                         status, out_headers, data = response.status, response.getheaders(), response.read()
                 except urllib.error.HTTPError as err:
                     status, out_headers, data = err.code, err.headers.items(), err.read()
+                with proxy.lock:
+                    proxy.seconds += time.perf_counter() - started
                 self.send_response(status)
                 for k, v in out_headers:
                     if k.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
@@ -204,8 +227,7 @@ class CountingProxy:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -223,6 +245,11 @@ class CountingProxy:
     def take(self):
         with self.lock:
             out, self.calls = self.calls, {}
+        return out
+
+    def take_seconds(self):
+        with self.lock:
+            out, self.seconds = self.seconds, 0.0
         return out
 
     def close(self):
@@ -287,6 +314,7 @@ class Bench:
         self.smoke = smoke
         self.log_dir = log_dir
         self.proxy = CountingProxy(cloud.endpoint)
+        self.unpacked = set()
         self.functions = {binary: variables for binary, variables in template_functions().values()}
         self.env = {
             "AWS_ENDPOINT_URL": self.proxy.endpoint, "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
@@ -294,9 +322,19 @@ class Bench:
         }
 
     def binary_path(self, binary):
+        """The debug binary, or in release the `bootstrap` of the deployment
+        zip itself, unpacked: what runs is what would be deployed."""
         if self.profile == "debug":
             return TARGET / "debug" / binary
-        return TARGET / "lambda" / binary / "bootstrap"
+        archive = TARGET / "lambda" / binary / "bootstrap.zip"
+        check(archive.exists(), f"{archive} is missing: make bench builds it (cargo lambda build --release --output-format zip)")
+        path = TARGET / "bench" / "bin" / binary / "bootstrap"
+        if binary not in self.unpacked:
+            with zipfile.ZipFile(archive) as z:
+                z.extract("bootstrap", path.parent)
+            path.chmod(0o755)
+            self.unpacked.add(binary)
+        return path
 
     def start(self, binary, **overrides):
         settings = {v: self.cloud.settings[v] for v in self.functions[binary]}
@@ -307,11 +345,13 @@ class Bench:
         return FunctionProcess(binary, path, {**self.env, **settings}, log)
 
     def zip_size(self, binary):
-        path = TARGET / "lambda" / binary / "bootstrap.zip"
-        return path.stat().st_size if path.exists() else None
+        """The deployment zip's size; none for a debug run, which has no zip of its own."""
+        if self.profile == "debug":
+            return None
+        return (TARGET / "lambda" / binary / "bootstrap.zip").stat().st_size
 
     # ------------------------------------------------------------ 1. per Lambda
-    def per_lambda(self, warm_calls):
+    def per_lambda(self, warm_calls, cold_runs):
         cloud, ec2 = self.cloud, self.cloud.client("ec2")
         ami = cloud.seed_ami("bench-chain", "amzn2-ami")
         other = cloud.seed_ami("bench-find", "amzn2-ami")
@@ -385,39 +425,57 @@ class Bench:
         ]
         out = {}
         for binary, make_event, effect in chain:
+            colds, inits, own, cpu_cold, rss = [], [], [], [], []
+            for _ in range(cold_runs):  # every call is idempotent, so cold starts repeat
+                process = self.start(binary)
+                try:
+                    self.proxy.take(), self.proxy.take_seconds()
+                    ok, body, _, result = process.invoke(make_event())
+                    effect(ok_body(binary, ok, body))
+                    colds.append(result["answered_at"] - process.started_at)
+                    inits.append(process.init_seconds())
+                    own.append(colds[-1] - self.proxy.take_seconds())
+                    cpu_cold.append(process.cpu_seconds())
+                    rss.append(process.peak_rss_mib())
+                    cold_calls = sum(self.proxy.take().values())
+                finally:
+                    process.stop()
             process = self.start(binary)
             try:
-                self.proxy.take()
-                ok, body, cold, _ = process.invoke(make_event())
-                effect(ok_body(binary, ok, body))
-                init = process.init_seconds()
-                cpu_after_cold = process.cpu_seconds()
-                cold_calls = sum(self.proxy.take().values())
-                warm = []
+                process.invoke(make_event())
+                cpu_before = process.cpu_seconds()
+                self.proxy.take(), self.proxy.take_seconds()
+                warm, warm_own = [], []
                 for _ in range(warm_calls):
                     ok, body, took, _ = process.invoke(make_event())
+                    warm_own.append(took - self.proxy.take_seconds())
                     effect(ok_body(binary, ok, body))
                     warm.append(took)
-                cpu_total = process.cpu_seconds()
+                cpu_warm = process.cpu_seconds() - cpu_before
                 warm_calls_made = sum(self.proxy.take().values())
-                out[binary] = {
-                    "init_ms": round(init * 1000, 2),
-                    "cold_start_ms": round(init * 1000, 2),
-                    "first_response_ms": round(cold * 1000 + init * 1000, 2),
-                    "first_invoke_ms": round(cold * 1000, 2),
-                    "warm_p50_ms": round(statistics.median(warm) * 1000, 2) if warm else None,
-                    "warm_p95_ms": round(p95(warm) * 1000, 2) if warm else None,
-                    "warm_calls": len(warm),
-                    "cpu_init_and_first_ms": round(cpu_after_cold * 1000, 1),
-                    "cpu_per_warm_invoke_ms": round((cpu_total - cpu_after_cold) * 1000 / max(1, len(warm)), 2),
-                    "peak_rss_mib": round(process.peak_rss_mib(), 2),
-                    "aws_calls_first": cold_calls,
-                    "aws_calls_per_warm_invoke": round(warm_calls_made / max(1, len(warm)), 2),
-                    "zip_bytes": self.zip_size(binary),
-                }
+                rss.append(process.peak_rss_mib())
             finally:
                 process.stop()
-            print(f"  {binary}: {out[binary]}", flush=True)
+            ms = lambda v: round(v * 1000, 2)  # noqa: E731
+            out[binary] = {
+                "cold_start_ms": {k: ms(v) if k != "n" else v for k, v in summary(colds).items()},
+                "init_ms": {k: ms(v) if k != "n" else v for k, v in summary(inits).items()},
+                "cold_start_own_ms": {k: ms(v) if k != "n" else v for k, v in summary(own).items()},
+                "warm_p50_ms": ms(statistics.median(warm)),
+                "warm_p95_ms": ms(p95(warm)),
+                "warm_own_p50_ms": ms(statistics.median(warm_own)),
+                "warm_calls": len(warm),
+                "cpu_cold_ms": ms(statistics.median(cpu_cold)),
+                "cpu_per_warm_invoke_ms": ms(cpu_warm / len(warm)),
+                "peak_rss_mib": round(max(rss), 2),
+                "aws_calls_cold": cold_calls,
+                "aws_calls_per_warm_invoke": round(warm_calls_made / len(warm), 2),
+                "zip_bytes": self.zip_size(binary),
+            }
+            m = out[binary]
+            print(f"  {binary}: cold {m['cold_start_ms']['median']} ms (init {m['init_ms']['median']}, own "
+                  f"{m['cold_start_own_ms']['median']}), warm p50 {m['warm_p50_ms']} ms, VmHWM {m['peak_rss_mib']} MiB",
+                  flush=True)
         self.cloud.expect(other, Behaviour("scan", []))
         return out
 
@@ -429,50 +487,50 @@ class Bench:
         noop = sfn.create_state_machine(
             name="bench-noop", roleArn="arn:aws:iam::123456789012:role/amiscan-states",
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}))
-        base = self.cloud.public_image("amzn2-ami")
-        seeded = []
         results = {n: [] for n in sizes}
-        for size in sorted(sizes):
-            key = f"bench-scale-{size}"
-            while len([a for a in seeded if a[1] == key]) < size:
-                image = ec2.register_image(Name=f"{key}-{len(seeded)}", RootDeviceName="/dev/xvda",
-                                           BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": 8}}],
-                                           Architecture="x86_64", VirtualizationType="hvm")["ImageId"]
-                seeded.append((image, key))
-            mine = [a for a, k in seeded if k == key]
-            for i in range(0, len(mine), 500):
-                ec2.create_tags(Resources=mine[i:i + 500], Tags=[{"Key": "bench-set", "Value": key}])
         for run in range(runs):
             for size in sizes:  # alternate sizes inside one invocation
+                # Only this size's AMIs exist while it runs, so the emulator's
+                # own filtering grows with the size and not with the bench.
+                key = f"bench-scale-{size}-{run}"
+                images = self.cloud.control("/images", {"count": size, "name_prefix": key,
+                                                        "tags": {"bench-set": f"bench-scale-{size}"}})["image_ids"]
                 process = self.start("find-amis", SELECTION_TAG_KEY="bench-set", SELECTION_TAG_VALUE=f"bench-scale-{size}",
                                      LAUNCH_STATE_MACHINE_ARN=noop["stateMachineArn"], MAX_CONCURRENT_SCANS="10")
                 try:
                     ok, body, _, _ = process.invoke({"version": "0", "source": "aws.events", "detail-type": "Scheduled Event",
                                                      "detail": {}, "time": datetime.now(timezone.utc).isoformat()})
-                    self.proxy.take()
-                    started = time.perf_counter()
+                    self.proxy.take(), self.proxy.take_seconds()
                     ok, body, took, _ = process.invoke({})
-                    calls = self.proxy.take()
+                    calls, emulator = self.proxy.take(), self.proxy.take_seconds()
                     check(ok, f"find-amis over {size}: {str(body)[:300]}")
                     check(body["found"] == size, f"find-amis over {size} AMIs found {body['found']}")
                     accounted = len(body["started"]) + len(body.get("already_running", [])) + len(body["skipped"])
                     check(len(body["started"]) + len(body.get("already_running", [])) <= 10, "the cap was not kept")
                     check(accounted >= min(size, 10), f"find-amis over {size}: {accounted} accounted for")
-                    results[size].append({"wall_s": took, "calls": calls, "rss": process.peak_rss_mib()})
+                    results[size].append({"wall_s": took, "calls": calls, "rss": process.peak_rss_mib(),
+                                          "emulator_s": emulator})
                 finally:
                     process.stop()
+                    self.cloud.control("/deregister", {"image_ids": images})
             print(f"  find-amis run {run + 1}: " + ", ".join(
                 f"{n}: {results[n][-1]['wall_s']:.2f}s/{sum(results[n][-1]['calls'].values())} calls" for n in sizes), flush=True)
         out = {}
         for size in sizes:
             walls = [r["wall_s"] for r in results[size]]
-            out[str(size)] = {"wall_s": summary(walls), "aws_calls": results[size][0]["calls"],
+            own = [r["wall_s"] - r["emulator_s"] for r in results[size]]
+            out[str(size)] = {"wall_s": summary(walls), "own_s": summary(own),
+                              "own_ms_per_ami": round(statistics.median(own) * 1000 / size, 4),
+                              "aws_calls": results[size][0]["calls"],
                               "aws_calls_total": sum(results[size][0]["calls"].values()),
                               "ms_per_ami": round(statistics.median(walls) * 1000 / size, 3),
                               "peak_rss_mib": round(max(r["rss"] for r in results[size]), 2)}
         ordered = sorted(sizes)
         out["ratios_ms_per_ami"] = {f"{b}/{a}": round(out[str(b)]["ms_per_ami"] / out[str(a)]["ms_per_ami"], 3)
                                     for a, b in zip(ordered, ordered[1:])}
+        out["ratios_own_ms_per_ami"] = {
+            f"{b}/{a}": round(out[str(b)]["own_ms_per_ami"] / out[str(a)]["own_ms_per_ami"], 3)
+            for a, b in zip(ordered, ordered[1:])}
         return out
 
     # ------------------------------------------------------------ 3. export-report scaling
@@ -484,7 +542,7 @@ class Bench:
         severities = ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"]
         for run in range(runs):
             for size in sizes:
-                instance_id = f"i-bench{size:010d}{run:02d}"[:19]
+                instance_id = f"i-0be{size:08x}{run:02x}"
                 found = [finding(n, instance_id, ami, severities[n % 5], f"CVE-2024-{n:05d}", packages[n % 8])
                          for n in range(size)]
                 self.cloud.control("/findings", {"instance_id": instance_id, "findings": found})
@@ -598,7 +656,7 @@ def verdicts(results, smoke):
     rows = []
     per = results.get("per_lambda", {})
     for binary, m in per.items():
-        rows.append((f"{binary} cold start (init)", m["cold_start_ms"], "ms", TARGETS["cold_start_ms"]))
+        rows.append((f"{binary} cold start (median)", m["cold_start_ms"]["median"], "ms", TARGETS["cold_start_ms"]))
         rows.append((f"{binary} peak RSS", m["peak_rss_mib"], "MiB", TARGETS["peak_rss_mib"]))
         if m["zip_bytes"] is not None:
             rows.append((f"{binary} zip", round(m["zip_bytes"] / 1e6, 2), "MB", TARGETS["zip_mb"]))
@@ -629,20 +687,25 @@ def table(rows, header):
 def print_report(results, smoke):
     per = results.get("per_lambda", {})
     print("\nPer Lambda (" + results["profile"] + " build, loopback Runtime API, local emulator)")
-    print(table([(b, m["cold_start_ms"], m["first_response_ms"], m["warm_p50_ms"], m["warm_p95_ms"],
-                  m["cpu_init_and_first_ms"], m["cpu_per_warm_invoke_ms"], m["peak_rss_mib"],
+    print(table([(b, "{min} / {median} / {max}".format(**m["cold_start_ms"]), m["init_ms"]["median"],
+                  m["cold_start_own_ms"]["median"], m["warm_p50_ms"], m["warm_p95_ms"], m["warm_own_p50_ms"],
+                  m["cpu_cold_ms"], m["cpu_per_warm_invoke_ms"], m["peak_rss_mib"],
                   "-" if m["zip_bytes"] is None else f"{m['zip_bytes'] / 1e6:.2f}", m["aws_calls_per_warm_invoke"])
                  for b, m in per.items()],
-                ("function", "init ms", "1st resp ms", "warm p50", "warm p95", "cpu 1st ms", "cpu/warm ms",
-                 "VmHWM MiB", "zip MB", "calls/invoke")))
+                ("function", "cold ms min/med/max", "init ms", "cold own ms", "warm p50", "warm p95", "warm own p50",
+                 "cpu cold ms", "cpu/warm ms", "VmHWM MiB", "zip MB", "AWS calls/invoke")))
+    print("  cold = process start to first response; init = process start to its first /next;")
+    print("  own = minus the time the emulator took to answer its AWS calls; ms unless marked")
     scaling = results.get("find_amis_scaling", {})
     if scaling:
         print("\nfind-amis scaling (min / median / max over runs)")
         print(table([(n, f"{m['wall_s']['min']:.3f} / {m['wall_s']['median']:.3f} / {m['wall_s']['max']:.3f}",
-                      m["ms_per_ami"], m["aws_calls_total"], m["peak_rss_mib"])
+                      m["ms_per_ami"], f"{m['own_s']['median']:.3f}", m["own_ms_per_ami"], m["aws_calls_total"],
+                      m["peak_rss_mib"])
                      for n, m in scaling.items() if n.isdigit()],
-                    ("AMIs", "wall s", "ms/AMI", "AWS calls", "VmHWM MiB")))
+                    ("AMIs", "wall s", "ms/AMI", "own s", "own ms/AMI", "AWS calls", "VmHWM MiB")))
         print("  time per AMI, ratio between sizes: " + json.dumps(scaling["ratios_ms_per_ami"]))
+        print("  own time (wall minus the emulator's answers) per AMI, ratio: " + json.dumps(scaling["ratios_own_ms_per_ami"]))
     export = results.get("export_scaling", {})
     if export:
         print("\nexport-report scaling (min / median / max over runs)")
@@ -684,7 +747,7 @@ def main():
     out = args.out or TARGET / "bench" / ("bench-smoke.json" if args.smoke else "bench.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     log_dir = out.parent / "logs"
-    log_dir.mkdir(exist_ok=True)
+    (log_dir / "local-cloud").mkdir(parents=True, exist_ok=True)
     results = {"profile": profile, "smoke": args.smoke, "runs": runs, "machine": machine(),
                "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "targets": TARGETS}
     started = time.time()
@@ -693,7 +756,7 @@ def main():
         bench = Bench(cloud, profile, args.smoke, log_dir)
         try:
             print("Per Lambda ...", flush=True)
-            results["per_lambda"] = bench.per_lambda(warm_calls=3 if args.smoke else 25)
+            results["per_lambda"] = bench.per_lambda(warm_calls=3 if args.smoke else 25, cold_runs=runs)
             print("find-amis scaling ...", flush=True)
             results["find_amis_scaling"] = bench.find_amis_scaling([10] if args.smoke else [10, 100, 1000, 10000], runs)
             print("export-report scaling ...", flush=True)

@@ -224,12 +224,35 @@ class Control(BaseHTTPRequestHandler):
             elif self.path == "/reset":
                 STATE["scripts"].clear()
                 STATE["no_capacity"].clear()
+            elif self.path == "/images":
+                # Many AMIs at once for the bench, straight into the backend:
+                # RegisterImage through the API costs seconds per hundred.
+                from moto.ec2.models import ec2_backends
+
+                backend = ec2_backends[body.get("account", "123456789012")][body.get("region", "us-east-1")]
+                ids = [backend.register_image(name=f"{body['name_prefix']}-{n}").id for n in range(body["count"])]
+                backend.create_tags(ids, body.get("tags", {}))
+                return self._json({"image_ids": ids})
+            elif self.path == "/deregister":
+                from moto.ec2.models import ec2_backends
+
+                backend = ec2_backends[body.get("account", "123456789012")][body.get("region", "us-east-1")]
+                for image_id in body["image_ids"]:
+                    backend.amis.pop(image_id, None)
             else:
                 self.send_response(404)
                 self.end_headers()
                 return
         self.send_response(204)
         self.end_headers()
+
+    def _json(self, value):
+        data = json.dumps(value).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def log_message(self, *args):
         pass

@@ -190,7 +190,8 @@ class LocalCloud:
             f"http://127.0.0.1:{self.control_port}{path}", data=json.dumps(body).encode(), method="POST",
             headers={"Content-Type": "application/json"},
         )
-        urllib.request.urlopen(request, timeout=10).read()
+        answer = urllib.request.urlopen(request, timeout=120).read()
+        return json.loads(answer) if answer else None
 
     # ------------------------------------------------------------ provisioning
     def provision(self):
