@@ -604,14 +604,21 @@ class Bench:
             histories = {machine: cloud.history(e) for machine, e in mine}
             transitions = sum(1 for h in histories.values() for ev in h if ev["type"].endswith("StateEntered"))
             invocations = sum(1 for h in histories.values() for ev in h
-                              if ev["type"] in ("LambdaFunctionScheduled", "TaskScheduled"))
+                              if ev["type"] == "LambdaFunctionScheduled" or (
+                                  ev["type"] == "TaskScheduled"
+                                  and ev["taskScheduledEventDetails"].get("resourceType") == "lambda"))
+            notifications = sum(1 for h in histories.values() for ev in h
+                                if ev["type"] == "TaskScheduled"
+                                and ev["taskScheduledEventDetails"].get("resourceType") == "sns")
+            per_machine = {m: sum(1 for ev in h if ev["type"].endswith("StateEntered")) for m, h in histories.items()}
             tags = cloud.image_tags(ami)
             expected = {"clean": ("COMPLETE", "PASS"), "fail": ("COMPLETE", "FAIL"), "timed_out": ("TIMED_OUT", None)}[label]
             check((tags.get("amiscan:status"), tags.get("amiscan:verdict")) == expected, f"{label}: tags {tags}")
             instances = cloud.scanner_instances_of(ami)
             check(instances and all(i["State"]["Name"] == "terminated" for i in instances), f"{label}: instance left")
             check(not [r for r in cloud.scanner_rules() if r.endswith(instances[0]["InstanceId"])], f"{label}: rule left")
-            entry = {"state_transitions": transitions, "lambda_invocations": invocations,
+            entry = {"state_transitions": transitions, "transitions_per_machine": per_machine,
+                     "lambda_invocations": invocations, "sns_publishes": notifications,
                      "executions": sorted(m for m, _ in mine)}
             if label != "timed_out":
                 entry.update(self.overhead(histories))
@@ -716,10 +723,12 @@ def print_report(results, smoke):
     scans = results.get("whole_scans", {})
     if scans:
         print("\nWhole scans on the local cloud")
-        print(table([(k, m["state_transitions"], m["lambda_invocations"], m.get("launch_to_rule_ready_s", "-"),
+        print(table([(k, m["state_transitions"], " + ".join(str(v) for v in m["transitions_per_machine"].values()),
+                      m["lambda_invocations"], m["sns_publishes"], m.get("launch_to_rule_ready_s", "-"),
                       m.get("scan_event_to_terminated_s", "-"), m.get("overhead_s", "-"))
                      for k, m in scans.items()],
-                    ("scan", "transitions", "Lambda invocations", "launch->rule s", "event->terminated s", "overhead s")))
+                    ("scan", "transitions", "launch + report", "Lambda invocations", "SNS publishes", "launch->rule s",
+                     "event->terminated s", "overhead s")))
     rows = verdicts(results, smoke)
     print("\nTargets" + (" (smoke mode: reported, not enforced)" if smoke else ""))
     print(table([(n, f"{v} {u}".strip(), f"<= {t} {u}".strip(), "ok" if ok else "OVER") for n, v, u, t, ok in rows],

@@ -476,12 +476,34 @@ pub fn summary(
             "event_type": event_type,
             "selection": selection,
             "found": output.found,
-            "started": output.started,
-            "already_running": output.already_running,
-            "skipped": output.skipped,
-            "failed": output.failed,
+            "counts": {
+                "started": output.started.len(),
+                "already_running": output.already_running.len(),
+                "skipped": output.skipped.len(),
+                "failed": output.failed.len(),
+            },
+            "started": first_listed(&output.started),
+            "already_running": first_listed(&output.already_running),
+            "skipped": first_listed(&output.skipped),
+            "failed": first_listed(&output.failed),
+            "not_listed": {
+                "started": output.started.len().saturating_sub(LISTED_PER_KIND),
+                "already_running": output.already_running.len().saturating_sub(LISTED_PER_KIND),
+                "skipped": output.skipped.len().saturating_sub(LISTED_PER_KIND),
+                "failed": output.failed.len().saturating_sub(LISTED_PER_KIND),
+            },
         }),
     }
+}
+
+/// Entries of each kind the run's alert lists. SNS refuses a message over
+/// 256 KiB, and a weekly run over thousands of tagged AMIs skips thousands
+/// (over the concurrency cap): the alert lists the first ones and counts the
+/// rest; the function's own output lists every one.
+pub const LISTED_PER_KIND: usize = 50;
+
+fn first_listed<T: serde::Serialize>(entries: &[T]) -> &[T] {
+    &entries[..entries.len().min(LISTED_PER_KIND)]
 }
 
 /// Lists, plans, starts and reports. Returns an error after publishing the
@@ -730,16 +752,20 @@ mod tests {
         assert_eq!((page1.num_calls(), page2.num_calls()), (1, 1));
     }
 
-    #[test]
-    fn the_summary_says_nothing_tagged_or_how_many_started() {
-        let settings = FindSettings {
+    fn summary_settings() -> FindSettings {
+        FindSettings {
             selection_tag_key: "InspectorScan".into(),
             selection_tag_value: "true".into(),
             tag_prefix: "amiscan:".parse().unwrap(),
             max_concurrent_scans: 20,
             launch_state_machine_arn: "arn:aws:states:us-east-1:1:stateMachine:x".parse().unwrap(),
             topic_arn: "arn:aws:sns:us-east-1:1:t".parse().unwrap(),
-        };
+        }
+    }
+
+    #[test]
+    fn the_summary_says_nothing_tagged_or_how_many_started() {
+        let settings = summary_settings();
         let request = FindRequest::Tagged { force: false };
         let empty = summary(&FindOutput::default(), &settings, &request);
         assert_eq!(empty.event_type, EventType::NothingToScan);
@@ -771,5 +797,33 @@ mod tests {
             "amiscan: started 1 scans (2 found, 1 skipped)"
         );
         assert_eq!(note.body["started"][0]["scan_id"], "ami-00000001-20261127");
+    }
+
+    #[test]
+    fn the_run_alert_stays_under_the_sns_size_limit_over_ten_thousand_amis() {
+        let settings = summary_settings();
+        let request = FindRequest::Tagged { force: false };
+        let output = FindOutput {
+            found: 10_000,
+            skipped: (0..9_990)
+                .map(|n| Skipped {
+                    ami_id: format!("ami-{n:017x}"),
+                    reason:
+                        "the concurrency cap (20 scans at once) is reached; scanned on a later run"
+                            .into(),
+                })
+                .collect(),
+            ..FindOutput::default()
+        };
+        let note = summary(&output, &settings, &request);
+        let size = serde_json::to_string(&note.body).unwrap().len();
+        assert!(size < 64 * 1024, "{size} bytes");
+        assert_eq!(note.body["counts"]["skipped"], 9_990);
+        assert_eq!(
+            note.body["skipped"].as_array().unwrap().len(),
+            LISTED_PER_KIND
+        );
+        assert_eq!(note.body["not_listed"]["skipped"], 9_990 - LISTED_PER_KIND);
+        assert_eq!(note.body["skipped"][0]["ami_id"], "ami-00000000000000000");
     }
 }
