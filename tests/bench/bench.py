@@ -51,6 +51,8 @@ TARGETS = {
     "peak_rss_mib": 20,
     "zip_mb": 8,
     "find_amis_10000_s": 30,
+    # "flat from 1,000 to 10,000": time per AMI at 10,000 at most 1.5x that at 1,000
+    "find_amis_flat_ratio": 1.5,
     "export_20000_peak_rss_mib": 256,
     "clean_scan_transitions": 15,
     "overhead_s": 10,
@@ -193,7 +195,9 @@ class CountingProxy:
     def __init__(self, upstream):
         self.upstream = upstream
         self.calls = {}
-        self.seconds = 0.0  # time spent waiting on the emulator
+        self.seconds = 0.0  # wall time with at least one call waiting on the emulator
+        self.in_flight = 0
+        self.busy_since = None
         self.lock = threading.Lock()
         proxy = self
 
@@ -206,14 +210,14 @@ class CountingProxy:
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
                 request = urllib.request.Request(proxy.upstream + self.path, data=body, method=self.command,
                                                  headers=headers)
-                started = time.perf_counter()
+                proxy.enter()
                 try:
                     with urllib.request.urlopen(request, timeout=600) as response:
                         status, out_headers, data = response.status, response.getheaders(), response.read()
                 except urllib.error.HTTPError as err:
                     status, out_headers, data = err.code, err.headers.items(), err.read()
-                with proxy.lock:
-                    proxy.seconds += time.perf_counter() - started
+                finally:
+                    proxy.leave()
                 self.send_response(status)
                 for k, v in out_headers:
                     if k.lower() not in ("transfer-encoding", "connection", "content-length", "date", "server"):
@@ -232,15 +236,37 @@ class CountingProxy:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def count(self, method, path, headers, body):
+        """Names the call `service:Operation`, or `service:METHOD /path` for
+        REST APIs (S3, Inspector) whose operation is in the route."""
+        auth = headers.get("Authorization", "")
+        service = auth.split("Credential=")[1].split("/")[3] if "Credential=" in auth else "?"
         target = headers.get("X-Amz-Target")
         if target:
             op = target.split(".")[-1]
-        elif body and b"Action=" in body[:200]:
+        elif body and body[:200].find(b"Action=") >= 0:
             op = body.split(b"Action=")[1].split(b"&")[0].decode()
+        elif service == "s3":
+            query = path.split("?", 1)[1] if "?" in path else ""
+            op = {("PUT", True): "UploadPart", ("PUT", False): "PutObject", ("POST", True): "MultipartUpload",
+                  }.get((method, "uploadId" in query or "uploads" in query), f"{method}")
         else:
-            op = f"S3 {method}"
+            op = f"{method} {path.split('?')[0]}"
+        op = f"{service}:{op}"
         with self.lock:
             self.calls[op] = self.calls.get(op, 0) + 1
+
+    def enter(self):
+        with self.lock:
+            if self.in_flight == 0:
+                self.busy_since = time.perf_counter()
+            self.in_flight += 1
+
+    def leave(self):
+        """Concurrent calls overlap: count the union of their waits, not the sum."""
+        with self.lock:
+            self.in_flight -= 1
+            if self.in_flight == 0:
+                self.seconds += time.perf_counter() - self.busy_since
 
     def take(self):
         with self.lock:
@@ -563,8 +589,12 @@ class Bench:
                     written = {k: s3.head_object(Bucket=BUCKET, Key=k)["ContentLength"] for k in keys}
                     lines = self.cloud.read_object(body["findings_key"]).count("\n")
                     check(lines == size, f"export-report over {size}: {lines} lines in {body['findings_key']}")
+                    calls = self.proxy.take()
+                    pages = calls.get("inspector2:POST /findings/list", 0)
+                    check(pages == -(-size // 100), f"export-report over {size}: {pages} ListFindings pages, "
+                                                   f"expected {-(-size // 100)} of 100")
                     results[size].append({"wall_s": took, "rss": process.peak_rss_mib(), "bytes": sum(written.values()),
-                                          "cpu_s": process.cpu_seconds(), "calls": self.proxy.take()})
+                                          "cpu_s": process.cpu_seconds(), "calls": calls})
                 finally:
                     process.stop()
                 self.cloud.control("/findings", {"instance_id": instance_id, "findings": []})
@@ -631,19 +661,28 @@ class Bench:
         the histories' timestamps."""
 
         def task_done(history, resource_word):
+            """(succeeded event's time, its output) of the first task calling `resource_word`."""
             scheduled = {}
             for ev in history:
                 details = ev.get("taskScheduledEventDetails") or ev.get("lambdaFunctionScheduledEventDetails") or {}
                 if resource_word in json.dumps(details):
                     scheduled = ev
                 if scheduled and ev["type"] in ("TaskSucceeded", "LambdaFunctionSucceeded") and ev["id"] > scheduled["id"]:
-                    return scheduled["timestamp"], ev["timestamp"]
+                    details = ev.get("taskSucceededEventDetails") or ev.get("lambdaFunctionSucceededEventDetails") or {}
+                    output = json.loads(details.get("output") or "null")
+                    if isinstance(output, dict) and "Payload" in output:
+                        output = output["Payload"]
+                    return ev["timestamp"], output
             return None, None
 
         launch, report = histories.get(LAUNCH_MACHINE, []), histories.get(REPORT_MACHINE, [])
-        _, launched = task_done(launch, "launch-instance")
-        _, rule_ready = task_done(launch, "create-scan-rule")
-        _, terminated = task_done(report, "cleanup")
+        launch_done, launch_output = task_done(launch, "launch-instance")
+        launched = launch_done
+        if isinstance(launch_output, dict) and launch_output.get("launched_at"):
+            # the instance exists from RunInstances on, inside the task
+            launched = datetime.fromisoformat(launch_output["launched_at"].replace("Z", "+00:00"))
+        rule_ready, _ = task_done(launch, "create-scan-rule")
+        terminated, _ = task_done(report, "cleanup")
         event = report[0]["timestamp"] if report else None
         out = {}
         if launched and rule_ready:
@@ -663,7 +702,8 @@ def verdicts(results, smoke):
     rows = []
     per = results.get("per_lambda", {})
     for binary, m in per.items():
-        rows.append((f"{binary} cold start (median)", m["cold_start_ms"]["median"], "ms", TARGETS["cold_start_ms"]))
+        rows.append((f"{binary} cold start, own share (all: {m['cold_start_ms']['median']} ms)",
+                     m["cold_start_own_ms"]["median"], "ms", TARGETS["cold_start_ms"]))
         rows.append((f"{binary} peak RSS", m["peak_rss_mib"], "MiB", TARGETS["peak_rss_mib"]))
         if m["zip_bytes"] is not None:
             rows.append((f"{binary} zip", round(m["zip_bytes"] / 1e6, 2), "MB", TARGETS["zip_mb"]))
@@ -671,6 +711,8 @@ def verdicts(results, smoke):
     if "10000" in scaling:
         rows.append(("find-amis over 10,000 AMIs (median)", round(scaling["10000"]["wall_s"]["median"], 2), "s",
                      TARGETS["find_amis_10000_s"]))
+        rows.append(("find-amis time per AMI, 10,000 vs 1,000", scaling["ratios_ms_per_ami"]["10000/1000"], "x",
+                     TARGETS["find_amis_flat_ratio"]))
     export = results.get("export_scaling", {})
     if "20000" in export:
         rows.append(("export-report over 20,000 findings, peak RSS", export["20000"]["peak_rss_mib"]["max"], "MiB",
@@ -678,9 +720,10 @@ def verdicts(results, smoke):
     scans = results.get("whole_scans", {})
     if "clean" in scans:
         rows.append(("state transitions, clean scan", scans["clean"]["state_transitions"], "", TARGETS["clean_scan_transitions"]))
-        if "overhead_s" in scans["clean"]:
-            rows.append(("workflow overhead, clean scan", scans["clean"]["overhead_s"], "s", TARGETS["overhead_s"]))
-    return [(name, value, unit, target, smoke or value <= target) for name, value, unit, target in rows]
+        for label in ("clean", "fail"):
+            if "overhead_s" in scans.get(label, {}):
+                rows.append((f"workflow overhead, {label} scan", scans[label]["overhead_s"], "s", TARGETS["overhead_s"]))
+    return [(name, value, unit, target, value <= target) for name, value, unit, target in rows]
 
 
 def table(rows, header):
@@ -785,7 +828,7 @@ def main():
     results["targets_met"] = within
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"\nWrote {out} ({results['wall_s']}s)")
-    if not within:
+    if not within and not args.smoke:
         print("A figure is over its target.", file=sys.stderr)
         return 1
     return 0
