@@ -5,7 +5,7 @@ local end-to-end run wrote from findings seeded here, row for row."""
 import json
 import re
 import sys
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
