@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local-cloud"))
+from query import table  # noqa: E402
 from localcloud import (  # noqa: E402
     BUCKET,
     LAUNCH_MACHINE,
@@ -491,9 +492,9 @@ class Bench:
                 process.stop()
             ms = lambda v: round(v * 1000, 2)  # noqa: E731
             out[binary] = {
-                "cold_start_ms": {k: ms(v) if k != "n" else v for k, v in summary(colds).items()},
-                "init_ms": {k: ms(v) if k != "n" else v for k, v in summary(inits).items()},
-                "cold_start_own_ms": {k: ms(v) if k != "n" else v for k, v in summary(own).items()},
+                "cold_start_ms": summary([ms(v) for v in colds]),
+                "init_ms": summary([ms(v) for v in inits]),
+                "cold_start_own_ms": summary([ms(v) for v in own]),
                 "warm_p50_ms": ms(statistics.median(warm)),
                 "warm_p95_ms": ms(p95(warm)),
                 "warm_own_p50_ms": ms(statistics.median(warm_own)),
@@ -509,7 +510,6 @@ class Bench:
             print(f"  {binary}: cold {m['cold_start_ms']['median']} ms (init {m['init_ms']['median']}, own "
                   f"{m['cold_start_own_ms']['median']}), warm p50 {m['warm_p50_ms']} ms, VmHWM {m['peak_rss_mib']} MiB",
                   flush=True)
-        self.cloud.expect(other, Behaviour("scan", []))
         return out
 
     # ------------------------------------------------------------ 2. find-amis scaling
@@ -733,56 +733,48 @@ def verdicts(results, smoke):
     return [(name, value, unit, target, value <= target) for name, value, unit, target in rows]
 
 
-def table(rows, header):
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    lines = ["  " + "  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
-    lines.append("  " + "  ".join("-" * w for w in widths))
-    lines += ["  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(lines)
-
-
 def print_report(results, smoke):
     per = results.get("per_lambda", {})
     print("\nPer Lambda (" + results["profile"] + " build, loopback Runtime API, local emulator)")
-    print(table([(b, "{min} / {median} / {max}".format(**m["cold_start_ms"]), m["init_ms"]["median"],
+    print(table(rows=[(b, "{min} / {median} / {max}".format(**m["cold_start_ms"]), m["init_ms"]["median"],
                   m["cold_start_own_ms"]["median"], m["warm_p50_ms"], m["warm_p95_ms"], m["warm_own_p50_ms"],
                   m["cpu_cold_ms"], m["cpu_per_warm_invoke_ms"], m["peak_rss_mib"],
                   "-" if m["zip_bytes"] is None else f"{m['zip_bytes'] / 1e6:.2f}", m["aws_calls_per_warm_invoke"])
                  for b, m in per.items()],
-                ("function", "cold ms min/med/max", "init ms", "cold own ms", "warm p50", "warm p95", "warm own p50",
+                columns=("function", "cold ms min/med/max", "init ms", "cold own ms", "warm p50", "warm p95", "warm own p50",
                  "cpu cold ms", "cpu/warm ms", "VmHWM MiB", "zip MB", "AWS calls/invoke")))
     print("  cold = process start to first response; init = process start to its first /next;")
     print("  own = minus the time the emulator took to answer its AWS calls; ms unless marked")
     scaling = results.get("find_amis_scaling", {})
     if scaling:
         print("\nfind-amis scaling (min / median / max over runs)")
-        print(table([(n, f"{m['wall_s']['min']:.3f} / {m['wall_s']['median']:.3f} / {m['wall_s']['max']:.3f}",
+        print(table(rows=[(n, f"{m['wall_s']['min']:.3f} / {m['wall_s']['median']:.3f} / {m['wall_s']['max']:.3f}",
                       m["ms_per_ami"], f"{m['own_s']['median']:.3f}", m["own_ms_per_ami"], m["aws_calls_total"],
                       m["peak_rss_mib"])
                      for n, m in scaling.items() if n.isdigit()],
-                    ("AMIs", "wall s", "ms/AMI", "own s", "own ms/AMI", "AWS calls", "VmHWM MiB")))
+                    columns=("AMIs", "wall s", "ms/AMI", "own s", "own ms/AMI", "AWS calls", "VmHWM MiB")))
         print("  time per AMI, ratio between sizes: " + json.dumps(scaling["ratios_ms_per_ami"]))
         print("  own time (wall minus the emulator's answers) per AMI, ratio: " + json.dumps(scaling["ratios_own_ms_per_ami"]))
     export = results.get("export_scaling", {})
     if export:
         print("\nexport-report scaling (min / median / max over runs)")
-        print(table([(n, f"{m['wall_s']['min']:.3f} / {m['wall_s']['median']:.3f} / {m['wall_s']['max']:.3f}",
+        print(table(rows=[(n, f"{m['wall_s']['min']:.3f} / {m['wall_s']['median']:.3f} / {m['wall_s']['max']:.3f}",
                       m["ms_per_finding"], m["peak_rss_mib"]["max"], m["bytes_written"])
                      for n, m in export.items()],
-                    ("findings", "wall s", "ms/finding", "VmHWM MiB", "bytes written")))
+                    columns=("findings", "wall s", "ms/finding", "VmHWM MiB", "bytes written")))
     scans = results.get("whole_scans", {})
     if scans:
         print("\nWhole scans on the local cloud")
-        print(table([(k, m["state_transitions"], " + ".join(str(v) for v in m["transitions_per_machine"].values()),
+        print(table(rows=[(k, m["state_transitions"], " + ".join(str(v) for v in m["transitions_per_machine"].values()),
                       m["lambda_invocations"], m["sns_publishes"], m.get("launch_to_rule_ready_s", "-"),
                       m.get("scan_event_to_terminated_s", "-"), m.get("overhead_s", "-"))
                      for k, m in scans.items()],
-                    ("scan", "transitions", "launch + report", "Lambda invocations", "SNS publishes", "launch->rule s",
+                    columns=("scan", "transitions", "launch + report", "Lambda invocations", "SNS publishes", "launch->rule s",
                      "event->terminated s", "overhead s")))
     rows = verdicts(results, smoke)
     print("\nTargets" + (" (smoke mode: reported, not enforced)" if smoke else ""))
-    print(table([(n, f"{v} {u}".strip(), f"<= {t} {u}".strip(), "ok" if ok else "OVER") for n, v, u, t, ok in rows],
-                ("figure", "measured", "target", "")))
+    print(table(rows=[(n, f"{v} {u}".strip(), f"<= {t} {u}".strip(), "ok" if ok else "OVER") for n, v, u, t, ok in rows],
+                columns=("figure", "measured", "target", "")))
     return all(ok for *_, ok in rows)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from localcloud import BUCKET, LAUNCH_MACHINE, ROOT, SELECTION, Behaviour, LocalCloud  # noqa: E402
-from query import DEFAULT_REPORTS, print_queries  # noqa: E402
+from query import DEFAULT_REPORTS, print_queries, table  # noqa: E402
 
 UBUNTU_FINDINGS = [
     ("CRITICAL", "CVE-2024-6387", "openssh-server"),
@@ -85,14 +85,6 @@ def check(cloud, amis, decoys, run):
     return failures
 
 
-def table(rows):
-    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
-    for n, row in enumerate(rows):
-        print("  " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)))
-        if n == 0:
-            print("  " + "  ".join("-" * w for w in widths))
-
-
 def summary(cloud, amis, launches, started_at):
     print("\nScans")
     by_ami = {cloud.execution_input(e)["scan"]["ami_id"]: e for e in launches}
@@ -109,12 +101,12 @@ def summary(cloud, amis, launches, started_at):
                      tags.get("amiscan:status", "-"), tags.get("amiscan:verdict", "-"),
                      tags.get("amiscan:critical", "-"), tags.get("amiscan:high", "-"),
                      tags.get("amiscan:medium", "-"), tags.get("amiscan:low", "-"), report, took))
-    table(rows)
+    print(table(rows[0], rows[1:]))
     print("\nSNS messages")
     rows = [("event_type", "severity", "subject")]
     for note in cloud.notifications():
         rows.append((note["attributes"].get("event_type"), note["attributes"].get("severity"), note["subject"]))
-    table(rows)
+    print(table(rows[0], rows[1:]))
     keys = [o["Key"] for o in cloud.client("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])]
     print(f"\nReports in s3://{BUCKET}/ (local emulator)")
     for key in sorted(keys):

@@ -31,6 +31,7 @@ from moto.awslambda.models import LambdaFunction  # noqa: E402
 from moto.core.config import default_user_config  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
 from moto.ec2.exceptions import EC2ClientError  # noqa: E402
+from moto.ec2.models import ec2_backends  # noqa: E402
 from moto.ec2.models.core import TaggedEC2Resource  # noqa: E402
 from moto.ec2.responses.amis import AmisResponse  # noqa: E402
 from moto.ec2.responses.instances import InstanceResponse  # noqa: E402
@@ -259,15 +260,11 @@ class Control(BaseHTTPRequestHandler):
             elif self.path == "/images":
                 # Many AMIs at once for the bench, straight into the backend:
                 # RegisterImage through the API costs seconds per hundred.
-                from moto.ec2.models import ec2_backends
-
                 backend = ec2_backends[body.get("account", "123456789012")][body.get("region", "us-east-1")]
                 ids = [backend.register_image(name=f"{body['name_prefix']}-{n}").id for n in range(body["count"])]
                 backend.create_tags(ids, body.get("tags", {}))
                 return self._json({"image_ids": ids})
             elif self.path == "/deregister":
-                from moto.ec2.models import ec2_backends
-
                 backend = ec2_backends[body.get("account", "123456789012")][body.get("region", "us-east-1")]
                 for image_id in body["image_ids"]:
                     backend.amis.pop(image_id, None)
