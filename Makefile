@@ -39,13 +39,13 @@ build:
 # The whole workflow on the local cloud: moto plus `cargo lambda watch`, on
 # free 127.0.0.1 ports, stopped by their PIDs when the demo ends.
 demo: tools build
-	python tests/local-cloud/demo.py
+	python local/demo.py
 
 # The named queries, unchanged, in DuckDB over the copy of the report bucket
 # that `make demo` saved in .local/demo-reports (REPORTS=dir for another copy).
 REPORTS ?= .local/demo-reports
 query: venv
-	python tests/local-cloud/query.py --reports $(REPORTS) $(QUERY)
+	python local/query.py --reports $(REPORTS) $(QUERY)
 
 lint: tools
 	cargo fmt --all --check

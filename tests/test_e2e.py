@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "local-cloud"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
 from localcloud import (  # noqa: E402
     LAUNCH_MACHINE,
     REPORT_MACHINE,

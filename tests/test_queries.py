@@ -13,7 +13,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "local-cloud"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
 from athena_local import DUCKDB_TYPES, TABLES, connect, glue_tables, queries, run  # noqa: E402
 from localcloud import ROOT, Behaviour, LocalCloud, template  # noqa: E402
 
@@ -121,7 +121,7 @@ def test_the_tables_project_their_partitions_and_type_every_column(parsed):
             if col == "exploit_available":
                 assert kind == "boolean", column
     # The report keys the Rust side writes are what the tables read.
-    report_rs = (ROOT / "crates/core/src/report.rs").read_text()
+    report_rs = (ROOT / "crates/core/src/report/mod.rs").read_text()
     assert 'FINDINGS_PREFIX: &str = "findings/"' in report_rs and 'SCANS_PREFIX: &str = "scans/"' in report_rs
     assert "scan_date={day}" in report_rs
 
@@ -272,6 +272,6 @@ def test_query_6_finds_the_ami_not_scanned_in_the_last_week(reports):
 
 def test_the_local_runner_says_what_to_do_without_reports(tmp_path):
     import subprocess
-    out = subprocess.run([sys.executable, str(ROOT / "tests/local-cloud/query.py"), "--reports", str(tmp_path)],
+    out = subprocess.run([sys.executable, str(ROOT / "local/query.py"), "--reports", str(tmp_path)],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "make demo" in out.stderr, out

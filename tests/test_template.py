@@ -238,13 +238,10 @@ def test_every_sns_message_carries_the_filter_attributes():
 
 
 def declared_actions():
-    """core::iam::FUNCTION_ACTIONS, read from the Rust source."""
-    source = (ROOT / "crates/core/src/iam.rs").read_text()
-    block = source.split("pub const FUNCTION_ACTIONS")[1].split("];")[0]
-    out = {}
-    for match in re.finditer(r'\(\s*"([a-z-]+)",\s*&\[(.*?)\],?\s*\)', block, re.S):
-        out[match.group(1)] = set(re.findall(r'"([a-z0-9]+:[A-Za-z0-9]+)"', match.group(2)))
-    return out
+    """Each function's actions, from tests/iam-actions.json (which the Rust
+    tests check against every AWS call in crates/core)."""
+    table = json.loads((ROOT / "tests/iam-actions.json").read_text())
+    return {name: set(actions) for name, actions in table["functions"].items()}
 
 
 def granted_actions(resource):
@@ -287,9 +284,8 @@ def test_launch_and_terminate_are_fenced_by_the_scanner_tag():
     cleanup = RESOURCES["CleanupFunction"]["Properties"]["Policies"][0]["Statement"]
     terminate = next(s for s in cleanup if s["Action"] == "ec2:TerminateInstances")
     assert terminate["Condition"]["StringEquals"] == {"ec2:ResourceTag/amiscan:managed": "true"}
-    naming = (ROOT / "crates/core/src/naming.rs").read_text()
-    assert 'pub const MANAGED_TAG: &str = "amiscan:managed";' in naming
-    assert 'pub const RULE_NAME_PREFIX: &str = "amiscan-scan-";' in naming
+    assert 'pub const MANAGED_TAG: &str = "amiscan:managed";' in (ROOT / "crates/core/src/tags.rs").read_text()
+    assert 'pub const RULE_NAME_PREFIX: &str = "amiscan-scan-";' in (ROOT / "crates/core/src/model/ids.rs").read_text()
     for logical in ("CreateScanRuleFunction", "CleanupFunction"):
         statements = RESOURCES[logical]["Properties"]["Policies"][0]["Statement"]
         for s in statements:
@@ -322,14 +318,16 @@ def test_parameters_are_described_and_constrained():
 
 
 def required_variables():
-    """binary -> the variables its settings require, read from the Rust source."""
+    """binary -> the variables its settings require, read from the Rust source:
+    each op's `impl FromEnv for <Settings>` in crates/core/src/ops/."""
     settings = (ROOT / "crates/core/src/settings.rs").read_text()
     names = dict(re.findall(r'pub const ([A-Z_]+): &str = "([A-Z_]+)";', settings))
     required = {}
-    for block in settings.split("\nimpl ")[1:]:
-        struct = block.split(" ", 1)[0]
-        if "fn from_env" in block:
-            required[struct] = {names[v] for v in re.findall(r"env\.required\(vars::([A-Z_]+)\)", block)}
+    for op in sorted((ROOT / "crates/core/src/ops").glob("*.rs")):
+        for block in op.read_text().split("\nimpl FromEnv for ")[1:]:
+            struct = block.split(" ", 1)[0]
+            body = block.split("\n}\n", 1)[0]
+            required[struct] = {names[v] for v in re.findall(r"env\.required\(vars::([A-Z_]+)\)", body)}
     out = {}
     for binary in functions().values():
         lib = (ROOT / "crates" / binary / "src/lib.rs").read_text()

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local-cloud"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "local"))
 from query import table  # noqa: E402
 from localcloud import (  # noqa: E402
     BUCKET,

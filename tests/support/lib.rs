@@ -9,8 +9,16 @@ use std::net::TcpStream;
 use amiscan_core::aws::aws_config::{self, BehaviorVersion, Region};
 use amiscan_core::aws::ec2::config::Credentials;
 use amiscan_core::aws::ec2::types::{Filter, Tag};
-use amiscan_core::aws::{ec2, eventbridge, inspector2, s3, sfn, sns, SdkConfig};
-use amiscan_core::settings::{EnvReader, MapEnv};
+use amiscan_core::aws::{ec2, events, inspector, s3, sfn, sns, SdkConfig};
+use amiscan_core::lambda::Handler;
+use amiscan_core::ops::check_scan::CheckSettings;
+use amiscan_core::ops::cleanup::CleanupSettings;
+use amiscan_core::ops::create_scan_rule::RuleSettings;
+use amiscan_core::ops::export_report::ExportSettings;
+use amiscan_core::ops::find_amis::FindSettings;
+use amiscan_core::ops::launch_instance::LaunchSettings;
+use amiscan_core::ops::tag_ami::TagSettings;
+use amiscan_core::settings::{EnvReader, FromEnv, MapEnv};
 use serde_json::{json, Value};
 
 pub const ACCOUNT: &str = "123456789012";
@@ -25,11 +33,29 @@ pub struct Cloud {
     pub config: SdkConfig,
 }
 
+fn test_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run these tests with `make test` (tests/with-moto starts the local cloud)")
+    })
+}
+
 /// The emulator's endpoint, set by `tests/with-moto` (`make test` runs it).
 pub fn endpoint() -> String {
-    std::env::var("AMISCAN_TEST_ENDPOINT").unwrap_or_else(|_| {
-        panic!("AMISCAN_TEST_ENDPOINT is not set: run these tests with `make test` (tests/with-moto starts the emulator)")
-    })
+    test_env("AMISCAN_TEST_ENDPOINT")
+}
+
+/// A request to the local cloud's control server, which plays Inspector.
+pub fn control(path: &str, body: Value) {
+    let (status, text) = http(
+        &test_env("AMISCAN_TEST_CONTROL"),
+        path,
+        &[("Content-Type", "application/json")],
+        &body.to_string(),
+    );
+    assert!(
+        (200..300).contains(&status),
+        "control {path}: {status} {text}"
+    );
 }
 
 pub async fn cloud(region: &str) -> Cloud {
@@ -93,11 +119,11 @@ impl Cloud {
     pub fn s3(&self) -> s3::Client {
         s3::Client::new(&self.config)
     }
-    pub fn events(&self) -> eventbridge::Client {
-        eventbridge::Client::new(&self.config)
+    pub fn events(&self) -> events::Client {
+        events::Client::new(&self.config)
     }
-    pub fn inspector(&self) -> inspector2::Client {
-        inspector2::Client::new(&self.config)
+    pub fn inspector(&self) -> inspector::Client {
+        inspector::Client::new(&self.config)
     }
 
     fn json_call(&self, service: &str, target: &str, body: Value) -> Value {
@@ -132,16 +158,13 @@ impl Cloud {
         );
     }
 
-    /// Queues the answer to the next distinct ListFindings call.
-    pub fn queue_findings(&self, findings: Vec<Value>) {
-        let body = json!({"results": [findings], "region": self.region, "account_id": ACCOUNT});
-        let (status, text) = http(
-            &self.endpoint,
-            "/moto-api/static/inspector2/findings-results",
-            &[("Content-Type", "application/json")],
-            &body.to_string(),
+    /// What the Inspector stand-in (local/launcher.py) answers for an
+    /// instance's ListFindings, in pages of at most 100 as Inspector does.
+    pub fn set_findings(&self, instance_id: &str, findings: Vec<Value>) {
+        control(
+            "/findings",
+            json!({"instance_id": instance_id, "findings": findings}),
         );
-        assert_eq!(status, 201, "queueing findings: {text}");
     }
 
     /// An SQS queue subscribed to the topic, to read back what was published.
@@ -457,18 +480,18 @@ impl Cloud {
         let base = self.foreign_ami().await;
         let mut tags = vec![
             Tag::builder()
-                .key(amiscan_core::naming::AMI_ID_TAG)
+                .key(amiscan_core::tags::AMI_ID_TAG)
                 .value(ami_id)
                 .build(),
             Tag::builder()
-                .key(amiscan_core::naming::SCAN_ID_TAG)
+                .key(amiscan_core::tags::SCAN_ID_TAG)
                 .value(scan_id)
                 .build(),
         ];
         if managed {
             tags.push(
                 Tag::builder()
-                    .key(amiscan_core::naming::MANAGED_TAG)
+                    .key(amiscan_core::tags::MANAGED_TAG)
                     .value("true")
                     .build(),
             );
@@ -522,7 +545,11 @@ pub fn env(pairs: &[(&str, &str)]) -> MapEnv {
     )
 }
 
-/// A complete Inspector finding in the API's JSON, as moto hands it back.
+/// The findings fixture that the Python suites use too.
+const FINDING_FIXTURE: &str = include_str!("../fixtures/finding.json");
+
+/// A complete Inspector finding in the API's JSON, from the shared fixture
+/// (its `fill_rules` say how), observed at `at` (epoch seconds).
 pub fn finding(
     n: usize,
     instance_id: &str,
@@ -531,32 +558,197 @@ pub fn finding(
     cve: &str,
     package: &str,
 ) -> Value {
-    json!({
-        "awsAccountId": ACCOUNT,
-        "findingArn": format!("arn:aws:inspector2:us-east-1:{ACCOUNT}:finding/{instance_id}-{n}"),
-        "type": "PACKAGE_VULNERABILITY",
-        "title": format!("{cve} - {package}"),
-        "description": format!("{package}: a flaw, \"quoted\", with a comma"),
-        "severity": severity,
-        "status": "ACTIVE",
-        "firstObservedAt": 1_763_900_000,
-        "lastObservedAt": 1_763_900_600,
-        "inspectorScore": 7.5,
-        "fixAvailable": "YES",
-        "exploitAvailable": if severity == "CRITICAL" { "YES" } else { "NO" },
-        "epss": {"score": 0.25},
-        "remediation": {"recommendation": {"text": format!("Upgrade {package}")}},
-        "resources": [{
-            "type": "AWS_EC2_INSTANCE",
-            "id": instance_id,
-            "details": {"awsEc2Instance": {"imageId": ami_id, "platform": "UBUNTU_22_04", "type": "t3.small"}}
-        }],
-        "packageVulnerabilityDetails": {
-            "vulnerabilityId": cve,
-            "source": "UBUNTU_CVE",
-            "cvss": [{"baseScore": 9.1, "scoringVector": "CVSS:3.1/AV:N", "version": "3.1", "source": "NVD"}],
-            "referenceUrls": [format!("https://ubuntu.com/security/{cve}")],
-            "vulnerablePackages": [{"name": package, "version": "1.0.0", "epoch": 0, "release": "1ubuntu1", "fixedInVersion": "1.0.1-1ubuntu1"}]
+    let fixture: Value = serde_json::from_str(FINDING_FIXTURE).expect("fixture");
+    let mut text = fixture["finding"].to_string();
+    for (key, value) in [
+        ("n", n.to_string()),
+        ("instance_id", instance_id.to_string()),
+        ("ami_id", ami_id.to_string()),
+        ("severity", severity.to_string()),
+        ("cve", cve.to_string()),
+        ("package", package.to_string()),
+    ] {
+        let escaped = Value::String(value).to_string();
+        text = text.replace(&format!("{{{key}}}"), &escaped[1..escaped.len() - 1]);
+    }
+    let mut out: Value = serde_json::from_str(&text).expect("filled fixture");
+    let scores = &fixture["scores"];
+    let at = 1_763_900_600;
+    out["firstObservedAt"] = json!(at - 60);
+    out["lastObservedAt"] = json!(at);
+    out["inspectorScore"] = scores.get(severity).unwrap_or(&scores["default"]).clone();
+    out["exploitAvailable"] = json!(if severity == "CRITICAL" { "YES" } else { "NO" });
+    out
+}
+
+/// The resources a deployed stack provides, made in one Region.
+pub struct Stack {
+    pub cloud: Cloud,
+    pub topic_arn: String,
+    pub queue_url: String,
+    pub launch_machine: String,
+    pub report_machine: String,
+    pub bucket: String,
+    pub subnet: String,
+    pub security_group: String,
+    pub profile: String,
+}
+
+impl Stack {
+    pub async fn new(region: &str) -> Stack {
+        let cloud = cloud(region).await;
+        let topic_arn = cloud.create_topic("amiscan").await;
+        let queue_url = cloud.subscribe_queue(&topic_arn, "amiscan-messages").await;
+        let launch_machine = cloud.create_state_machine("amiscan-launch-scan").await;
+        let report_machine = cloud
+            .create_state_machine("amiscan-report-and-cleanup")
+            .await;
+        let bucket = format!("amiscan-reports-{region}");
+        cloud.create_bucket(&bucket).await;
+        let subnet = cloud.default_subnet().await;
+        let security_group = cloud.create_security_group("amiscan-scanner").await;
+        let profile = format!("amiscan-scanner-{region}");
+        cloud.create_instance_profile(&profile);
+        Stack {
+            cloud,
+            topic_arn,
+            queue_url,
+            launch_machine,
+            report_machine,
+            bucket,
+            subnet,
+            security_group,
+            profile,
         }
-    })
+    }
+
+    pub fn kms_key(&self) -> String {
+        format!(
+            "arn:aws:kms:{}:{ACCOUNT}:key/0a1b2c3d-test",
+            self.cloud.region
+        )
+    }
+
+    pub fn find_amis(&self, cap: u32) -> find_amis::Function {
+        let settings = FindSettings::from_env(env(&[
+            ("SELECTION_TAG_KEY", SELECTION_KEY),
+            ("SELECTION_TAG_VALUE", SELECTION_VALUE),
+            ("TAG_PREFIX", TAG_PREFIX),
+            ("MAX_CONCURRENT_SCANS", &cap.to_string()),
+            ("LAUNCH_STATE_MACHINE_ARN", &self.launch_machine),
+            ("TOPIC_ARN", &self.topic_arn),
+        ]))
+        .unwrap();
+        find_amis::Function::new(&self.cloud.config, settings)
+    }
+
+    pub fn launch_instance(&self, types: &str) -> launch_instance::Function {
+        let settings = LaunchSettings::from_env(env(&[
+            ("INSTANCE_TYPES", types),
+            ("SUBNET_ID", &self.subnet),
+            ("SECURITY_GROUP_ID", &self.security_group),
+            ("INSTANCE_PROFILE", &self.profile),
+            ("SCAN_TIMEOUT_MINUTES", "120"),
+        ]))
+        .unwrap();
+        launch_instance::Function::new(&self.cloud.config, settings)
+    }
+
+    pub fn create_scan_rule(&self) -> create_scan_rule::Function {
+        let settings = RuleSettings::from_env(env(&[
+            ("REPORT_STATE_MACHINE_ARN", &self.report_machine),
+            (
+                "EVENTS_ROLE_ARN",
+                &format!("arn:aws:iam::{ACCOUNT}:role/amiscan-events"),
+            ),
+        ]))
+        .unwrap();
+        create_scan_rule::Function::new(&self.cloud.config, settings)
+    }
+
+    pub fn export_report(&self, format: &str) -> export_report::Function {
+        let settings = ExportSettings::from_env(env(&[
+            ("REPORT_BUCKET", &self.bucket),
+            ("REPORT_KMS_KEY_ARN", &self.kms_key()),
+            ("REPORT_FORMAT", format),
+            ("SEVERITY_THRESHOLD", "CRITICAL"),
+        ]))
+        .unwrap();
+        export_report::Function::new(&self.cloud.config, settings)
+    }
+
+    pub fn tag_ami(&self) -> tag_ami::Function {
+        let settings = TagSettings::from_env(env(&[("TAG_PREFIX", TAG_PREFIX)])).unwrap();
+        tag_ami::Function::new(&self.cloud.config, settings)
+    }
+
+    pub fn cleanup_settings(&self) -> CleanupSettings {
+        CleanupSettings::from_env(env(&[("SCAN_TIMEOUT_MINUTES", "120")])).unwrap()
+    }
+
+    pub fn cleanup(&self) -> cleanup::Function {
+        cleanup::Function::new(&self.cloud.config, self.cleanup_settings())
+    }
+
+    pub fn check_scan(&self) -> check_scan::Function {
+        let settings = CheckSettings::from_env(env(&[
+            ("TAG_PREFIX", TAG_PREFIX),
+            ("REPORT_STATE_MACHINE_ARN", &self.report_machine),
+        ]))
+        .unwrap();
+        check_scan::Function::new(&self.cloud.config, settings)
+    }
+
+    pub fn notifications(&self) -> Vec<Value> {
+        self.cloud.receive_notifications(&self.queue_url)
+    }
+
+    /// Everything a function could change, for "nothing changed" checks.
+    pub async fn snapshot(&self, ami_ids: &[&str]) -> Value {
+        let mut tags = BTreeMap::new();
+        for ami in ami_ids {
+            tags.insert(ami.to_string(), self.cloud.image_tags(ami).await);
+        }
+        json!({
+            "instances": self.cloud.instance_states().await,
+            "rules": self.cloud.rule_names().await,
+            "executions": self.cloud.executions(&self.launch_machine).await,
+            "objects": self.cloud.object_keys(&self.bucket).await,
+            "ami_tags": tags,
+        })
+    }
+
+    /// find-amis' context for one AMI, as the launch machine receives it.
+    pub fn scan_input(ami_id: &str) -> Value {
+        json!({"scan_id": format!("{ami_id}-20261123"), "ami_id": ami_id})
+    }
+
+    /// Launches a scan instance and creates its rule, as launch-scan does.
+    pub async fn launched_scan(&self, ami_id: &str) -> Value {
+        let scan = self
+            .launch_instance("t3.small")
+            .handle(Stack::scan_input(ami_id))
+            .await
+            .unwrap();
+        let scan = self
+            .create_scan_rule()
+            .handle(serde_json::to_value(scan).unwrap())
+            .await
+            .unwrap();
+        serde_json::to_value(scan).unwrap()
+    }
+}
+
+pub fn error_type(err: amiscan_core::Error) -> String {
+    err.error_type().to_string()
+}
+
+pub fn message_of(envelope: &Value) -> (String, Value, String) {
+    let subject = envelope["Subject"].as_str().unwrap_or_default().to_string();
+    let body: Value = serde_json::from_str(envelope["Message"].as_str().unwrap_or("null")).unwrap();
+    let event_type = envelope["MessageAttributes"]["event_type"]["Value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (subject, body, event_type)
 }

@@ -2,17 +2,16 @@
 //! finished, hands a scanned instance whose event was lost over to
 //! report-and-cleanup, or reports why Inspector did not scan it.
 
-use amiscan_core::aws::{ec2, inspector2, sfn, SdkConfig};
-use amiscan_core::deadline::{self, CheckResult};
+use amiscan_core::aws::{ec2, inspector, sfn, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::model::{parse_event, ScanContext};
-use amiscan_core::settings::CheckSettings;
+use amiscan_core::ops::check_scan::{self, CheckResult, CheckSettings};
 use amiscan_core::Error;
 use serde_json::Value;
 
 pub struct Function {
     ec2: ec2::Client,
-    inspector: inspector2::Client,
+    inspector: inspector::Client,
     sfn: sfn::Client,
     settings: CheckSettings,
 }
@@ -24,7 +23,7 @@ impl Handler for Function {
     fn new(config: &SdkConfig, settings: CheckSettings) -> Self {
         Function {
             ec2: ec2::Client::new(config),
-            inspector: inspector2::Client::new(config),
+            inspector: inspector::Client::new(config),
             sfn: sfn::Client::new(config),
             settings,
         }
@@ -32,12 +31,11 @@ impl Handler for Function {
 
     async fn handle(&self, event: Value) -> Result<CheckResult, Error> {
         let scan: ScanContext = parse_event(event)?;
-        deadline::check_scan(
+        check_scan::run(
             &self.ec2,
             &self.inspector,
             &self.sfn,
-            &self.settings.tag_prefix,
-            &self.settings.report_state_machine_arn.0,
+            &self.settings,
             &scan,
             chrono::Utc::now(),
         )

@@ -1,16 +1,15 @@
 //! cleanup: the end of every path of both state machines (targeted mode), and
 //! the hourly sweeper of anything a lost execution left running.
 
-use amiscan_core::aws::{ec2, eventbridge, SdkConfig};
-use amiscan_core::cleanup::{self, CleanupReport};
+use amiscan_core::aws::{ec2, events, SdkConfig};
 use amiscan_core::lambda::Handler;
-use amiscan_core::settings::CleanupSettings;
+use amiscan_core::ops::cleanup::{self, CleanupReport, CleanupSettings};
 use amiscan_core::Error;
 use serde_json::Value;
 
 pub struct Function {
     ec2: ec2::Client,
-    events: eventbridge::Client,
+    events: events::Client,
     settings: CleanupSettings,
 }
 
@@ -21,14 +20,14 @@ impl Handler for Function {
     fn new(config: &SdkConfig, settings: CleanupSettings) -> Self {
         Function {
             ec2: ec2::Client::new(config),
-            events: eventbridge::Client::new(config),
+            events: events::Client::new(config),
             settings,
         }
     }
 
     async fn handle(&self, event: Value) -> Result<CleanupReport, Error> {
         let request = cleanup::parse_request(event)?;
-        cleanup::cleanup(
+        cleanup::run(
             &self.ec2,
             &self.events,
             &self.settings,

@@ -1,22 +1,16 @@
-//! amiscan's shared core: the domain types and pure decisions of a scan, and
-//! the AWS calls each Lambda makes, as functions over SDK clients. The Lambda
-//! crates only parse their event, call one function here and map its error.
+//! amiscan's shared core. Each Lambda crate parses its event, calls one
+//! `ops::<its name>::run` and maps the error. Decisions are pure functions
+//! in `ops`, `model` and `report`; every AWS call lives in `aws`.
 
 pub mod aws;
-pub mod cleanup;
-pub mod deadline;
 pub mod error;
-pub mod export;
-pub mod find;
-pub mod iam;
 pub mod lambda;
-pub mod launch;
 pub mod model;
 pub mod naming;
 pub mod notify;
+pub mod ops;
 pub mod report;
-pub mod rule;
 pub mod settings;
-pub mod tagging;
+pub mod tags;
 
 pub use error::{Error, Result};

@@ -72,29 +72,21 @@ pub fn subject_line(text: &str) -> String {
     }
 }
 
-fn attribute(value: &str) -> Result<sns::types::MessageAttributeValue> {
-    sns::types::MessageAttributeValue::builder()
-        .data_type("String")
-        .string_value(value)
-        .build()
-        .map_err(|e| Error::Internal(format!("SNS attribute: {e}")))
-}
-
 /// Publishes one notification.
 pub async fn publish(client: &sns::Client, topic_arn: &str, note: &Notification) -> Result<String> {
     let body = serde_json::to_string(&note.body)
         .map_err(|e| Error::Internal(format!("encoding the message: {e}")))?;
-    let out = client
-        .publish()
-        .topic_arn(topic_arn)
-        .subject(subject_line(&note.subject))
-        .message(body)
-        .message_attributes("event_type", attribute(note.event_type.as_str())?)
-        .message_attributes("severity", attribute(&note.severity)?)
-        .send()
-        .await
-        .map_err(|e| Error::from_sdk("Publish", e))?;
-    let id = out.message_id.unwrap_or_default();
+    let id = sns::publish(
+        client,
+        topic_arn,
+        &subject_line(&note.subject),
+        body,
+        &[
+            ("event_type", note.event_type.as_str()),
+            ("severity", &note.severity),
+        ],
+    )
+    .await?;
     info!(event_type = %note.event_type, message_id = %id, "notification published");
     Ok(id)
 }
@@ -132,7 +124,7 @@ mod tests {
                     .message_id("m-1")
                     .build()
             });
-        let client = mock_client!(sns, [&rule]);
+        let client = mock_client!(aws_sdk_sns, [&rule]);
         let note = Notification {
             subject: "amiscan: nothing to scan".into(),
             event_type: EventType::NothingToScan,

@@ -1,4 +1,5 @@
-//! Deployment-wide settings, read from environment variables once at start-up.
+//! How settings are read from environment variables, once at start-up, and
+//! the value types they share.
 //! Every missing or malformed variable is named in one error, so a broken
 //! deployment says everything that is wrong at once.
 
@@ -7,8 +8,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use crate::error::Error;
-use crate::model::{ReportFormat, Severity};
-use crate::naming::TagPrefix;
+use crate::model::Severity;
 
 /// The environment variable names, shared with `template.yaml`.
 pub mod vars {
@@ -122,30 +122,11 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
     }
 }
 
-/// Settings read from the environment at start-up.
+/// A function's settings, read from the environment at start-up. Each op
+/// defines its own, reading only the variables it needs.
 pub trait FromEnv: Sized {
     fn from_env<F: Fn(&str) -> Option<String>>(env: EnvReader<F>) -> Result<Self, Error>;
 }
-
-macro_rules! from_env {
-    ($($name:ident),+) => {
-        $(impl FromEnv for $name {
-            fn from_env<F: Fn(&str) -> Option<String>>(env: EnvReader<F>) -> Result<Self, Error> {
-                $name::from_env(env)
-            }
-        })+
-    };
-}
-
-from_env!(
-    FindSettings,
-    LaunchSettings,
-    RuleSettings,
-    ExportSettings,
-    TagSettings,
-    CleanupSettings,
-    CheckSettings
-);
 
 macro_rules! prefixed_setting {
     ($name:ident, $($prefix:literal)|+, $what:literal) => {
@@ -304,201 +285,11 @@ impl std::fmt::Display for Threshold {
 pub type ScanTimeoutMinutes = Bounded<1, 1440>;
 pub type MaxConcurrentScans = Bounded<1, 250>;
 
-/// find-amis: which AMIs, how many at once, which machine to start.
-#[derive(Debug, Clone)]
-pub struct FindSettings {
-    pub selection_tag_key: String,
-    pub selection_tag_value: String,
-    pub tag_prefix: TagPrefix,
-    pub max_concurrent_scans: u32,
-    pub launch_state_machine_arn: StateMachineArn,
-    pub topic_arn: TopicArn,
-}
-
-/// launch-instance: where and how the temporary instance runs.
-#[derive(Debug, Clone)]
-pub struct LaunchSettings {
-    pub instance_types: Vec<String>,
-    pub subnet_id: SubnetId,
-    pub security_group_id: SecurityGroupId,
-    pub instance_profile: InstanceProfile,
-    pub scan_timeout_minutes: u32,
-}
-
-/// create-scan-rule: what the per-instance rule starts.
-#[derive(Debug, Clone)]
-pub struct RuleSettings {
-    pub report_state_machine_arn: StateMachineArn,
-    pub events_role_arn: RoleArn,
-}
-
-/// export-report: where reports go and what fails a scan.
-#[derive(Debug, Clone)]
-pub struct ExportSettings {
-    pub report_bucket: BucketName,
-    pub report_kms_key_arn: KmsKeyArn,
-    pub report_format: ReportFormat,
-    pub severity_threshold: Threshold,
-}
-
-/// What tag-ami does to an AMI whose scan fails the threshold, besides tags.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailAction {
-    None,
-    /// Deprecate the AMI now (it stays launchable by id).
-    Deprecate,
-    /// Disable the AMI (nobody can launch it until it is re-enabled).
-    Disable,
-}
-
-impl FromStr for FailAction {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "none" => Ok(FailAction::None),
-            "deprecate" => Ok(FailAction::Deprecate),
-            "disable" => Ok(FailAction::Disable),
-            _ => Err("expected none, deprecate or disable".into()),
-        }
-    }
-}
-
-/// tag-ami: the prefix of every result tag, and the action on a FAIL verdict.
-#[derive(Debug, Clone)]
-pub struct TagSettings {
-    pub tag_prefix: TagPrefix,
-    pub fail_action: FailAction,
-}
-
-/// check-scan: whose tags to read, and what to start when the event was lost.
-#[derive(Debug, Clone)]
-pub struct CheckSettings {
-    pub tag_prefix: TagPrefix,
-    pub report_state_machine_arn: StateMachineArn,
-}
-
-impl CheckSettings {
-    pub fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self, Error> {
-        let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
-        let machine: Option<StateMachineArn> = env.required(vars::REPORT_STATE_MACHINE_ARN);
-        env.finish(|| {
-            Some(CheckSettings {
-                tag_prefix: prefix?,
-                report_state_machine_arn: machine?,
-            })
-        })
-    }
-}
-
-/// cleanup: what counts as scanner-managed, and when an instance is orphaned.
-#[derive(Debug, Clone)]
-pub struct CleanupSettings {
-    pub scan_timeout_minutes: u32,
-    pub sweep_margin_minutes: u32,
-}
-
-impl FindSettings {
-    pub fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self, Error> {
-        let key: Option<String> = env.required(vars::SELECTION_TAG_KEY);
-        let value: Option<String> = env.required(vars::SELECTION_TAG_VALUE);
-        let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
-        let cap: Option<MaxConcurrentScans> = env.required(vars::MAX_CONCURRENT_SCANS);
-        let machine: Option<StateMachineArn> = env.required(vars::LAUNCH_STATE_MACHINE_ARN);
-        let topic: Option<TopicArn> = env.required(vars::TOPIC_ARN);
-        env.finish(|| {
-            Some(FindSettings {
-                selection_tag_key: key?,
-                selection_tag_value: value?,
-                tag_prefix: prefix?,
-                max_concurrent_scans: cap?.0,
-                launch_state_machine_arn: machine?,
-                topic_arn: topic?,
-            })
-        })
-    }
-}
-
-impl LaunchSettings {
-    pub fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self, Error> {
-        let types: Option<InstanceTypes> = env.required(vars::INSTANCE_TYPES);
-        let subnet: Option<SubnetId> = env.required(vars::SUBNET_ID);
-        let group: Option<SecurityGroupId> = env.required(vars::SECURITY_GROUP_ID);
-        let profile: Option<InstanceProfile> = env.required(vars::INSTANCE_PROFILE);
-        let timeout: Option<ScanTimeoutMinutes> = env.required(vars::SCAN_TIMEOUT_MINUTES);
-        env.finish(|| {
-            Some(LaunchSettings {
-                instance_types: types?.0,
-                subnet_id: subnet?,
-                security_group_id: group?,
-                instance_profile: profile?,
-                scan_timeout_minutes: timeout?.0,
-            })
-        })
-    }
-}
-
-impl RuleSettings {
-    pub fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self, Error> {
-        let machine: Option<StateMachineArn> = env.required(vars::REPORT_STATE_MACHINE_ARN);
-        let role: Option<RoleArn> = env.required(vars::EVENTS_ROLE_ARN);
-        env.finish(|| {
-            Some(RuleSettings {
-                report_state_machine_arn: machine?,
-                events_role_arn: role?,
-            })
-        })
-    }
-}
-
-impl ExportSettings {
-    pub fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self, Error> {
-        let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
-        let key: Option<KmsKeyArn> = env.required(vars::REPORT_KMS_KEY_ARN);
-        let format: Option<ReportFormat> = env.required(vars::REPORT_FORMAT);
-        let threshold: Option<Threshold> = env.required(vars::SEVERITY_THRESHOLD);
-        env.finish(|| {
-            Some(ExportSettings {
-                report_bucket: bucket?,
-                report_kms_key_arn: key?,
-                report_format: format?,
-                severity_threshold: threshold?,
-            })
-        })
-    }
-}
-
-impl TagSettings {
-    pub fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self, Error> {
-        let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
-        let action: Option<FailAction> = env.optional(vars::FAIL_ACTION, FailAction::None);
-        env.finish(|| {
-            Some(TagSettings {
-                tag_prefix: prefix?,
-                fail_action: action?,
-            })
-        })
-    }
-}
-
-impl CleanupSettings {
-    pub fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self, Error> {
-        let timeout: Option<ScanTimeoutMinutes> = env.required(vars::SCAN_TIMEOUT_MINUTES);
-        let margin: Option<Bounded<0, 1440>> =
-            env.optional(vars::SWEEP_MARGIN_MINUTES, Bounded(30));
-        env.finish(|| {
-            Some(CleanupSettings {
-                scan_timeout_minutes: timeout?.0,
-                sweep_margin_minutes: margin?.0,
-            })
-        })
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn env(pairs: &[(&str, &str)]) -> MapEnv {
+    pub(crate) fn env(pairs: &[(&str, &str)]) -> MapEnv {
         EnvReader::from_map(
             pairs
                 .iter()
@@ -509,12 +300,19 @@ mod tests {
 
     #[test]
     fn every_missing_and_malformed_variable_is_named_at_once() {
-        let err = LaunchSettings::from_env(env(&[
+        let mut reader = env(&[
             ("INSTANCE_TYPES", "t3.micro, bogus"),
             ("SUBNET_ID", "vpc-123"),
-            ("SCAN_TIMEOUT_MINUTES", "120"),
-        ]))
-        .unwrap_err();
+        ]);
+        let types: Option<InstanceTypes> = reader.required(vars::INSTANCE_TYPES);
+        let subnet: Option<SubnetId> = reader.required(vars::SUBNET_ID);
+        let group: Option<SecurityGroupId> = reader.required(vars::SECURITY_GROUP_ID);
+        let margin: Option<Bounded<0, 1440>> =
+            reader.optional(vars::SWEEP_MARGIN_MINUTES, Bounded(30));
+        assert_eq!(margin, Some(Bounded(30)));
+        let err = reader
+            .finish(|| Some((types?, subnet?, group?)))
+            .unwrap_err();
         let Error::Configuration(text) = err else {
             panic!("expected a configuration error")
         };
@@ -527,77 +325,38 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("SECURITY_GROUP_ID is not set"), "{text}");
-        assert!(text.contains("INSTANCE_PROFILE is not set"), "{text}");
-        assert!(!text.contains("SCAN_TIMEOUT_MINUTES"), "{text}");
     }
 
     #[test]
-    fn launch_settings_parse_types_in_order_and_profiles_by_name_or_arn() {
-        let settings = LaunchSettings::from_env(env(&[
-            ("INSTANCE_TYPES", " t3.small,t3a.small , m5.large"),
-            ("SUBNET_ID", "subnet-0abc"),
-            ("SECURITY_GROUP_ID", "sg-0abc"),
-            (
-                "INSTANCE_PROFILE",
-                "arn:aws:iam::123456789012:instance-profile/amiscan",
-            ),
-            ("TAG_PREFIX", "amiscan:"),
-            ("SCAN_TIMEOUT_MINUTES", "120"),
-        ]))
-        .unwrap();
+    fn values_parse_only_in_their_documented_forms() {
         assert_eq!(
-            settings.instance_types,
-            ["t3.small", "t3a.small", "m5.large"]
+            " t3.small,t3a.small , m5.large"
+                .parse::<InstanceTypes>()
+                .map(|t| t.0),
+            Ok(vec![
+                "t3.small".into(),
+                "t3a.small".into(),
+                "m5.large".into()
+            ])
         );
         assert_eq!(
-            settings.instance_profile,
-            InstanceProfile::Arn("arn:aws:iam::123456789012:instance-profile/amiscan".into())
+            "arn:aws:iam::123456789012:instance-profile/amiscan".parse(),
+            Ok(InstanceProfile::Arn(
+                "arn:aws:iam::123456789012:instance-profile/amiscan".into()
+            ))
         );
         assert_eq!(
             "scanner-profile".parse(),
             Ok(InstanceProfile::Name("scanner-profile".into()))
         );
         assert!("arn:aws:iam::1:role/x".parse::<InstanceProfile>().is_err());
-    }
-
-    #[test]
-    fn numbers_are_range_checked_and_defaults_apply() {
-        let err = CleanupSettings::from_env(env(&[
-            ("TAG_PREFIX", "amiscan:"),
-            ("SCAN_TIMEOUT_MINUTES", "0"),
-        ]))
-        .unwrap_err();
-        assert!(err.to_string().contains(
-            "SCAN_TIMEOUT_MINUTES=\"0\" is malformed: expected a whole number from 1 to 1440"
-        ));
-        let ok = CleanupSettings::from_env(env(&[
-            ("TAG_PREFIX", "amiscan:"),
-            ("SCAN_TIMEOUT_MINUTES", "120"),
-        ]))
-        .unwrap();
         assert_eq!(
-            (ok.scan_timeout_minutes, ok.sweep_margin_minutes),
-            (120, 30)
+            "0".parse::<ScanTimeoutMinutes>().unwrap_err(),
+            "expected a whole number from 1 to 1440"
         );
-    }
-
-    #[test]
-    fn threshold_and_format_accept_only_documented_values() {
         assert_eq!("none".parse(), Ok(Threshold(None)));
         assert_eq!("HIGH".parse(), Ok(Threshold(Some(Severity::High))));
         assert!("SEVERE".parse::<Threshold>().is_err());
-        let err = ExportSettings::from_env(env(&[
-            ("REPORT_BUCKET", "Bad_Bucket"),
-            (
-                "REPORT_KMS_KEY_ARN",
-                "arn:aws:kms:us-east-1:123456789012:key/1",
-            ),
-            ("REPORT_FORMAT", "XML"),
-            ("SEVERITY_THRESHOLD", "CRITICAL"),
-        ]))
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("REPORT_BUCKET=\"Bad_Bucket\""), "{err}");
-        assert!(err.contains("REPORT_FORMAT=\"XML\""), "{err}");
+        assert!("Bad_Bucket".parse::<BucketName>().is_err());
     }
 }

@@ -2,15 +2,15 @@
 //! EventBridge rule that starts report-and-cleanup when Inspector's first
 //! scan of it completes.
 
-use amiscan_core::aws::{eventbridge, SdkConfig};
+use amiscan_core::aws::{events, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::model::{parse_event, ScanContext};
-use amiscan_core::settings::RuleSettings;
+use amiscan_core::ops::create_scan_rule::{self, RuleSettings};
 use amiscan_core::Error;
 use serde_json::Value;
 
 pub struct Function {
-    events: eventbridge::Client,
+    events: events::Client,
     settings: RuleSettings,
 }
 
@@ -20,13 +20,13 @@ impl Handler for Function {
 
     fn new(config: &SdkConfig, settings: RuleSettings) -> Self {
         Function {
-            events: eventbridge::Client::new(config),
+            events: events::Client::new(config),
             settings,
         }
     }
 
     async fn handle(&self, event: Value) -> Result<ScanContext, Error> {
         let scan: ScanContext = parse_event(event)?;
-        amiscan_core::rule::create_scan_rule(&self.events, &self.settings, scan).await
+        create_scan_rule::run(&self.events, &self.settings, scan).await
     }
 }

@@ -3,9 +3,8 @@
 //! one launch-scan execution per AMI.
 
 use amiscan_core::aws::{ec2, sfn, sns, SdkConfig};
-use amiscan_core::find::{self, FindOutput};
 use amiscan_core::lambda::Handler;
-use amiscan_core::settings::FindSettings;
+use amiscan_core::ops::find_amis::{self, FindOutput, FindSettings};
 use amiscan_core::Error;
 use serde_json::Value;
 
@@ -30,8 +29,8 @@ impl Handler for Function {
     }
 
     async fn handle(&self, event: Value) -> Result<FindOutput, Error> {
-        let request = find::parse_request(event)?;
-        find::find_and_start(
+        let request = find_amis::parse_request(event)?;
+        find_amis::run(
             &self.ec2,
             &self.sfn,
             &self.sns,

@@ -5,7 +5,7 @@
 use amiscan_core::aws::{ec2, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::model::{parse_event, ScanContext};
-use amiscan_core::settings::LaunchSettings;
+use amiscan_core::ops::launch_instance::{self, LaunchSettings};
 use amiscan_core::Error;
 use serde_json::Value;
 
@@ -27,6 +27,6 @@ impl Handler for Function {
 
     async fn handle(&self, event: Value) -> Result<ScanContext, Error> {
         let scan: ScanContext = parse_event(event)?;
-        amiscan_core::launch::launch(&self.ec2, &self.settings, scan).await
+        launch_instance::run(&self.ec2, &self.settings, scan).await
     }
 }

@@ -4,8 +4,7 @@
 use amiscan_core::aws::{ec2, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::model::parse_event;
-use amiscan_core::settings::TagSettings;
-use amiscan_core::tagging::{self, TagOutput, TagRequest};
+use amiscan_core::ops::tag_ami::{self, TagOutput, TagRequest, TagSettings};
 use amiscan_core::Error;
 use serde_json::Value;
 
@@ -27,6 +26,6 @@ impl Handler for Function {
 
     async fn handle(&self, event: Value) -> Result<TagOutput, Error> {
         let request: TagRequest = parse_event(event)?;
-        tagging::tag_ami(&self.ec2, &self.settings, request, chrono::Utc::now()).await
+        tag_ami::run(&self.ec2, &self.settings, request, chrono::Utc::now()).await
     }
 }

@@ -1,46 +1,12 @@
-//! Report layout, all pure: the flat finding rows that Athena reads, the raw
-//! finding in Inspector's own field names, the CSV in Inspector's export
-//! columns, the per-scan summary record and the S3 keys of each.
+//! The flat finding rows that Athena's `findings` table reads, and the raw
+//! finding in Inspector's own field names that each row carries.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::aws::inspector2::types::{Finding, VulnerablePackage};
-use crate::model::{ScanContext, Severity, SeverityCounts, Verdict};
-
-/// Where a scan's objects go. Athena tables sit on `findings/` and `scans/`,
-/// partitioned by the UTC day the report was written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReportKeys {
-    pub findings: String,
-    pub summary: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub report: Option<String>,
-}
-
-pub const FINDINGS_PREFIX: &str = "findings/";
-pub const SCANS_PREFIX: &str = "scans/";
-pub const REPORTS_PREFIX: &str = "reports/";
-
-pub fn report_keys(scan: &ScanContext, at: DateTime<Utc>, report_ext: Option<&str>) -> ReportKeys {
-    let day = at.format("%Y-%m-%d");
-    ReportKeys {
-        findings: format!("{FINDINGS_PREFIX}scan_date={day}/{}.jsonl", scan.scan_id),
-        summary: format!("{SCANS_PREFIX}scan_date={day}/{}.json", scan.scan_id),
-        report: report_ext
-            .map(|ext| format!("{REPORTS_PREFIX}{}/{}.{ext}", scan.ami_id, scan.scan_id)),
-    }
-}
-
-/// Timestamps as Athena and DuckDB both parse them.
-pub fn timestamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn smithy_time(t: &aws_smithy_types::DateTime) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.secs(), t.subsec_nanos())
-}
+use crate::aws::inspector::types::{Finding, VulnerablePackage};
+use crate::model::{time, InstanceId, ScanContext, Severity};
 
 fn installed_version(p: &VulnerablePackage) -> String {
     let mut v = String::new();
@@ -103,7 +69,8 @@ impl FindingRow {
 /// The finding as JSON in Inspector's camelCase names, for the fields the SDK
 /// exposes (the SDK types carry no serialiser of their own).
 pub fn finding_json(f: &Finding) -> Value {
-    let time = |t: Option<&aws_smithy_types::DateTime>| t.and_then(smithy_time).map(timestamp);
+    let iso =
+        |t: Option<&aws_smithy_types::DateTime>| t.and_then(time::from_sdk).map(time::timestamp);
     let mut out = Map::new();
     let mut put = |k: &str, v: Value| {
         if !v.is_null() {
@@ -118,9 +85,9 @@ pub fn finding_json(f: &Finding) -> Value {
     put("severity", json!(f.severity().as_str()));
     put("status", json!(f.status().as_str()));
     put("inspectorScore", json!(f.inspector_score()));
-    put("firstObservedAt", json!(time(Some(f.first_observed_at()))));
-    put("lastObservedAt", json!(time(Some(f.last_observed_at()))));
-    put("updatedAt", json!(time(f.updated_at())));
+    put("firstObservedAt", json!(iso(Some(f.first_observed_at()))));
+    put("lastObservedAt", json!(iso(Some(f.last_observed_at()))));
+    put("updatedAt", json!(iso(f.updated_at())));
     put("fixAvailable", json!(f.fix_available().map(|v| v.as_str())));
     put(
         "exploitAvailable",
@@ -130,7 +97,7 @@ pub fn finding_json(f: &Finding) -> Value {
         "exploitabilityDetails",
         json!(f
             .exploitability_details()
-            .and_then(|d| time(d.last_known_exploit_at()))
+            .and_then(|d| iso(d.last_known_exploit_at()))
             .map(|t| json!({"lastKnownExploitAt": t}))),
     );
     put("epss", json!(f.epss().map(|e| json!({"score": e.score()}))));
@@ -160,7 +127,7 @@ pub fn finding_json(f: &Finding) -> Value {
                             "type": d.r#type(),
                             "imageId": d.image_id(),
                             "platform": d.platform(),
-                            "launchedAt": time(d.launched_at()),
+                            "launchedAt": iso(d.launched_at()),
                         }})),
                     })
                 })
@@ -175,8 +142,8 @@ pub fn finding_json(f: &Finding) -> Value {
                 "source": p.source(),
                 "sourceUrl": p.source_url(),
                 "vendorSeverity": p.vendor_severity(),
-                "vendorCreatedAt": time(p.vendor_created_at()),
-                "vendorUpdatedAt": time(p.vendor_updated_at()),
+                "vendorCreatedAt": iso(p.vendor_created_at()),
+                "vendorUpdatedAt": iso(p.vendor_updated_at()),
                 "referenceUrls": p.reference_urls(),
                 "relatedVulnerabilities": p.related_vulnerabilities(),
                 "cvss": p.cvss().iter().map(|c| json!({
@@ -214,7 +181,7 @@ fn cvss3(f: &Finding) -> Option<f64> {
 pub fn finding_row(
     f: &Finding,
     scan: &ScanContext,
-    instance_id: &str,
+    instance_id: &InstanceId,
     scanned_at: DateTime<Utc>,
 ) -> FindingRow {
     let packages = f
@@ -222,12 +189,12 @@ pub fn finding_row(
         .map(|p| p.vulnerable_packages())
         .unwrap_or_default();
     FindingRow {
-        scan_id: scan.scan_id.clone(),
-        ami_id: scan.ami_id.clone(),
+        scan_id: scan.scan_id.to_string(),
+        ami_id: scan.ami_id.to_string(),
         ami_name: scan.ami_name.clone(),
         instance_id: instance_id.to_string(),
         account_id: f.aws_account_id().to_string(),
-        scanned_at: timestamp(scanned_at),
+        scanned_at: time::timestamp(scanned_at),
         finding_arn: f.finding_arn().to_string(),
         severity: f.severity().as_str().to_string(),
         status: f.status().as_str().to_string(),
@@ -247,8 +214,8 @@ pub fn finding_row(
         inspector_score: f.inspector_score(),
         epss_score: f.epss().map(|e| e.score()),
         cvss3_score: cvss3(f),
-        first_observed_at: smithy_time(f.first_observed_at()).map(timestamp),
-        last_observed_at: smithy_time(f.last_observed_at()).map(timestamp),
+        first_observed_at: time::from_sdk(f.first_observed_at()).map(time::timestamp),
+        last_observed_at: time::from_sdk(f.last_observed_at()).map(time::timestamp),
         remediation: f
             .remediation()
             .and_then(|r| r.recommendation())
@@ -258,155 +225,10 @@ pub fn finding_row(
     }
 }
 
-/// Inspector's CSV export columns, in its order.
-pub const CSV_COLUMNS: [&str; 23] = [
-    "AWS Account Id",
-    "Severity",
-    "Fix Available",
-    "Finding Type",
-    "Title",
-    "Description",
-    "Finding ARN",
-    "First Seen",
-    "Last Seen",
-    "Resource ID",
-    "Platform",
-    "Affected Packages",
-    "Package Installed Version",
-    "Fixed in Version",
-    "Remediation",
-    "Inspector Score",
-    "Vulnerability Id",
-    "Vendor Severity",
-    "NVD CVSS3 Score",
-    "Ami",
-    "Exploit Available",
-    "Epss Score",
-    "Reference Urls",
-];
-
-/// One CSV field, quoted when it must be (RFC 4180).
-pub fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", value.replace('"', "\"\""))
-    } else {
-        value.to_string()
-    }
-}
-
-pub fn csv_line(fields: impl IntoIterator<Item = String>) -> String {
-    let mut line = fields
-        .into_iter()
-        .map(|f| csv_field(&f))
-        .collect::<Vec<_>>()
-        .join(",");
-    line.push_str("\r\n");
-    line
-}
-
-pub fn csv_header() -> String {
-    csv_line(CSV_COLUMNS.iter().map(|c| c.to_string()))
-}
-
-pub fn csv_row(f: &Finding, row: &FindingRow, scan: &ScanContext) -> String {
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    let num = |v: Option<f64>| v.map(|n| n.to_string()).unwrap_or_default();
-    let details = f.package_vulnerability_details();
-    let platform = f
-        .resources()
-        .iter()
-        .find_map(|r| {
-            r.details()
-                .and_then(|d| d.aws_ec2_instance())
-                .and_then(|d| d.platform())
-        })
-        .map(str::to_string)
-        .or_else(|| scan.platform.clone())
-        .unwrap_or_default();
-    csv_line([
-        row.account_id.clone(),
-        row.severity.clone(),
-        opt(&row.fix_available),
-        row.finding_type.clone(),
-        opt(&row.title),
-        f.description().to_string(),
-        row.finding_arn.clone(),
-        opt(&row.first_observed_at),
-        opt(&row.last_observed_at),
-        row.instance_id.clone(),
-        platform,
-        opt(&row.package_name),
-        opt(&row.installed_version),
-        opt(&row.fixed_in_version),
-        opt(&row.remediation),
-        num(row.inspector_score),
-        opt(&row.vulnerability_id),
-        details
-            .and_then(|d| d.vendor_severity())
-            .unwrap_or_default()
-            .to_string(),
-        num(row.cvss3_score),
-        scan.ami_id.clone(),
-        f.exploit_available()
-            .map(|v| v.as_str().to_string())
-            .unwrap_or_default(),
-        num(row.epss_score),
-        details
-            .map(|d| d.reference_urls().join(", "))
-            .unwrap_or_default(),
-    ])
-}
-
-/// One scan's outcome: the `scans` table row, the export's result and the
-/// source of the AMI's result tags.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScanSummary {
-    pub scan_id: String,
-    pub ami_id: String,
-    pub ami_name: Option<String>,
-    pub platform: Option<String>,
-    pub instance_id: String,
-    pub instance_type: Option<String>,
-    pub requested_at: Option<String>,
-    pub launched_at: Option<String>,
-    pub scanned_at: String,
-    pub verdict: Verdict,
-    pub severity_threshold: String,
-    /// The most severe active finding's level, or `NONE`.
-    pub highest_severity: String,
-    /// Every finding written, whatever its status.
-    pub finding_count: u64,
-    /// Active findings per severity; the verdict is drawn from these.
-    #[serde(flatten)]
-    pub counts: SeverityCounts,
-    pub bucket: String,
-    pub findings_key: String,
-    pub summary_key: String,
-    pub report_key: Option<String>,
-    /// The object a reader opens first: the human report, else the data.
-    pub report_uri: String,
-}
-
-/// Tallies rows as they stream past.
-#[derive(Debug, Default)]
-pub struct Tally {
-    pub rows: u64,
-    pub active: SeverityCounts,
-}
-
-impl Tally {
-    pub fn add(&mut self, row: &FindingRow) {
-        self.rows += 1;
-        if row.is_active() {
-            self.active.add(row.severity());
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::aws::inspector2::types::{
+    use crate::aws::inspector::types::{
         CvssScore, EpssDetails, ExploitAvailable, FindingStatus, FindingType, FixAvailable,
         PackageVulnerabilityDetails, Recommendation, Remediation, Resource, ResourceType,
         Severity as InspectorSeverity,
@@ -472,38 +294,19 @@ pub(crate) mod tests {
             .unwrap()
     }
 
-    fn scan() -> ScanContext {
-        ScanContext {
-            scan_id: "ami-0123456789abcdef0-20261123".into(),
-            ami_id: "ami-0123456789abcdef0".into(),
-            ami_name: Some("ubuntu-22.04".into()),
-            platform: Some("Linux/UNIX".into()),
-            requested_at: None,
-            instance_id: Some("i-0123456789abcdef0".into()),
-            instance_type: None,
-            launched_at: None,
-            deadline_at: None,
-            rule_name: None,
-        }
+    pub(crate) fn scan() -> ScanContext {
+        let mut scan = ScanContext::new(
+            "ami-0123456789abcdef0-20261123".parse().unwrap(),
+            "ami-0123456789abcdef0".parse().unwrap(),
+        );
+        scan.ami_name = Some("ubuntu-22.04".into());
+        scan.platform = Some("Linux/UNIX".into());
+        scan.instance_id = Some(instance());
+        scan
     }
 
-    #[test]
-    fn keys_are_hive_partitioned_by_day_and_named_by_scan() {
-        let at = Utc.with_ymd_and_hms(2026, 11, 24, 1, 2, 3).unwrap();
-        let keys = report_keys(&scan(), at, Some("csv"));
-        assert_eq!(
-            keys.findings,
-            "findings/scan_date=2026-11-24/ami-0123456789abcdef0-20261123.jsonl"
-        );
-        assert_eq!(
-            keys.summary,
-            "scans/scan_date=2026-11-24/ami-0123456789abcdef0-20261123.json"
-        );
-        assert_eq!(
-            keys.report.as_deref(),
-            Some("reports/ami-0123456789abcdef0/ami-0123456789abcdef0-20261123.csv")
-        );
-        assert_eq!(report_keys(&scan(), at, None).report, None);
+    pub(crate) fn instance() -> InstanceId {
+        "i-0123456789abcdef0".parse().unwrap()
     }
 
     #[test]
@@ -514,7 +317,7 @@ pub(crate) mod tests {
             "ACTIVE",
         );
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
-        let row = finding_row(&f, &scan(), "i-0123456789abcdef0", at);
+        let row = finding_row(&f, &scan(), &instance(), at);
         assert_eq!(row.severity(), Severity::Critical);
         assert_eq!(row.vulnerability_id.as_deref(), Some("CVE-2026-0001"));
         assert_eq!(row.package_name.as_deref(), Some("openssl"));
@@ -541,46 +344,5 @@ pub(crate) mod tests {
             "openssl"
         );
         assert_eq!(raw["resources"][0]["id"], "i-0123456789abcdef0");
-    }
-
-    #[test]
-    fn csv_uses_inspectors_columns_and_quotes_what_needs_it() {
-        let f = sample_finding("arn:1", "HIGH", "ACTIVE");
-        let row = finding_row(&f, &scan(), "i-0123456789abcdef0", Utc::now());
-        let header = csv_header();
-        assert!(header
-            .starts_with("AWS Account Id,Severity,Fix Available,Finding Type,Title,Description,"));
-        assert!(header.ends_with("Epss Score,Reference Urls\r\n"));
-        let line = csv_row(&f, &row, &scan());
-        assert!(
-            line.contains(
-                r#""A ""quoted"", multi-line
-description""#
-            ),
-            "{line}"
-        );
-        assert!(line.starts_with("123456789012,HIGH,YES,PACKAGE_VULNERABILITY,"));
-        assert!(line.contains(",ami-0123456789abcdef0,NO,0.42,https://example.com/a\r\n"));
-        assert_eq!(csv_field("plain"), "plain");
-    }
-
-    #[test]
-    fn only_active_findings_count_towards_the_verdict() {
-        let mut tally = Tally::default();
-        for (sev, status) in [
-            ("CRITICAL", "CLOSED"),
-            ("HIGH", "ACTIVE"),
-            ("LOW", "SUPPRESSED"),
-        ] {
-            let f = sample_finding("arn:x", sev, status);
-            tally.add(&finding_row(&f, &scan(), "i-0123456789abcdef0", Utc::now()));
-        }
-        assert_eq!(tally.rows, 3);
-        assert_eq!(tally.active.total(), 1);
-        assert_eq!(tally.active.high, 1);
-        assert_eq!(
-            Verdict::of(&tally.active, Some(Severity::Critical)),
-            Verdict::Pass
-        );
     }
 }

@@ -2,7 +2,7 @@
 patches that let amiscan's real ASL and real Lambdas run on it, plus a small
 control server through which the harness plays Inspector and scripts faults.
 
-Usage: python launcher.py --port P --lambda-endpoint URL --control-port C
+Usage: python launcher.py --port P --control-port C [--lambda-endpoint URL]
 
 Every patch names the moto gap it covers. Nothing else of moto is changed.
 """
@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 # The ASL engine calls back to moto on this port for every service.
 PARSER = argparse.ArgumentParser()
 PARSER.add_argument("--port", type=int, required=True)
-PARSER.add_argument("--lambda-endpoint", required=True)
+PARSER.add_argument("--lambda-endpoint", help="where `cargo lambda watch` serves the functions (none: invokes fail)")
 PARSER.add_argument("--control-port", type=int, required=True)
 ARGS = PARSER.parse_args()
 os.environ["MOTO_PORT"] = str(ARGS.port)
@@ -30,11 +30,12 @@ import moto  # noqa: E402
 from moto.awslambda.models import LambdaFunction  # noqa: E402
 from moto.core.config import default_user_config  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
-from moto.ec2.exceptions import EC2ClientError  # noqa: E402
+from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError  # noqa: E402
 from moto.ec2.models import ec2_backends  # noqa: E402
 from moto.ec2.models.core import TaggedEC2Resource  # noqa: E402
 from moto.ec2.responses.amis import AmisResponse  # noqa: E402
 from moto.ec2.responses.instances import InstanceResponse  # noqa: E402
+from moto.ec2.responses.tags import TagResponse  # noqa: E402
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix  # noqa: E402
 from moto.events.models import Rule  # noqa: E402
 from moto.events.utils import EventTemplateParser  # noqa: E402
@@ -69,6 +70,10 @@ def forward_invoke(self, body, request_headers, response_headers):
                 script["times"] -= 1
                 response_headers["x-amz-function-error"] = "Unhandled"
                 return json.dumps(script["error"]).encode()
+    if not ARGS.lambda_endpoint:
+        response_headers["x-amz-function-error"] = "Unhandled"
+        return json.dumps({"errorType": "Lambda.ServiceException",
+                           "errorMessage": "this local cloud runs no functions (no --lambda-endpoint)"}).encode()
     url = f"{ARGS.lambda_endpoint}/2015-03-31/functions/{self.function_name}/invocations"
     request = urllib.request.Request(url, data=payload.encode(), method="POST", headers={"Content-Type": "application/json"})
     try:
@@ -218,6 +223,22 @@ def enable_image_deprecation(self):
 
 
 AmisResponse.enable_image_deprecation = enable_image_deprecation
+
+
+# --- EC2: moto lets CreateTags tag an AMI that was deregistered (it keeps
+# the id to answer DescribeImages); EC2 refuses with InvalidAMIID.NotFound,
+# which is how tag-ami learns that the AMI is gone.
+ORIGINAL_CREATE_TAGS = TagResponse.create_tags
+
+
+def create_tags(self):
+    for resource_id in self._get_param("Resources", []):
+        if resource_id in self.ec2_backend.deleted_amis:
+            raise InvalidAMIIdError(resource_id)
+    return ORIGINAL_CREATE_TAGS(self)
+
+
+TagResponse.create_tags = create_tags
 
 
 # --- EC2: capacity cannot run out in moto. Let a test refuse instance types.

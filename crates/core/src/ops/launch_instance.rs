@@ -1,43 +1,68 @@
 //! launch-instance: boot the AMI on one short-lived, locked-down instance that
 //! Inspector can scan, trying each configured instance type in turn.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use tracing::{info, warn};
 
-use crate::aws::ec2;
-use crate::aws::ec2::types::{
-    BlockDeviceMapping, EbsBlockDevice, HttpTokensState, IamInstanceProfileSpecification,
-    InstanceMetadataEndpointState, InstanceMetadataOptionsRequest,
-    InstanceNetworkInterfaceSpecification, InstanceType, ResourceType, ShutdownBehavior, Tag,
-    TagSpecification,
-};
+use crate::aws::ec2::types::{BlockDeviceMapping, EbsBlockDevice, Image};
+use crate::aws::ec2::{self, Instances, Launch, Profile, ScannerInstance};
 use crate::error::{Error, Result};
-use crate::find::{describe_instances, filter, lookup_amis, LIVE_STATES, NOT_FOUND};
-use crate::model::ScanContext;
+use crate::model::{AmiId, ScanContext};
 use crate::naming;
-use crate::settings::{InstanceProfile, LaunchSettings};
+use crate::settings::{
+    vars, EnvReader, FromEnv, InstanceProfile, InstanceTypes, ScanTimeoutMinutes, SecurityGroupId,
+    SubnetId,
+};
+use crate::tags;
+
+/// launch-instance: where and how the temporary instance runs.
+#[derive(Debug, Clone)]
+pub struct LaunchSettings {
+    pub instance_types: Vec<String>,
+    pub subnet_id: SubnetId,
+    pub security_group_id: SecurityGroupId,
+    pub instance_profile: InstanceProfile,
+    pub scan_timeout_minutes: u32,
+}
+
+impl FromEnv for LaunchSettings {
+    fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
+        let types: Option<InstanceTypes> = env.required(vars::INSTANCE_TYPES);
+        let subnet: Option<SubnetId> = env.required(vars::SUBNET_ID);
+        let group: Option<SecurityGroupId> = env.required(vars::SECURITY_GROUP_ID);
+        let profile: Option<InstanceProfile> = env.required(vars::INSTANCE_PROFILE);
+        let timeout: Option<ScanTimeoutMinutes> = env.required(vars::SCAN_TIMEOUT_MINUTES);
+        env.finish(|| {
+            Some(LaunchSettings {
+                instance_types: types?.0,
+                subnet_id: subnet?,
+                security_group_id: group?,
+                instance_profile: profile?,
+                scan_timeout_minutes: timeout?.0,
+            })
+        })
+    }
+}
 
 /// RunInstances error codes after which the next instance type is worth trying.
 pub fn is_capacity_error(code: &str) -> bool {
     matches!(code, "InsufficientInstanceCapacity" | "Unsupported")
 }
 
-/// The tags on the instance and its volumes: they mark it as amiscan's for
-/// the IAM conditions, the cleanup guard and the sweeper.
-pub fn scanner_tags(scan: &ScanContext) -> Vec<Tag> {
-    let pair = |k: String, v: &str| Tag::builder().key(k).value(naming::tag_value(v)).build();
-    vec![
-        pair(naming::MANAGED_TAG.into(), naming::MANAGED_VALUE),
-        pair(naming::AMI_ID_TAG.into(), &scan.ami_id),
-        pair(naming::SCAN_ID_TAG.into(), &scan.scan_id),
-        pair("Name".into(), &format!("amiscan {}", scan.ami_id)),
-    ]
+/// The tags on the instance and its volumes: the scanner's tags, and a Name
+/// a person recognises in the console.
+pub fn instance_tags(scan: &ScanContext) -> Vec<(String, String)> {
+    let mut out = tags::scanner_tags(&scan.ami_id, &scan.scan_id);
+    out.push(("Name".into(), format!("amiscan {}", scan.ami_id)));
+    out.into_iter()
+        .map(|(k, v)| (k, tags::tag_value(&v)))
+        .collect()
 }
 
 /// Every EBS mapping of the AMI (the root device among them), encrypted and
 /// deleted with the instance. The AMI's snapshot and size are repeated so
 /// that the override only changes those two settings.
-pub fn block_devices(image: &ec2::types::Image) -> Vec<BlockDeviceMapping> {
+pub fn block_devices(image: &Image) -> Vec<BlockDeviceMapping> {
     image
         .block_device_mappings()
         .iter()
@@ -59,168 +84,43 @@ pub fn block_devices(image: &ec2::types::Image) -> Vec<BlockDeviceMapping> {
         .collect()
 }
 
-/// Checks that the AMI exists, is this account's and is available.
-pub async fn usable_image(client: &ec2::Client, ami_id: &str) -> Result<ec2::types::Image> {
-    let (mut images, skipped) = lookup_amis(client, &[ami_id.to_string()]).await?;
-    if let Some(skip) = skipped.into_iter().next() {
-        return Err(if skip.reason == NOT_FOUND {
+/// The AMI, when it exists, is this account's and is available.
+async fn usable_image(client: &ec2::Client, ami_id: &AmiId) -> Result<Image> {
+    let mut lookup = ec2::lookup_images(client, std::slice::from_ref(ami_id)).await?;
+    let Some(image) = lookup.owned.pop() else {
+        return Err(if lookup.foreign.is_empty() {
             Error::NotFound {
                 kind: "AMI",
-                id: ami_id.into(),
+                id: ami_id.to_string(),
             }
         } else {
             Error::AmiNotUsable {
-                ami_id: ami_id.into(),
-                reason: skip.reason,
+                ami_id: ami_id.to_string(),
+                reason: "not owned by this account".into(),
             }
         });
-    }
-    let image = images.pop().ok_or_else(|| Error::NotFound {
-        kind: "AMI",
-        id: ami_id.into(),
-    })?;
+    };
     let state = image.state().map(|s| s.as_str()).unwrap_or("unknown");
     if state != "available" {
         return Err(Error::AmiNotUsable {
-            ami_id: ami_id.into(),
+            ami_id: ami_id.to_string(),
             reason: format!("state is {state} (not available)"),
         });
     }
     Ok(image)
 }
 
-fn run_request(
-    client: &ec2::Client,
-    settings: &LaunchSettings,
-    scan: &ScanContext,
-    image: &ec2::types::Image,
-    instance_type: &str,
-    type_index: usize,
-) -> ec2::operation::run_instances::builders::RunInstancesFluentBuilder {
-    let tags = scanner_tags(scan);
-    let tag_spec = |kind: ResourceType| {
-        TagSpecification::builder()
-            .resource_type(kind)
-            .set_tags(Some(tags.clone()))
-            .build()
-    };
-    let profile = match &settings.instance_profile {
-        InstanceProfile::Arn(arn) => IamInstanceProfileSpecification::builder().arn(arn),
-        InstanceProfile::Name(name) => IamInstanceProfileSpecification::builder().name(name),
-    }
-    .build();
-    client
-        .run_instances()
-        .image_id(&scan.ami_id)
-        .instance_type(InstanceType::from(instance_type))
-        .min_count(1)
-        .max_count(1)
-        .client_token(naming::client_token(&scan.scan_id, type_index))
-        .network_interfaces(
-            InstanceNetworkInterfaceSpecification::builder()
-                .device_index(0)
-                .subnet_id(&settings.subnet_id.0)
-                .groups(&settings.security_group_id.0)
-                .associate_public_ip_address(false)
-                .delete_on_termination(true)
-                .build(),
-        )
-        .iam_instance_profile(profile)
-        .metadata_options(
-            InstanceMetadataOptionsRequest::builder()
-                .http_tokens(HttpTokensState::Required)
-                .http_endpoint(InstanceMetadataEndpointState::Enabled)
-                .http_put_response_hop_limit(1)
-                .build(),
-        )
-        .instance_initiated_shutdown_behavior(ShutdownBehavior::Terminate)
-        .set_block_device_mappings(Some(block_devices(image)))
-        .tag_specifications(tag_spec(ResourceType::Instance))
-        .tag_specifications(tag_spec(ResourceType::Volume))
-}
-
-/// Launches the scan instance and returns the context with it filled in.
-pub async fn launch(
-    client: &ec2::Client,
-    settings: &LaunchSettings,
-    scan: ScanContext,
-) -> Result<ScanContext> {
-    scan.validate("")?;
-    let image = usable_image(client, &scan.ami_id).await?;
-    // A retried task finds the instance its first attempt launched. The
-    // ClientToken guards the same on EC2 itself; this also covers a retry
-    // after the token's type was given up for the next one.
-    let existing = describe_instances(
-        client,
-        vec![
-            filter(
-                &format!("tag:{}", naming::SCAN_ID_TAG),
-                [scan.scan_id.as_str()],
-            ),
-            filter(
-                &format!("tag:{}", naming::MANAGED_TAG),
-                [naming::MANAGED_VALUE],
-            ),
-            filter("instance-state-name", LIVE_STATES),
-        ],
-    )
-    .await?;
-    if let Some(instance) = existing.first() {
-        info!(ami_id = %scan.ami_id, instance_id = instance.instance_id().unwrap_or_default(), "scan instance already launched");
-        return Ok(launched(
-            scan,
-            instance,
-            &image,
-            settings.scan_timeout_minutes,
-        ));
-    }
-    let mut tried = Vec::new();
-    let mut last_error = String::new();
-    for (index, instance_type) in settings.instance_types.iter().enumerate() {
-        let result = run_request(client, settings, &scan, &image, instance_type, index)
-            .send()
-            .await;
-        let out = match result {
-            Ok(out) => out,
-            Err(err) => {
-                let err = Error::from_sdk("RunInstances", err);
-                if err.aws_code().is_some_and(is_capacity_error) {
-                    warn!(ami_id = %scan.ami_id, instance_type = %instance_type, error = %err, "no capacity; trying the next type");
-                    tried.push(instance_type.clone());
-                    last_error = err.to_string();
-                    continue;
-                }
-                return Err(err);
-            }
-        };
-        let instance = out
-            .instances()
-            .first()
-            .filter(|i| i.instance_id().is_some())
-            .ok_or_else(|| Error::Internal("RunInstances returned no instance".into()))?;
-        info!(ami_id = %scan.ami_id, instance_id = instance.instance_id().unwrap_or_default(), instance_type = %instance_type, "launched");
-        return Ok(launched(
-            scan,
-            instance,
-            &image,
-            settings.scan_timeout_minutes,
-        ));
-    }
-    Err(Error::CapacityUnavailable { tried, last_error })
-}
-
-fn launched(
+/// The context once the instance runs: its id, type, launch time and the
+/// scan's deadline, and the image's name and platform.
+pub fn launched(
     mut scan: ScanContext,
-    instance: &ec2::types::Instance,
-    image: &ec2::types::Image,
+    instance: ScannerInstance,
+    image: &Image,
     timeout_minutes: u32,
 ) -> ScanContext {
-    let launched_at = instance
-        .launch_time()
-        .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
-        .unwrap_or_else(Utc::now);
-    scan.instance_id = instance.instance_id().map(str::to_string);
-    scan.instance_type = instance.instance_type().map(|t| t.as_str().to_string());
+    let launched_at = instance.launch_time.unwrap_or_else(Utc::now);
+    scan.instance_id = Some(instance.instance_id);
+    scan.instance_type = instance.instance_type;
     scan.launched_at = Some(launched_at);
     scan.deadline_at = Some(launched_at + chrono::Duration::minutes(i64::from(timeout_minutes)));
     scan.ami_name = image.name().map(str::to_string).or(scan.ami_name);
@@ -231,6 +131,70 @@ fn launched(
     scan
 }
 
+/// Launches the scan instance and returns the context with it filled in.
+pub async fn run(
+    client: &ec2::Client,
+    settings: &LaunchSettings,
+    scan: ScanContext,
+) -> Result<ScanContext> {
+    let image = usable_image(client, &scan.ami_id).await?;
+    // A retried task finds the instance its first attempt launched. The
+    // ClientToken guards the same on EC2 itself; this also covers a retry
+    // after the token's type was given up for the next one.
+    let existing = ec2::describe_instances(
+        client,
+        Instances::Scanners {
+            scan_id: Some(&scan.scan_id),
+            live_only: true,
+        },
+    )
+    .await?;
+    if let Some(instance) = existing.into_iter().next() {
+        info!(ami_id = %scan.ami_id, instance_id = %instance.instance_id, "scan instance already launched");
+        return Ok(launched(
+            scan,
+            instance,
+            &image,
+            settings.scan_timeout_minutes,
+        ));
+    }
+    let mut tried = Vec::new();
+    let mut last_error = String::new();
+    for (index, instance_type) in settings.instance_types.iter().enumerate() {
+        let launch = Launch {
+            ami_id: &scan.ami_id,
+            instance_type,
+            client_token: naming::client_token(&scan.scan_id, index),
+            subnet_id: &settings.subnet_id.0,
+            security_group_id: &settings.security_group_id.0,
+            profile: match &settings.instance_profile {
+                InstanceProfile::Arn(arn) => Profile::Arn(arn),
+                InstanceProfile::Name(name) => Profile::Name(name),
+            },
+            block_devices: block_devices(&image),
+            tags: instance_tags(&scan),
+        };
+        match ec2::run_instance(client, launch).await {
+            Ok(instance) => {
+                info!(ami_id = %scan.ami_id, instance_id = %instance.instance_id, instance_type = %instance_type, "launched");
+                return Ok(launched(
+                    scan,
+                    instance,
+                    &image,
+                    settings.scan_timeout_minutes,
+                ));
+            }
+            Err(err) if err.aws_code().is_some_and(is_capacity_error) => {
+                warn!(ami_id = %scan.ami_id, instance_type = %instance_type, error = %err, "no capacity; trying the next type");
+                tried.push(instance_type.clone());
+                last_error = err.to_string();
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Err(Error::CapacityUnavailable { tried, last_error })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +202,7 @@ mod tests {
     use crate::aws::ec2::operation::describe_images::DescribeImagesOutput;
     use crate::aws::ec2::operation::describe_instances::DescribeInstancesOutput;
     use crate::aws::ec2::operation::run_instances::{RunInstancesError, RunInstancesOutput};
+    use crate::aws::ec2::types::{HttpTokensState, InstanceType, ResourceType, ShutdownBehavior};
     use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 
     const AMI: &str = "ami-0123456789abcdef0";
@@ -253,7 +218,7 @@ mod tests {
     }
 
     fn scan() -> ScanContext {
-        serde_json::from_str(include_str!("../../../events/launch-instance/scan.json")).unwrap()
+        serde_json::from_str(include_str!("../../../../events/launch-instance/scan.json")).unwrap()
     }
 
     fn the_image() -> ec2::types::Image {
@@ -275,13 +240,14 @@ mod tests {
             .build()
     }
 
-    /// The checks before a launch: the AMI is visible, owned, and no
+    /// The checks before a launch: the AMI is the account's own, and no
     /// instance of this scan exists yet.
-    fn checks() -> [Rule; 3] {
+    fn checks() -> [Rule; 2] {
         let images = || DescribeImagesOutput::builder().images(the_image()).build();
         [
-            mock!(ec2::Client::describe_images).then_output(images),
-            mock!(ec2::Client::describe_images).then_output(images),
+            mock!(ec2::Client::describe_images)
+                .match_requests(|r| r.owners() == ["self"])
+                .then_output(images),
             mock!(ec2::Client::describe_instances)
                 .then_output(|| DescribeInstancesOutput::builder().build()),
         ]
@@ -294,7 +260,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_capacity_error_moves_on_to_the_next_type_with_its_own_token() {
-        let [visible, owned, existing] = checks();
+        let [owned, existing] = checks();
         let no_capacity = mock!(ec2::Client::run_instances)
             .match_requests(capacity_error)
             .then_error(|| {
@@ -337,19 +303,19 @@ mod tests {
                     .build()
             });
         let client = mock_client!(
-            ec2,
+            aws_sdk_ec2,
             RuleMode::Sequential,
-            [&visible, &owned, &existing, &no_capacity, &launched]
+            [&owned, &existing, &no_capacity, &launched]
         );
-        let out = launch(&client, &settings(), scan()).await.unwrap();
-        assert_eq!(out.instance_id.as_deref(), Some("i-0123456789abcdef0"));
+        let out = run(&client, &settings(), scan()).await.unwrap();
+        assert_eq!(out.instance_id.unwrap(), "i-0123456789abcdef0");
         assert_eq!(out.instance_type.as_deref(), Some("t3a.small"));
         assert_eq!((no_capacity.num_calls(), launched.num_calls()), (1, 1));
     }
 
     #[tokio::test]
     async fn no_capacity_in_any_type_is_capacity_unavailable() {
-        let [visible, owned, existing] = checks();
+        let [owned, existing] = checks();
         let unsupported = || {
             RunInstancesError::generic(
                 ErrorMetadata::builder()
@@ -361,18 +327,18 @@ mod tests {
         let first = mock!(ec2::Client::run_instances).then_error(unsupported);
         let second = mock!(ec2::Client::run_instances).then_error(unsupported);
         let client = mock_client!(
-            ec2,
+            aws_sdk_ec2,
             RuleMode::Sequential,
-            [&visible, &owned, &existing, &first, &second]
+            [&owned, &existing, &first, &second]
         );
-        let err = launch(&client, &settings(), scan()).await.unwrap_err();
+        let err = run(&client, &settings(), scan()).await.unwrap_err();
         assert_eq!(err.error_type(), "CapacityUnavailable");
         assert!(err.to_string().contains("t3.small, t3a.small"), "{err}");
     }
 
     #[tokio::test]
     async fn any_other_launch_error_stops_at_once() {
-        let [visible, owned, existing] = checks();
+        let [owned, existing] = checks();
         let denied = mock!(ec2::Client::run_instances).then_error(|| {
             RunInstancesError::generic(
                 ErrorMetadata::builder()
@@ -381,11 +347,11 @@ mod tests {
             )
         });
         let client = mock_client!(
-            ec2,
+            aws_sdk_ec2,
             RuleMode::Sequential,
-            [&visible, &owned, &existing, &denied]
+            [&owned, &existing, &denied]
         );
-        let err = launch(&client, &settings(), scan()).await.unwrap_err();
+        let err = run(&client, &settings(), scan()).await.unwrap_err();
         assert_eq!(err.error_type(), "AwsError");
         assert_eq!(err.aws_code(), Some("UnauthorizedOperation"));
         assert_eq!(denied.num_calls(), 1);

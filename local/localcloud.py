@@ -27,7 +27,7 @@ import boto3
 from botocore.config import Config
 from cfnlint.decode import decode_str
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -461,32 +461,27 @@ class LocalCloud:
         raise LookupError(f"moto has no public image named {name_prefix}*")
 
 
-def finding(n, instance_id, ami_id, severity, cve, package, fix=None, exploit=None):
-    """A complete Inspector finding in the API's JSON. Without `fix` and
-    `exploit`, a fix is available and only CRITICAL findings have an exploit."""
-    now = time.time()
-    return {
-        "awsAccountId": ACCOUNT,
-        "findingArn": f"arn:aws:inspector2:{REGION}:{ACCOUNT}:finding/{instance_id}-{n}",
-        "type": "PACKAGE_VULNERABILITY",
-        "title": f"{cve} - {package}",
-        "description": f"{package}: a vulnerability",
-        "severity": severity,
-        "status": "ACTIVE",
-        "firstObservedAt": now - 60,
-        "lastObservedAt": now,
-        "inspectorScore": {"CRITICAL": 9.8, "HIGH": 7.5, "MEDIUM": 5.0}.get(severity, 2.0),
+FINDING_FIXTURE = json.loads((ROOT / "tests/fixtures/finding.json").read_text())
+
+
+def finding(n, instance_id, ami_id, severity, cve, package, fix=None, exploit=None, at=None):
+    """A complete Inspector finding in the API's JSON, from the fixture the
+    Rust tests share. Without `fix` and `exploit`, a fix is available and
+    only CRITICAL findings have an exploit."""
+    values = {"n": str(n), "instance_id": instance_id, "ami_id": ami_id, "severity": severity,
+              "cve": cve, "package": package}
+    text = json.dumps(FINDING_FIXTURE["finding"])
+    for key, value in values.items():
+        text = text.replace("{" + key + "}", json.dumps(value)[1:-1])
+    out = json.loads(text)
+    now = at or time.time()
+    scores = FINDING_FIXTURE["scores"]
+    out.update({
+        "firstObservedAt": now - 60, "lastObservedAt": now,
+        "inspectorScore": scores.get(severity, scores["default"]),
         "fixAvailable": fix or "YES",
         "exploitAvailable": exploit or ("YES" if severity == "CRITICAL" else "NO"),
-        "epss": {"score": 0.3},
-        "remediation": {"recommendation": {"text": f"Upgrade {package}"}},
-        "resources": [{"type": "AWS_EC2_INSTANCE", "id": instance_id,
-                       "details": {"awsEc2Instance": {"imageId": ami_id}}}],
-        "packageVulnerabilityDetails": {
-            "vulnerabilityId": cve, "source": "NVD",
-            "cvss": [{"baseScore": 9.8, "scoringVector": "CVSS:3.1/AV:N", "version": "3.1", "source": "NVD"}],
-            "referenceUrls": [f"https://nvd.nist.gov/vuln/detail/{cve}"],
-            "vulnerablePackages": [{"name": package, "version": "1.0.0", "epoch": 0, "release": "1",
-                                    **({"fixedInVersion": "1.0.1-1"} if (fix or "YES") != "NO" else {})}],
-        },
-    }
+    })
+    if out["fixAvailable"] == "NO":
+        del out["packageVulnerabilityDetails"]["vulnerablePackages"][0]["fixedInVersion"]
+    return out

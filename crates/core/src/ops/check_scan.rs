@@ -5,17 +5,36 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tracing::info;
 
-use crate::aws::inspector2::types::{
-    CoverageFilterCriteria, CoverageStringComparison, CoverageStringFilter,
-};
-use crate::aws::{ec2, inspector2, sfn};
+use crate::aws::ec2::{self, Images};
+use crate::aws::inspector;
+use crate::aws::sfn;
 use crate::error::{Error, Result};
-use crate::model::{ScanContext, ScanStatus};
-use crate::naming::TagPrefix;
-use crate::tagging;
+use crate::model::{scan, time, ReportInput, ScanContext, ScanStatus};
+use crate::naming;
+use crate::settings::{vars, EnvReader, FromEnv, StateMachineArn};
+use crate::tags::{self, TagPrefix};
+
+/// check-scan: whose tags to read, and what to start when the event was lost.
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    pub tag_prefix: TagPrefix,
+    pub report_state_machine_arn: StateMachineArn,
+}
+
+impl FromEnv for CheckSettings {
+    fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
+        let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
+        let machine: Option<StateMachineArn> = env.required(vars::REPORT_STATE_MACHINE_ARN);
+        env.finish(|| {
+            Some(CheckSettings {
+                tag_prefix: prefix?,
+                report_state_machine_arn: machine?,
+            })
+        })
+    }
+}
 
 /// ListCoverage reasons after which Inspector will never scan the instance.
 pub const NEVER_REASONS: [&str; 6] = [
@@ -102,109 +121,37 @@ pub fn decide(
     }
 }
 
+/// The AMI's `scan-id` and `status` tags, or `None` when the AMI is gone.
 async fn ami_status(
     client: &ec2::Client,
     prefix: &TagPrefix,
-    ami_id: &str,
-) -> Result<Option<(Option<String>, Option<String>)>> {
-    let out = client
-        .describe_images()
-        .owners("self")
-        .filters(
-            ec2::types::Filter::builder()
-                .name("image-id")
-                .values(ami_id)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| Error::from_sdk("DescribeImages", e))?;
-    Ok(out.images().first().map(|image| {
-        let tag = |name: &str| {
-            let key = prefix.key(name);
-            image
-                .tags()
-                .iter()
-                .find(|t| t.key() == Some(key.as_str()))
-                .and_then(|t| t.value())
-                .map(str::to_string)
-        };
-        (tag(tagging::SCAN_ID), tag(tagging::STATUS))
-    }))
-}
-
-async fn coverage(client: &inspector2::Client, instance_id: &str) -> Result<Option<Coverage>> {
-    let by_instance = CoverageStringFilter::builder()
-        .comparison(CoverageStringComparison::Equals)
-        .value(instance_id)
-        .build()
-        .map_err(|e| Error::Internal(format!("coverage filter: {e}")))?;
-    let out = client
-        .list_coverage()
-        .filter_criteria(
-            CoverageFilterCriteria::builder()
-                .resource_id(by_instance)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| Error::from_sdk("ListCoverage", e))?;
-    Ok(out.covered_resources().first().map(|r| Coverage {
-        status_code: r
-            .scan_status()
-            .map(|s| s.status_code().as_str().to_string())
-            .unwrap_or_default(),
-        reason: r
-            .scan_status()
-            .map(|s| s.reason().as_str().to_string())
-            .unwrap_or_default(),
-        scanned: r.last_scanned_at().is_some(),
-    }))
-}
-
-/// Starts report-and-cleanup as the lost event would have.
-async fn hand_over(
-    client: &sfn::Client,
-    machine_arn: &str,
     scan: &ScanContext,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let input = json!({
-        "scan": scan,
-        "inspector": {"severity_counts": null, "event_time": crate::report::timestamp(now), "source": "deadline"},
-    });
-    let result = client
-        .start_execution()
-        .state_machine_arn(machine_arn)
-        .name(format!("{}-deadline", scan.scan_id))
-        .input(input.to_string())
-        .send()
-        .await;
-    match result {
-        Ok(_) => Ok(()),
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|e| e.is_execution_already_exists()) =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(Error::from_sdk("StartExecution", e)),
-    }
+) -> Result<Option<(Option<String>, Option<String>)>> {
+    let images = ec2::describe_images(
+        client,
+        Images::Named {
+            ids: std::slice::from_ref(&scan.ami_id),
+            owned_only: true,
+        },
+    )
+    .await?;
+    Ok(images.first().map(|image| {
+        let tag = |name: &str| ec2::tag(image.tags(), &prefix.key(name)).map(str::to_string);
+        (tag(tags::SCAN_ID), tag(tags::STATUS))
+    }))
 }
 
 /// Checks a scan whose deadline has passed.
-pub async fn check_scan(
+pub async fn run(
     ec2_client: &ec2::Client,
-    inspector: &inspector2::Client,
+    inspector_client: &inspector::Client,
     sfn_client: &sfn::Client,
-    prefix: &TagPrefix,
-    report_machine_arn: &str,
+    settings: &CheckSettings,
     scan: &ScanContext,
     now: DateTime<Utc>,
 ) -> Result<CheckResult> {
-    scan.validate("")?;
     let instance_id = scan.require_instance("")?;
-    let status = ami_status(ec2_client, prefix, &scan.ami_id).await?;
+    let status = ami_status(ec2_client, &settings.tag_prefix, scan).await?;
     // A finished scan needs no coverage look-up.
     let finished = status
         .as_ref()
@@ -212,11 +159,33 @@ pub async fn check_scan(
     let cover = if finished {
         None
     } else {
-        coverage(inspector, instance_id).await?
+        inspector::coverage_of(inspector_client, instance_id)
+            .await?
+            .map(|r| Coverage {
+                status_code: r
+                    .scan_status()
+                    .map(|s| s.status_code().as_str().to_string())
+                    .unwrap_or_default(),
+                reason: r
+                    .scan_status()
+                    .map(|s| s.reason().as_str().to_string())
+                    .unwrap_or_default(),
+                scanned: r.last_scanned_at().is_some(),
+            })
     };
     let (outcome, reason) = decide(scan, status, cover.as_ref());
     if outcome == Outcome::HandedOver {
-        hand_over(sfn_client, report_machine_arn, scan, now).await?;
+        // Starts report-and-cleanup as the lost event would have.
+        let input = ReportInput::new(scan.clone(), time::timestamp(now), scan::FROM_DEADLINE);
+        let input = serde_json::to_string(&input)
+            .map_err(|e| Error::Internal(format!("encoding the report input: {e}")))?;
+        sfn::start_execution(
+            sfn_client,
+            &settings.report_state_machine_arn.0,
+            &naming::deadline_execution_name(&scan.scan_id),
+            input,
+        )
+        .await?;
     }
     info!(scan_id = %scan.scan_id, outcome = ?outcome, reason = %reason, "deadline check");
     Ok(CheckResult {
@@ -235,7 +204,10 @@ mod tests {
     use super::*;
 
     fn scan() -> ScanContext {
-        serde_json::from_str(include_str!("../../../events/create-scan-rule/output.json")).unwrap()
+        serde_json::from_str(include_str!(
+            "../../../../events/create-scan-rule/output.json"
+        ))
+        .unwrap()
     }
 
     fn covered(reason: &str, scanned: bool) -> Coverage {
@@ -247,7 +219,7 @@ mod tests {
     }
 
     fn tags(status: &str) -> Option<(Option<String>, Option<String>)> {
-        Some((Some(scan().scan_id), Some(status.into())))
+        Some((Some(scan().scan_id.to_string()), Some(status.into())))
     }
 
     #[test]

@@ -10,22 +10,55 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tracing::{info, warn};
 
-use crate::aws::{ec2, sfn, sns};
+use crate::aws::ec2::{self, Images, Instances};
+use crate::aws::sfn::{self, Started};
+use crate::aws::sns;
 use crate::error::{Error, Result};
-use crate::model::{parse_event, ScanContext};
-use crate::naming::{self, TagPrefix};
+use crate::model::{parse_event, AmiId, Input, ScanContext, ScanId};
+use crate::naming;
 use crate::notify::{self, EventType, Notification};
-use crate::settings::FindSettings;
+use crate::settings::{vars, EnvReader, FromEnv, MaxConcurrentScans, StateMachineArn, TopicArn};
+use crate::tags::{self, TagPrefix};
 
 /// StartExecution calls in flight at once.
 const START_CONCURRENCY: usize = 8;
-/// EC2 accepts at most 200 values in one filter.
-const FILTER_VALUES_MAX: usize = 200;
-/// Skip reasons for named AMIs (launch-instance maps them to its errors).
-pub const NOT_FOUND: &str = "not found";
-pub const NOT_OWNED: &str = "not owned by this account";
 /// The most AMIs one manual request may name.
 pub const REQUEST_AMIS_MAX: usize = 1000;
+/// Skip reasons for named AMIs.
+pub const NOT_FOUND: &str = "not found";
+pub const NOT_OWNED: &str = "not owned by this account";
+
+/// find-amis: which AMIs, how many at once, which machine to start.
+#[derive(Debug, Clone)]
+pub struct FindSettings {
+    pub selection_tag_key: String,
+    pub selection_tag_value: String,
+    pub tag_prefix: TagPrefix,
+    pub max_concurrent_scans: u32,
+    pub launch_state_machine_arn: StateMachineArn,
+    pub topic_arn: TopicArn,
+}
+
+impl FromEnv for FindSettings {
+    fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
+        let key: Option<String> = env.required(vars::SELECTION_TAG_KEY);
+        let value: Option<String> = env.required(vars::SELECTION_TAG_VALUE);
+        let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
+        let cap: Option<MaxConcurrentScans> = env.required(vars::MAX_CONCURRENT_SCANS);
+        let machine: Option<StateMachineArn> = env.required(vars::LAUNCH_STATE_MACHINE_ARN);
+        let topic: Option<TopicArn> = env.required(vars::TOPIC_ARN);
+        env.finish(|| {
+            Some(FindSettings {
+                selection_tag_key: key?,
+                selection_tag_value: value?,
+                tag_prefix: prefix?,
+                max_concurrent_scans: cap?.0,
+                launch_state_machine_arn: machine?,
+                topic_arn: topic?,
+            })
+        })
+    }
+}
 
 /// What started this run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,17 +66,36 @@ pub enum FindRequest {
     /// The schedule, an EventBridge rule or `{}`: every tagged AMI.
     Tagged { force: bool },
     /// Named AMIs, tagged or not.
-    Requested { ami_ids: Vec<String>, force: bool },
+    Requested { ami_ids: Vec<AmiId>, force: bool },
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ManualRequest {
     #[serde(default)]
-    ami_ids: Option<Vec<String>>,
+    ami_ids: Option<Vec<AmiId>>,
     /// Scan again even when today's scan of the AMI already ran.
     #[serde(default)]
     force: bool,
+}
+
+impl Input for ManualRequest {
+    fn check(&self) -> Result<()> {
+        match &self.ami_ids {
+            Some(ids) if ids.is_empty() => Err(Error::invalid(
+                "ami_ids",
+                "is empty; omit it to scan every tagged AMI",
+            )),
+            Some(ids) if ids.len() > REQUEST_AMIS_MAX => Err(Error::invalid(
+                "ami_ids",
+                format!(
+                    "names {} AMIs; at most {REQUEST_AMIS_MAX} per request",
+                    ids.len()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Parses the event: a scheduled EventBridge event, `{}`, or a manual request.
@@ -53,49 +105,43 @@ pub fn parse_request(payload: Value) -> Result<FindRequest> {
         return Ok(FindRequest::Tagged { force: false });
     }
     let request: ManualRequest = parse_event(payload)?;
+    let force = request.force;
     let Some(ids) = request.ami_ids else {
-        return Ok(FindRequest::Tagged {
-            force: request.force,
-        });
+        return Ok(FindRequest::Tagged { force });
     };
-    if ids.is_empty() {
-        return Err(Error::invalid(
-            "ami_ids",
-            "is empty; omit it to scan every tagged AMI",
-        ));
-    }
-    if ids.len() > REQUEST_AMIS_MAX {
-        return Err(Error::invalid(
-            "ami_ids",
-            format!(
-                "names {} AMIs; at most {REQUEST_AMIS_MAX} per request",
-                ids.len()
-            ),
-        ));
-    }
     let mut seen = BTreeSet::new();
-    let mut ami_ids = Vec::new();
-    for (i, id) in ids.into_iter().enumerate() {
-        naming::require_ami_id(&format!("ami_ids[{i}]"), &id)?;
-        if seen.insert(id.clone()) {
-            ami_ids.push(id);
-        }
-    }
-    Ok(FindRequest::Requested {
-        ami_ids,
-        force: request.force,
-    })
+    let ami_ids = ids
+        .into_iter()
+        .filter(|id| seen.insert(id.clone()))
+        .collect();
+    Ok(FindRequest::Requested { ami_ids, force })
 }
 
 /// An AMI that may be scanned, as DescribeImages reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmiCandidate {
-    pub ami_id: String,
+    pub ami_id: AmiId,
     pub name: Option<String>,
     pub platform: String,
     pub state: String,
     /// When amiscan last completed a scan of it, from its tags.
     pub last_scanned: Option<DateTime<Utc>>,
+}
+
+impl AmiCandidate {
+    fn of(image: &ec2::types::Image, prefix: &TagPrefix) -> Option<AmiCandidate> {
+        Some(AmiCandidate {
+            ami_id: image.image_id()?.parse().ok()?,
+            name: image.name().map(str::to_string),
+            platform: image.platform_details().unwrap_or("Linux/UNIX").to_string(),
+            state: image
+                .state()
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            last_scanned: ec2::tag(image.tags(), &prefix.key(tags::LAST_SCAN))
+                .and_then(crate::model::time::parse),
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,8 +152,8 @@ pub struct Skipped {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartedScan {
-    pub ami_id: String,
-    pub scan_id: String,
+    pub ami_id: AmiId,
+    pub scan_id: ScanId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_arn: Option<String>,
 }
@@ -133,9 +179,9 @@ pub struct Plan {
 
 /// Decides which AMIs to scan. `scanning` maps an AMI to a live scanner
 /// instance already scanning it; the `in_flight` live scanner instances count
-/// against `cap`. The
-/// AMIs scanned longest ago (or never) go first, so a cap below the number of
-/// tagged AMIs still reaches every AMI over successive runs.
+/// against `cap`. The AMIs scanned longest ago (or never) go first, so a cap
+/// below the number of tagged AMIs still reaches every AMI over successive
+/// runs.
 pub fn plan_scans(
     mut candidates: Vec<AmiCandidate>,
     not_scannable: Vec<Skipped>,
@@ -154,7 +200,7 @@ pub fn plan_scans(
     for ami in candidates {
         let reason = if ami.state != "available" {
             Some(format!("state is {} (not available)", ami.state))
-        } else if let Some(instance) = scanning.get(&ami.ami_id) {
+        } else if let Some(instance) = scanning.get(ami.ami_id.as_str()) {
             Some(format!("already being scanned by instance {instance}"))
         } else if budget == 0 {
             Some(format!(
@@ -165,7 +211,7 @@ pub fn plan_scans(
         };
         match reason {
             Some(reason) => skipped.push(Skipped {
-                ami_id: ami.ami_id,
+                ami_id: ami.ami_id.to_string(),
                 reason,
             }),
             None => {
@@ -175,179 +221,6 @@ pub fn plan_scans(
         }
     }
     Plan { to_start, skipped }
-}
-
-fn candidate(image: &ec2::types::Image, prefix: &TagPrefix) -> Option<AmiCandidate> {
-    let last_key = prefix.key(crate::tagging::LAST_SCAN);
-    Some(AmiCandidate {
-        ami_id: image.image_id()?.to_string(),
-        name: image.name().map(str::to_string),
-        platform: image.platform_details().unwrap_or("Linux/UNIX").to_string(),
-        state: image
-            .state()
-            .map(|s| s.as_str().to_string())
-            .unwrap_or_else(|| "unknown".into()),
-        last_scanned: image
-            .tags()
-            .iter()
-            .find(|t| t.key() == Some(last_key.as_str()))
-            .and_then(|t| t.value())
-            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
-            .map(|t| t.with_timezone(&Utc)),
-    })
-}
-
-pub(crate) fn filter(
-    name: &str,
-    values: impl IntoIterator<Item = impl Into<String>>,
-) -> ec2::types::Filter {
-    values
-        .into_iter()
-        .fold(ec2::types::Filter::builder().name(name), |b, v| b.values(v))
-        .build()
-}
-
-async fn describe_images(
-    client: &ec2::Client,
-    owned_only: bool,
-    filters: Vec<ec2::types::Filter>,
-) -> Result<Vec<ec2::types::Image>> {
-    let mut request = client.describe_images().set_filters(Some(filters));
-    if owned_only {
-        request = request.owners("self");
-    }
-    let pages: Vec<_> = request.into_paginator().send().collect::<Vec<_>>().await;
-    let mut images = Vec::new();
-    for page in pages {
-        let page = page.map_err(|e| Error::from_sdk("DescribeImages", e))?;
-        images.extend(page.images.unwrap_or_default());
-    }
-    Ok(images)
-}
-
-/// The account's own AMIs that carry the selection tag, every page.
-pub async fn list_tagged_amis(
-    client: &ec2::Client,
-    tag_key: &str,
-    tag_value: &str,
-) -> Result<Vec<ec2::types::Image>> {
-    describe_images(
-        client,
-        true,
-        vec![filter(&format!("tag:{tag_key}"), [tag_value])],
-    )
-    .await
-}
-
-/// Looks up named AMIs: the owned images, and a skip for each one that does
-/// not exist or belongs to another account.
-pub async fn lookup_amis(
-    client: &ec2::Client,
-    ami_ids: &[String],
-) -> Result<(Vec<ec2::types::Image>, Vec<Skipped>)> {
-    let mut owned = Vec::new();
-    let mut visible = BTreeSet::new();
-    for chunk in ami_ids.chunks(FILTER_VALUES_MAX) {
-        // Filtering by image-id, unlike ImageIds, does not fail the whole call
-        // on one missing id.
-        for image in describe_images(client, false, vec![filter("image-id", chunk)]).await? {
-            visible.extend(image.image_id().map(str::to_string));
-        }
-        owned.extend(describe_images(client, true, vec![filter("image-id", chunk)]).await?);
-    }
-    let owned_ids: BTreeSet<&str> = owned.iter().filter_map(|i| i.image_id()).collect();
-    let skipped = ami_ids
-        .iter()
-        .filter(|id| !owned_ids.contains(id.as_str()))
-        .map(|id| Skipped {
-            ami_id: id.clone(),
-            reason: if visible.contains(id) {
-                NOT_OWNED.into()
-            } else {
-                NOT_FOUND.into()
-            },
-        })
-        .collect();
-    Ok((owned, skipped))
-}
-
-/// A live instance that amiscan launched.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScannerInstance {
-    pub instance_id: String,
-    pub ami_id: Option<String>,
-    pub scan_id: Option<String>,
-    pub state: String,
-    pub launch_time: Option<DateTime<Utc>>,
-}
-
-/// Instance states in which a scan instance still costs money.
-pub const LIVE_STATES: [&str; 4] = ["pending", "running", "stopping", "stopped"];
-
-/// Describes instances by filter, every page. Filtering by `instance-id`
-/// rather than passing ids leaves missing ids out instead of failing the call.
-pub(crate) async fn describe_instances(
-    client: &ec2::Client,
-    filters: Vec<ec2::types::Filter>,
-) -> Result<Vec<ec2::types::Instance>> {
-    let pages: Vec<_> = client
-        .describe_instances()
-        .set_filters(Some(filters))
-        .into_paginator()
-        .send()
-        .collect::<Vec<_>>()
-        .await;
-    let mut out = Vec::new();
-    for page in pages {
-        let page = page.map_err(|e| Error::from_sdk("DescribeInstances", e))?;
-        out.extend(
-            page.reservations
-                .unwrap_or_default()
-                .into_iter()
-                .flat_map(|r| r.instances.unwrap_or_default()),
-        );
-    }
-    Ok(out)
-}
-
-/// Every scanner-managed instance that is not terminated or terminating.
-pub async fn live_scanner_instances(client: &ec2::Client) -> Result<Vec<ScannerInstance>> {
-    let instances = describe_instances(
-        client,
-        vec![
-            filter(
-                &format!("tag:{}", naming::MANAGED_TAG),
-                [naming::MANAGED_VALUE],
-            ),
-            filter("instance-state-name", LIVE_STATES),
-        ],
-    )
-    .await?;
-    Ok(instances.iter().filter_map(scanner_instance).collect())
-}
-
-pub(crate) fn scanner_instance(instance: &ec2::types::Instance) -> Option<ScannerInstance> {
-    let tag = |key: &str| {
-        instance
-            .tags()
-            .iter()
-            .find(|t| t.key() == Some(key))
-            .and_then(|t| t.value())
-            .map(str::to_string)
-    };
-    Some(ScannerInstance {
-        instance_id: instance.instance_id()?.to_string(),
-        ami_id: tag(naming::AMI_ID_TAG),
-        scan_id: tag(naming::SCAN_ID_TAG),
-        state: instance
-            .state()
-            .and_then(|s| s.name())
-            .map(|n| n.as_str().to_string())
-            .unwrap_or_default(),
-        launch_time: instance
-            .launch_time()
-            .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
-    })
 }
 
 enum StartOutcome {
@@ -363,63 +236,42 @@ async fn start_one(
     now: DateTime<Utc>,
     force: bool,
 ) -> StartOutcome {
-    let scan_id = naming::scan_id(&ami.ami_id, now, force);
-    let context = ScanContext {
-        scan_id: scan_id.clone(),
-        ami_id: ami.ami_id.clone(),
-        ami_name: ami.name,
-        platform: Some(ami.platform),
-        requested_at: Some(now),
-        instance_id: None,
-        instance_type: None,
-        launched_at: None,
-        deadline_at: None,
-        rule_name: None,
+    let scan_id = ScanId::new(&ami.ami_id, now, force);
+    let mut context = ScanContext::new(scan_id.clone(), ami.ami_id.clone());
+    context.ami_name = ami.name;
+    context.platform = Some(ami.platform);
+    context.requested_at = Some(now);
+    let failed = |reason: String| {
+        StartOutcome::Failed(Skipped {
+            ami_id: ami.ami_id.to_string(),
+            reason,
+        })
     };
-    let input = match serde_json::to_string(&serde_json::json!({ "scan": context })) {
+    let input = match serde_json::to_string(&json!({ "scan": context })) {
         Ok(input) => input,
-        Err(e) => {
-            return StartOutcome::Failed(Skipped {
-                ami_id: ami.ami_id,
-                reason: format!("encoding the execution input: {e}"),
-            })
-        }
+        Err(e) => return failed(format!("encoding the execution input: {e}")),
     };
-    let result = client
-        .start_execution()
-        .state_machine_arn(machine_arn)
-        .name(naming::execution_name(&scan_id))
-        .input(input)
-        .send()
-        .await;
-    match result {
-        Ok(out) => {
+    let name = naming::execution_name(&scan_id);
+    match sfn::start_execution(client, machine_arn, &name, input).await {
+        Ok(Started::New(arn)) => {
             info!(ami_id = %ami.ami_id, scan_id = %scan_id, "scan started");
             StartOutcome::Started(StartedScan {
-                ami_id: ami.ami_id,
+                ami_id: ami.ami_id.clone(),
                 scan_id,
-                execution_arn: Some(out.execution_arn),
+                execution_arn: Some(arn),
             })
         }
-        Err(err)
-            if err
-                .as_service_error()
-                .is_some_and(|e| e.is_execution_already_exists()) =>
-        {
+        Ok(Started::AlreadyExists) => {
             info!(ami_id = %ami.ami_id, scan_id = %scan_id, "scan already started today");
             StartOutcome::AlreadyRunning(StartedScan {
-                ami_id: ami.ami_id,
+                ami_id: ami.ami_id.clone(),
                 scan_id,
                 execution_arn: None,
             })
         }
         Err(err) => {
-            let err = Error::from_sdk("StartExecution", err);
             warn!(ami_id = %ami.ami_id, error = %err, "could not start the scan");
-            StartOutcome::Failed(Skipped {
-                ami_id: ami.ami_id,
-                reason: err.to_string(),
-            })
+            failed(err.to_string())
         }
     }
 }
@@ -509,7 +361,7 @@ fn first_listed<T: serde::Serialize>(entries: &[T]) -> &[T] {
 /// Lists, plans, starts and reports. Returns an error after publishing the
 /// summary when any execution could not be started, so the run is retried;
 /// executions already started are then reported as already running.
-pub async fn find_and_start(
+pub async fn run(
     ec2_client: &ec2::Client,
     sfn_client: &sfn::Client,
     sns_client: &sns::Client,
@@ -518,31 +370,56 @@ pub async fn find_and_start(
     now: DateTime<Utc>,
 ) -> Result<FindOutput> {
     let (images, not_scannable, force) = match request {
-        FindRequest::Tagged { force } => (
-            list_tagged_amis(
+        FindRequest::Tagged { force } => {
+            let images = ec2::describe_images(
                 ec2_client,
-                &settings.selection_tag_key,
-                &settings.selection_tag_value,
+                Images::OwnedTagged {
+                    key: &settings.selection_tag_key,
+                    value: &settings.selection_tag_value,
+                },
             )
-            .await?,
-            Vec::new(),
-            *force,
-        ),
+            .await?;
+            (images, Vec::new(), *force)
+        }
         FindRequest::Requested { ami_ids, force } => {
-            let (images, skipped) = lookup_amis(ec2_client, ami_ids).await?;
-            (images, skipped, *force)
+            let lookup = ec2::lookup_images(ec2_client, ami_ids).await?;
+            let skipped = ami_ids
+                .iter()
+                .filter_map(|id| {
+                    let reason = if lookup.foreign.contains(id) {
+                        NOT_OWNED
+                    } else if lookup.missing.contains(id) {
+                        NOT_FOUND
+                    } else {
+                        return None;
+                    };
+                    Some(Skipped {
+                        ami_id: id.to_string(),
+                        reason: reason.into(),
+                    })
+                })
+                .collect();
+            (lookup.owned, skipped, *force)
         }
     };
     let found = images.len() + not_scannable.len();
     let candidates: Vec<_> = images
         .iter()
-        .filter_map(|i| candidate(i, &settings.tag_prefix))
+        .filter_map(|i| AmiCandidate::of(i, &settings.tag_prefix))
         .collect();
-    let live = live_scanner_instances(ec2_client).await?;
+    drop(images);
+    let live = ec2::describe_instances(
+        ec2_client,
+        Instances::Scanners {
+            scan_id: None,
+            live_only: true,
+        },
+    )
+    .await?;
     let in_flight = live.len();
     let scanning: HashMap<String, String> = live
         .into_iter()
-        .filter_map(|i| Some((i.ami_id?, i.instance_id)))
+        .filter_map(|i| Some((i.ami_id?, i.instance_id.to_string())))
         .collect();
     let plan = plan_scans(
         candidates,
@@ -611,13 +488,11 @@ pub async fn find_and_start(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use chrono::TimeZone;
-    use serde_json::json;
 
     fn ami(id: &str, state: &str, last: Option<&str>) -> AmiCandidate {
         AmiCandidate {
-            ami_id: id.into(),
+            ami_id: id.parse().unwrap(),
             name: None,
             platform: "Linux/UNIX".into(),
             state: state.into(),
@@ -629,7 +504,8 @@ mod tests {
     #[test]
     fn requests_parse_into_tagged_or_named_runs() {
         let scheduled: Value =
-            serde_json::from_str(include_str!("../../../events/find-amis/scheduled.json")).unwrap();
+            serde_json::from_str(include_str!("../../../../events/find-amis/scheduled.json"))
+                .unwrap();
         assert_eq!(
             parse_request(scheduled).unwrap(),
             FindRequest::Tagged { force: false }
@@ -639,20 +515,21 @@ mod tests {
             FindRequest::Tagged { force: false }
         );
         let manual: Value =
-            serde_json::from_str(include_str!("../../../events/find-amis/manual.json")).unwrap();
+            serde_json::from_str(include_str!("../../../../events/find-amis/manual.json")).unwrap();
         assert_eq!(
             parse_request(manual).unwrap(),
             FindRequest::Requested {
                 ami_ids: vec![
-                    "ami-0123456789abcdef0".into(),
-                    "ami-0fedcba9876543210".into()
+                    "ami-0123456789abcdef0".parse().unwrap(),
+                    "ami-0fedcba9876543210".parse().unwrap()
                 ],
                 force: false
             }
         );
-        let rescan: Value =
-            serde_json::from_str(include_str!("../../../events/find-amis/rescan-today.json"))
-                .unwrap();
+        let rescan: Value = serde_json::from_str(include_str!(
+            "../../../../events/find-amis/rescan-today.json"
+        ))
+        .unwrap();
         assert!(matches!(
             parse_request(rescan).unwrap(),
             FindRequest::Requested { force: true, .. }
@@ -718,40 +595,6 @@ mod tests {
         assert_eq!(plan.to_start.len() + plan.skipped.len(), 6);
     }
 
-    fn image(id: &str) -> ec2::types::Image {
-        ec2::types::Image::builder()
-            .image_id(id)
-            .state(ec2::types::ImageState::Available)
-            .build()
-    }
-
-    #[tokio::test]
-    async fn listing_follows_every_page() {
-        let page1 = mock!(ec2::Client::describe_images)
-            .match_requests(|r| r.next_token().is_none() && r.owners() == ["self"])
-            .then_output(|| {
-                ec2::operation::describe_images::DescribeImagesOutput::builder()
-                    .images(image("ami-00000001"))
-                    .images(image("ami-00000002"))
-                    .next_token("page-2")
-                    .build()
-            });
-        let page2 = mock!(ec2::Client::describe_images)
-            .match_requests(|r| r.next_token() == Some("page-2"))
-            .then_output(|| {
-                ec2::operation::describe_images::DescribeImagesOutput::builder()
-                    .images(image("ami-00000003"))
-                    .build()
-            });
-        let client = mock_client!(ec2, RuleMode::Sequential, [&page1, &page2]);
-        let images = list_tagged_amis(&client, "InspectorScan", "true")
-            .await
-            .unwrap();
-        let ids: Vec<_> = images.iter().filter_map(|i| i.image_id()).collect();
-        assert_eq!(ids, ["ami-00000001", "ami-00000002", "ami-00000003"]);
-        assert_eq!((page1.num_calls(), page2.num_calls()), (1, 1));
-    }
-
     fn summary_settings() -> FindSettings {
         FindSettings {
             selection_tag_key: "InspectorScan".into(),
@@ -776,9 +619,9 @@ mod tests {
         let started = FindOutput {
             found: 2,
             started: vec![StartedScan {
-                ami_id: "ami-00000001".into(),
-                scan_id: naming::scan_id(
-                    "ami-00000001",
+                ami_id: "ami-00000001".parse().unwrap(),
+                scan_id: ScanId::new(
+                    &"ami-00000001".parse().unwrap(),
                     Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap(),
                     false,
                 ),

@@ -1,7 +1,7 @@
 """`make query`: runs the named queries (queries/*.sql) in DuckDB over the
 reports that `make demo` saved, and prints each result as a table.
 
-    python tests/local-cloud/query.py [--reports DIR] [QUERY ...]
+    python local/query.py [--reports DIR] [QUERY ...]
 
 QUERY is a file name or a query name, in part (`top-cves`, `01`).
 """

@@ -1,0 +1,38 @@
+//! Step Functions: starting an execution by name, idempotently.
+
+pub use aws_sdk_sfn::{config, error, operation, types, Client};
+
+use crate::error::{Error, Result};
+
+pub enum Started {
+    /// A new execution, by its ARN.
+    New(String),
+    /// An execution of this name already exists (StartExecution is
+    /// idempotent by name for 90 days).
+    AlreadyExists,
+}
+
+pub async fn start_execution(
+    client: &Client,
+    machine_arn: &str,
+    name: &str,
+    input: String,
+) -> Result<Started> {
+    match client
+        .start_execution()
+        .state_machine_arn(machine_arn)
+        .name(name)
+        .input(input)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(Started::New(out.execution_arn)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_execution_already_exists()) =>
+        {
+            Ok(Started::AlreadyExists)
+        }
+        Err(e) => Err(Error::from_sdk("StartExecution", e)),
+    }
+}

@@ -1,0 +1,348 @@
+//! cleanup: remove what a scan created. Targeted mode removes one scan's
+//! instance and rule; sweep mode finds what a lost execution left behind.
+//! Both refuse to touch anything that does not carry the scanner tag, and
+//! count "already gone" as success.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::aws::ec2::{self, Instances, ScannerInstance};
+use crate::aws::events;
+use crate::error::{Error, Result};
+use crate::model::{
+    parse_event, Input, InstanceId, RuleName, ScanContext, ScanId, RULE_NAME_PREFIX,
+};
+use crate::naming;
+use crate::settings::{vars, Bounded, EnvReader, FromEnv, ScanTimeoutMinutes};
+use crate::tags;
+
+/// cleanup: when a scanner instance counts as orphaned.
+#[derive(Debug, Clone)]
+pub struct CleanupSettings {
+    pub scan_timeout_minutes: u32,
+    pub sweep_margin_minutes: u32,
+}
+
+impl FromEnv for CleanupSettings {
+    fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
+        let timeout: Option<ScanTimeoutMinutes> = env.required(vars::SCAN_TIMEOUT_MINUTES);
+        let margin: Option<Bounded<0, 1440>> =
+            env.optional(vars::SWEEP_MARGIN_MINUTES, Bounded(30));
+        env.finish(|| {
+            Some(CleanupSettings {
+                scan_timeout_minutes: timeout?.0,
+                sweep_margin_minutes: margin?.0,
+            })
+        })
+    }
+}
+
+/// What to clean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CleanupRequest {
+    /// One scan: instances tagged with the scan id, the named instance, the
+    /// named rule, and the rule of every instance found.
+    Targeted {
+        scan_id: Option<ScanId>,
+        instance_id: Option<InstanceId>,
+        rule_name: Option<RuleName>,
+    },
+    /// Everything orphaned.
+    Sweep,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CleanupEvent {
+    #[serde(default)]
+    sweep: bool,
+    /// The whole scan context, as the state machines pass it.
+    #[serde(default)]
+    scan: Option<ScanContext>,
+    #[serde(default)]
+    scan_id: Option<ScanId>,
+    #[serde(default)]
+    instance_id: Option<InstanceId>,
+    #[serde(default)]
+    rule_name: Option<RuleName>,
+}
+
+impl Input for CleanupEvent {
+    fn check(&self) -> Result<()> {
+        if let Some(scan) = &self.scan {
+            scan.check_at("scan")?;
+        }
+        let targeted = self.scan.is_some()
+            || self.scan_id.is_some()
+            || self.instance_id.is_some()
+            || self.rule_name.is_some();
+        match (self.sweep, targeted) {
+            (true, true) => Err(Error::invalid(
+                "sweep",
+                "cannot be combined with scan, scan_id, instance_id or rule_name",
+            )),
+            (false, false) => Err(Error::invalid(
+                "scan_id",
+                "missing: give scan, scan_id, instance_id or rule_name, or \"sweep\": true",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Parses a scheduled event (sweep), `{"sweep": true}`, or a targeted request
+/// given as ids or as `{"scan": {…}}`.
+pub fn parse_request(payload: Value) -> Result<CleanupRequest> {
+    if payload.get("detail-type").is_some() {
+        let _event: aws_lambda_events::eventbridge::EventBridgeEvent = parse_event(payload)?;
+        return Ok(CleanupRequest::Sweep);
+    }
+    let event: CleanupEvent = parse_event(payload)?;
+    if event.sweep {
+        return Ok(CleanupRequest::Sweep);
+    }
+    let (mut scan_id, mut instance_id, mut rule_name) =
+        (event.scan_id, event.instance_id, event.rule_name);
+    if let Some(scan) = event.scan {
+        scan_id = scan_id.or(Some(scan.scan_id));
+        instance_id = instance_id.or(scan.instance_id);
+        rule_name = rule_name.or(scan.rule_name);
+    }
+    Ok(CleanupRequest::Targeted {
+        scan_id,
+        instance_id,
+        rule_name,
+    })
+}
+
+/// What was removed, and what was already gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CleanupReport {
+    pub terminated: Vec<InstanceId>,
+    pub instances_already_gone: Vec<InstanceId>,
+    pub rules_deleted: Vec<RuleName>,
+    pub rules_already_gone: Vec<RuleName>,
+}
+
+async fn delete_rules(
+    client: &events::Client,
+    names: BTreeSet<RuleName>,
+    report: &mut CleanupReport,
+) -> Result<()> {
+    for name in names {
+        if events::delete_rule(client, name.as_str(), &[naming::RULE_TARGET_ID]).await? {
+            info!(rule_name = %name, "rule deleted");
+            report.rules_deleted.push(name);
+        } else {
+            report.rules_already_gone.push(name);
+        }
+    }
+    Ok(())
+}
+
+fn not_managed(id: &InstanceId) -> Error {
+    Error::NotScannerManaged {
+        kind: "instance",
+        id: id.to_string(),
+        tag: tags::MANAGED_TAG.into(),
+    }
+}
+
+/// Targeted cleanup of one scan. The scan's instances are read once, and
+/// every instance is checked for the scanner tag before anything changes.
+pub async fn cleanup_scan(
+    ec2_client: &ec2::Client,
+    events_client: &events::Client,
+    scan_id: Option<&ScanId>,
+    instance_id: Option<&InstanceId>,
+    rule_name: Option<&RuleName>,
+) -> Result<CleanupReport> {
+    let mut report = CleanupReport::default();
+    let mut rules: BTreeSet<RuleName> = rule_name.cloned().into_iter().collect();
+    // By scan id when there is one: that also finds an instance whose
+    // launch response was lost.
+    let found = match (scan_id, instance_id) {
+        (Some(scan_id), _) => {
+            ec2::describe_instances(
+                ec2_client,
+                Instances::Scanners {
+                    scan_id: Some(scan_id),
+                    live_only: false,
+                },
+            )
+            .await?
+        }
+        (None, Some(id)) => ec2::describe_instances(ec2_client, Instances::ById(id)).await?,
+        (None, None) => Vec::new(),
+    };
+    let mut live: BTreeSet<InstanceId> = BTreeSet::new();
+    if let Some(id) = instance_id {
+        let named = match found.iter().find(|i| &i.instance_id == id) {
+            Some(instance) => Some(instance.clone()),
+            // Not among the scan's: someone else's instance, or gone.
+            None if scan_id.is_some() => ec2::describe_instances(ec2_client, Instances::ById(id))
+                .await?
+                .into_iter()
+                .next(),
+            None => None,
+        };
+        match named {
+            Some(instance) if !instance.managed => return Err(not_managed(id)),
+            Some(instance) if instance.is_live() => {
+                live.insert(id.clone());
+            }
+            _ => report.instances_already_gone.push(id.clone()),
+        }
+        rules.insert(RuleName::for_instance(id));
+    }
+    for instance in found.iter().filter(|i| i.managed) {
+        rules.insert(RuleName::for_instance(&instance.instance_id));
+        if instance.is_live() {
+            live.insert(instance.instance_id.clone());
+        }
+    }
+    let live: Vec<InstanceId> = live.into_iter().collect();
+    ec2::terminate_instances(ec2_client, &live).await?;
+    for id in &live {
+        info!(instance_id = %id, "instance terminated");
+    }
+    report.terminated = live;
+    delete_rules(events_client, rules, &mut report).await?;
+    Ok(report)
+}
+
+/// Whether a scanner instance has outlived any scan's deadline.
+pub fn is_orphaned(
+    instance: &ScannerInstance,
+    now: DateTime<Utc>,
+    settings: &CleanupSettings,
+) -> bool {
+    let limit = Duration::minutes(i64::from(
+        settings.scan_timeout_minutes + settings.sweep_margin_minutes,
+    ));
+    instance.launch_time.is_some_and(|t| now - t > limit)
+}
+
+/// Sweep: terminate scanner instances past the deadline plus the margin, and
+/// delete scanner rules whose instance is no longer live.
+pub async fn sweep(
+    ec2_client: &ec2::Client,
+    events_client: &events::Client,
+    settings: &CleanupSettings,
+    now: DateTime<Utc>,
+) -> Result<CleanupReport> {
+    let mut report = CleanupReport::default();
+    let instances = ec2::describe_instances(
+        ec2_client,
+        Instances::Scanners {
+            scan_id: None,
+            live_only: true,
+        },
+    )
+    .await?;
+    let (orphans, running): (Vec<_>, Vec<_>) = instances
+        .into_iter()
+        .partition(|i| is_orphaned(i, now, settings));
+    for orphan in &orphans {
+        warn!(instance_id = %orphan.instance_id, scan_id = orphan.scan_id.as_deref().unwrap_or_default(), "terminating an orphaned scan instance");
+    }
+    let orphan_ids: Vec<InstanceId> = orphans.into_iter().map(|i| i.instance_id).collect();
+    ec2::terminate_instances(ec2_client, &orphan_ids).await?;
+    report.terminated = orphan_ids;
+
+    let still_live: BTreeSet<InstanceId> = running.into_iter().map(|i| i.instance_id).collect();
+    let mut stale = BTreeSet::new();
+    for name in events::rule_names(events_client, RULE_NAME_PREFIX).await? {
+        let rule = name.parse::<RuleName>().ok();
+        match rule.as_ref().and_then(|r| r.instance().map(|i| (r, i))) {
+            Some((_, id)) if still_live.contains(&id) => {}
+            Some((rule, _)) => {
+                stale.insert(rule.clone());
+            }
+            None => {
+                warn!(rule_name = %name, "rule has the scanner prefix but no instance id; left alone")
+            }
+        }
+    }
+    delete_rules(events_client, stale, &mut report).await?;
+    report.rules_already_gone.clear();
+    info!(
+        terminated = report.terminated.len(),
+        rules_deleted = report.rules_deleted.len(),
+        "sweep done"
+    );
+    Ok(report)
+}
+
+/// Runs a parsed request.
+pub async fn run(
+    ec2_client: &ec2::Client,
+    events_client: &events::Client,
+    settings: &CleanupSettings,
+    request: &CleanupRequest,
+    now: DateTime<Utc>,
+) -> Result<CleanupReport> {
+    match request {
+        CleanupRequest::Sweep => sweep(ec2_client, events_client, settings, now).await,
+        CleanupRequest::Targeted {
+            scan_id,
+            instance_id,
+            rule_name,
+        } => {
+            cleanup_scan(
+                ec2_client,
+                events_client,
+                scan_id.as_ref(),
+                instance_id.as_ref(),
+                rule_name.as_ref(),
+            )
+            .await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::tests::env;
+    use serde_json::json;
+
+    #[test]
+    fn requests_name_the_field_that_is_wrong() {
+        let field = |v: Value| match parse_request(v).unwrap_err() {
+            Error::InvalidInput { field, .. } => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(json!({})), "scan_id");
+        assert_eq!(
+            field(json!({"rule_name": "someone-elses-rule"})),
+            "rule_name"
+        );
+        assert_eq!(field(json!({"instance_id": "i-zz"})), "instance_id");
+        assert_eq!(
+            field(json!({"sweep": true, "scan_id": "ami-12345678-20261123"})),
+            "sweep"
+        );
+        assert_eq!(
+            parse_request(json!({"sweep": true})).unwrap(),
+            CleanupRequest::Sweep
+        );
+    }
+
+    #[test]
+    fn the_sweep_margin_defaults_and_the_timeout_is_range_checked() {
+        let err = CleanupSettings::from_env(env(&[("SCAN_TIMEOUT_MINUTES", "0")])).unwrap_err();
+        assert!(err.to_string().contains(
+            "SCAN_TIMEOUT_MINUTES=\"0\" is malformed: expected a whole number from 1 to 1440"
+        ));
+        let ok = CleanupSettings::from_env(env(&[("SCAN_TIMEOUT_MINUTES", "120")])).unwrap();
+        assert_eq!(
+            (ok.scan_timeout_minutes, ok.sweep_margin_minutes),
+            (120, 30)
+        );
+    }
+}

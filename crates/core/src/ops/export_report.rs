@@ -1,0 +1,299 @@
+//! export-report: read every Inspector finding for the scan instance (before
+//! anything is terminated), stream them to S3 as JSON Lines (and the human
+//! report), write the per-scan summary last, and return it with the verdict.
+
+use chrono::{DateTime, Utc};
+use tracing::{info, warn};
+
+use crate::aws::inspector;
+use crate::aws::s3::{self, ObjectWriter};
+use crate::error::{Error, Result};
+use crate::model::{time, InspectorFacts, InstanceId, ReportInput, ScanContext, Verdict};
+use crate::report::{self, HumanReport, ReportFormat, ScanSummary, Tally};
+use crate::settings::{vars, BucketName, EnvReader, FromEnv, KmsKeyArn, Threshold};
+
+/// export-report: where reports go and what fails a scan.
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    pub report_bucket: BucketName,
+    pub report_kms_key_arn: KmsKeyArn,
+    pub report_format: ReportFormat,
+    pub severity_threshold: Threshold,
+}
+
+impl FromEnv for ExportSettings {
+    fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
+        let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
+        let key: Option<KmsKeyArn> = env.required(vars::REPORT_KMS_KEY_ARN);
+        let format: Option<ReportFormat> = env.required(vars::REPORT_FORMAT);
+        let threshold: Option<Threshold> = env.required(vars::SEVERITY_THRESHOLD);
+        env.finish(|| {
+            Some(ExportSettings {
+                report_bucket: bucket?,
+                report_kms_key_arn: key?,
+                report_format: format?,
+                severity_threshold: threshold?,
+            })
+        })
+    }
+}
+
+/// When the scan happened: the time of Inspector's "scan complete" event, so
+/// a retried export writes to the same partition and a late export still
+/// files the scan under the day Inspector made it. Falls back to `now` when
+/// there is no event time, when it does not parse, or when it lies in the
+/// future (a skewed clock).
+pub fn scan_time(inspector: &InspectorFacts, now: DateTime<Utc>) -> DateTime<Utc> {
+    let Some(raw) = inspector.event_time.as_deref() else {
+        return now;
+    };
+    match time::parse(raw) {
+        Some(t) if t <= now => t,
+        Some(_) => now,
+        None => {
+            warn!(
+                event_time = raw,
+                "Inspector event time unreadable; using the current time"
+            );
+            now
+        }
+    }
+}
+
+/// The objects one export writes as it streams.
+struct Writers<'a> {
+    findings: ObjectWriter<'a>,
+    report: Option<(ObjectWriter<'a>, HumanReport)>,
+}
+
+impl Writers<'_> {
+    async fn abort(self) {
+        self.findings.abort().await;
+        if let Some((w, _)) = self.report {
+            w.abort().await;
+        }
+    }
+}
+
+async fn stream_findings(
+    client: &inspector::Client,
+    writers: &mut Writers<'_>,
+    scan: &ScanContext,
+    instance_id: &InstanceId,
+    scanned_at: DateTime<Utc>,
+) -> Result<Tally> {
+    let mut tally = Tally::default();
+    if let Some((w, human)) = &mut writers.report {
+        w.write(&human.header()?).await?;
+    }
+    let mut pages = inspector::findings_of(client, instance_id)?;
+    while let Some(page) = pages.next().await {
+        let mut lines = Vec::new();
+        let mut human_bytes = Vec::new();
+        for finding in page? {
+            let row = report::finding_row(&finding, scan, instance_id, scanned_at);
+            tally.add(&row);
+            serde_json::to_writer(&mut lines, &row)
+                .map_err(|e| Error::Internal(format!("encoding a finding row: {e}")))?;
+            lines.push(b'\n');
+            if let Some((_, human)) = &mut writers.report {
+                human_bytes.extend(human.row(&finding, &row, scan)?);
+            }
+        }
+        writers.findings.write(&lines).await?;
+        if let Some((w, _)) = &mut writers.report {
+            w.write(&human_bytes).await?;
+        }
+    }
+    if let Some((w, human)) = &mut writers.report {
+        w.write(&human.footer()).await?;
+    }
+    Ok(tally)
+}
+
+/// Exports the scan's findings and returns its summary.
+pub async fn run(
+    inspector: &inspector::Client,
+    s3_client: &s3::Client,
+    settings: &ExportSettings,
+    input: ReportInput,
+    now: DateTime<Utc>,
+) -> Result<ScanSummary> {
+    let scanned_at = scan_time(&input.inspector, now);
+    let scan = input.scan;
+    let instance_id = scan.require_instance("scan")?.clone();
+    let bucket = settings.report_bucket.0.as_str();
+    let kms = settings.report_kms_key_arn.0.as_str();
+    let human = settings.report_format.writer();
+    let keys = report::report_keys(&scan, scanned_at, human.as_ref().map(|h| h.extension()));
+    let object = |key: &str, content_type: &'static str| {
+        ObjectWriter::new(s3_client, bucket, kms, key.to_string(), content_type)
+    };
+    let mut writers = Writers {
+        findings: object(&keys.findings, "application/x-ndjson"),
+        report: keys
+            .report
+            .as_deref()
+            .zip(human)
+            .map(|(key, human)| (object(key, human.content_type()), human)),
+    };
+    let tally =
+        match stream_findings(inspector, &mut writers, &scan, &instance_id, scanned_at).await {
+            Ok(tally) => tally,
+            Err(err) => {
+                writers.abort().await;
+                return Err(err);
+            }
+        };
+    let Writers { findings, report } = writers;
+    let data_bytes = findings.finish().await?;
+    let report_bytes = match report {
+        Some((w, _)) => w.finish().await?,
+        None => 0,
+    };
+
+    let summary = ScanSummary {
+        scan_id: scan.scan_id.to_string(),
+        ami_id: scan.ami_id.to_string(),
+        ami_name: scan.ami_name.clone(),
+        platform: scan.platform.clone(),
+        instance_id: instance_id.to_string(),
+        instance_type: scan.instance_type.clone(),
+        requested_at: scan.requested_at.map(time::timestamp),
+        launched_at: scan.launched_at.map(time::timestamp),
+        scanned_at: time::timestamp(scanned_at),
+        verdict: Verdict::of(&tally.active, settings.severity_threshold.0),
+        severity_threshold: settings.severity_threshold.to_string(),
+        highest_severity: tally
+            .active
+            .highest()
+            .map_or("NONE", |s| s.as_str())
+            .to_string(),
+        finding_count: tally.rows,
+        counts: tally.active,
+        bucket: bucket.to_string(),
+        findings_key: keys.findings.clone(),
+        summary_key: keys.summary.clone(),
+        report_uri: format!(
+            "s3://{bucket}/{}",
+            keys.report.as_ref().unwrap_or(&keys.findings)
+        ),
+        report_key: keys.report.clone(),
+    };
+    // The summary goes last: its presence means the scan's data is complete.
+    let mut line = serde_json::to_vec(&summary)
+        .map_err(|e| Error::Internal(format!("encoding the summary: {e}")))?;
+    line.push(b'\n');
+    let mut writer = object(&keys.summary, "application/x-ndjson");
+    writer.write(&line).await?;
+    writer.finish().await?;
+    info!(
+        scan_id = %summary.scan_id,
+        instance_id = %instance_id,
+        findings = summary.finding_count,
+        critical = summary.counts.critical,
+        high = summary.counts.high,
+        verdict = summary.verdict.as_str(),
+        data_bytes,
+        report_bytes,
+        "report exported"
+    );
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::inspector::operation::list_findings::ListFindingsOutput;
+    use crate::aws::s3::operation::put_object::PutObjectOutput;
+    use crate::aws::s3::types::ServerSideEncryption;
+    use crate::model::Severity;
+    use crate::settings::Threshold;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+
+    fn settings() -> ExportSettings {
+        ExportSettings {
+            report_bucket: "amiscan-reports".parse().unwrap(),
+            report_kms_key_arn: "arn:aws:kms:us-east-1:123456789012:key/k".parse().unwrap(),
+            report_format: ReportFormat::None,
+            severity_threshold: Threshold(Some(Severity::High)),
+        }
+    }
+
+    fn page(findings: &[(&str, &str)], next: Option<&str>) -> ListFindingsOutput {
+        let mut out = ListFindingsOutput::builder().set_next_token(next.map(str::to_string));
+        for (arn, severity) in findings {
+            out = out.findings(crate::report::rows::tests::sample_finding(
+                arn, severity, "ACTIVE",
+            ));
+        }
+        out.build()
+    }
+
+    #[test]
+    fn the_scan_is_dated_by_inspectors_event_unless_it_is_missing_unreadable_or_ahead() {
+        let now: DateTime<Utc> = "2026-11-23T12:00:00Z".parse().unwrap();
+        let facts = |t: serde_json::Value| -> InspectorFacts {
+            serde_json::from_value(serde_json::json!({"event_time": t})).unwrap()
+        };
+        assert_eq!(
+            scan_time(&facts("2026-11-16T08:30:00Z".into()), now),
+            "2026-11-16T08:30:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+        assert_eq!(scan_time(&InspectorFacts::default(), now), now);
+        assert_eq!(scan_time(&facts(serde_json::Value::Null), now), now);
+        assert_eq!(scan_time(&facts("1763280000".into()), now), now);
+        assert_eq!(scan_time(&facts(1763280000.into()), now), now);
+        assert_eq!(scan_time(&facts("2026-11-27T13:41:10Z".into()), now), now);
+    }
+
+    #[tokio::test]
+    async fn every_page_of_findings_is_read_and_counted() {
+        let first = mock!(inspector::Client::list_findings)
+            .match_requests(|r| r.next_token().is_none() && r.max_results() == Some(100))
+            .then_output(|| page(&[("arn:1", "HIGH"), ("arn:2", "LOW")], Some("t2")));
+        let second = mock!(inspector::Client::list_findings)
+            .match_requests(|r| {
+                r.next_token() == Some("t2")
+                    && r.filter_criteria()
+                        .map(|f| f.resource_id()[0].value() == "i-0123456789abcdef0")
+                        .unwrap_or(false)
+            })
+            .then_output(|| page(&[("arn:3", "MEDIUM")], None));
+        let inspector = mock_client!(aws_sdk_inspector2, RuleMode::Sequential, [&first, &second]);
+        let data = mock!(s3::Client::put_object)
+            .match_requests(|r| {
+                r.key()
+                    .is_some_and(|k| k.starts_with("findings/scan_date="))
+                    && r.server_side_encryption() == Some(&ServerSideEncryption::AwsKms)
+                    && r.ssekms_key_id() == Some("arn:aws:kms:us-east-1:123456789012:key/k")
+            })
+            .then_output(|| PutObjectOutput::builder().build());
+        let summary = mock!(s3::Client::put_object)
+            .match_requests(|r| r.key().is_some_and(|k| k.starts_with("scans/scan_date=")))
+            .then_output(|| PutObjectOutput::builder().build());
+        let s3_client = mock_client!(aws_sdk_s3, RuleMode::Sequential, [&data, &summary]);
+        let request: ReportInput = serde_json::from_str(include_str!(
+            "../../../../events/export-report/scan-complete.json"
+        ))
+        .unwrap();
+        let out = run(&inspector, &s3_client, &settings(), request, Utc::now())
+            .await
+            .unwrap();
+        assert_eq!(out.finding_count, 3);
+        assert_eq!(
+            (out.counts.high, out.counts.medium, out.counts.low),
+            (1, 1, 1)
+        );
+        assert_eq!(out.verdict, Verdict::Fail);
+        assert_eq!(
+            (
+                first.num_calls(),
+                second.num_calls(),
+                data.num_calls(),
+                summary.num_calls()
+            ),
+            (1, 1, 1, 1)
+        );
+    }
+}

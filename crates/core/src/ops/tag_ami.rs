@@ -1,0 +1,315 @@
+//! tag-ami: write a scan's status and result onto the AMI, under the
+//! configured prefix and within EC2's tag limits.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::info;
+
+use crate::aws::ec2;
+use crate::error::{Error, Result};
+use crate::model::{time, AmiId, Input, ScanContext, ScanStatus, Severity, Verdict};
+use crate::report::ScanSummary;
+use crate::settings::{vars, EnvReader, FromEnv};
+use crate::tags::{self, TagPrefix};
+
+/// What tag-ami does to an AMI whose scan fails the threshold, besides tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailAction {
+    None,
+    /// Deprecate the AMI now (it stays launchable by id).
+    Deprecate,
+    /// Disable the AMI (nobody can launch it until it is re-enabled).
+    Disable,
+}
+
+impl FromStr for FailAction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" => Ok(FailAction::None),
+            "deprecate" => Ok(FailAction::Deprecate),
+            "disable" => Ok(FailAction::Disable),
+            _ => Err("expected none, deprecate or disable".into()),
+        }
+    }
+}
+
+/// tag-ami: the prefix of every result tag, and the action on a FAIL verdict.
+#[derive(Debug, Clone)]
+pub struct TagSettings {
+    pub tag_prefix: TagPrefix,
+    pub fail_action: FailAction,
+}
+
+impl FromEnv for TagSettings {
+    fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
+        let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
+        let action: Option<FailAction> = env.optional(vars::FAIL_ACTION, FailAction::None);
+        env.finish(|| {
+            Some(TagSettings {
+                tag_prefix: prefix?,
+                fail_action: action?,
+            })
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TagRequest {
+    pub scan: ScanContext,
+    pub status: ScanStatus,
+    /// Why a scan failed or timed out: text, or a Step Functions error
+    /// object (`{"Error": …, "Cause": …}`).
+    #[serde(default)]
+    pub reason: Option<Value>,
+    /// The export's summary; required with `COMPLETE`.
+    #[serde(default)]
+    pub summary: Option<ScanSummary>,
+}
+
+impl Input for TagRequest {
+    fn check(&self) -> Result<()> {
+        self.scan.check_at("scan")?;
+        match (&self.summary, self.status) {
+            (None, ScanStatus::Complete) => Err(Error::invalid(
+                "summary",
+                "is required when status is COMPLETE",
+            )),
+            (Some(summary), ScanStatus::Complete)
+                if summary.ami_id != self.scan.ami_id.as_str()
+                    || summary.scan_id != self.scan.scan_id.as_str() =>
+            {
+                Err(Error::invalid(
+                    "summary",
+                    format!(
+                        "belongs to {} {}, not to this scan",
+                        summary.ami_id, summary.scan_id
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagOutput {
+    pub ami_id: AmiId,
+    pub tags: BTreeMap<String, String>,
+    pub removed: Vec<String>,
+    /// `deprecated` or `disabled` when the FAIL action was applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+}
+
+/// A reason as one line of text.
+pub fn reason_text(reason: &Value) -> String {
+    match reason {
+        Value::String(s) => s.clone(),
+        Value::Object(map) => {
+            let part = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or_default();
+            match (part("Error"), part("Cause")) {
+                ("", "") => reason.to_string(),
+                (e, "") => e.to_string(),
+                ("", c) => c.to_string(),
+                (e, c) => format!("{e}: {c}"),
+            }
+        }
+        other => other.to_string(),
+    }
+    .split_whitespace()
+    .collect::<Vec<_>>()
+    .join(" ")
+}
+
+/// The tags to set and the tag keys to remove. Count, verdict and report tags
+/// always describe the last completed scan; `status` the latest one. The
+/// reason is replaced by a scan that ends with one and removed by a scan
+/// that completes or ends without one; a scan in progress leaves it, so
+/// starting a scan costs one call.
+pub fn result_tags(
+    prefix: &TagPrefix,
+    request: &TagRequest,
+    now: DateTime<Utc>,
+) -> (BTreeMap<String, String>, Vec<String>) {
+    let mut set = BTreeMap::new();
+    let mut remove = Vec::new();
+    set.insert(
+        prefix.key(tags::STATUS),
+        request.status.as_str().to_string(),
+    );
+    set.insert(prefix.key(tags::STATUS_AT), time::timestamp(now));
+    set.insert(prefix.key(tags::SCAN_ID), request.scan.scan_id.to_string());
+    match (request.status, &request.summary) {
+        (ScanStatus::Complete, Some(summary)) => {
+            set.insert(prefix.key(tags::LAST_SCAN), summary.scanned_at.clone());
+            set.insert(
+                prefix.key(tags::VERDICT),
+                summary.verdict.as_str().to_string(),
+            );
+            for severity in Severity::RATED {
+                set.insert(
+                    prefix.key(&severity.as_str().to_ascii_lowercase()),
+                    summary.counts.get(severity).to_string(),
+                );
+            }
+            set.insert(
+                prefix.key(tags::FINDINGS),
+                summary.counts.total().to_string(),
+            );
+            set.insert(prefix.key(tags::REPORT_URI), summary.report_uri.clone());
+            remove.push(prefix.key(tags::REASON));
+        }
+        (ScanStatus::InProgress, _) => {}
+        _ => match request
+            .reason
+            .as_ref()
+            .map(reason_text)
+            .filter(|r| !r.is_empty())
+        {
+            Some(reason) => {
+                set.insert(prefix.key(tags::REASON), reason);
+            }
+            None => remove.push(prefix.key(tags::REASON)),
+        },
+    }
+    for value in set.values_mut() {
+        *value = tags::tag_value(value);
+    }
+    (set, remove)
+}
+
+/// Tags the AMI. An AMI that is gone is `NotFound`, by EC2's own answer.
+pub async fn run(
+    client: &ec2::Client,
+    settings: &TagSettings,
+    request: TagRequest,
+    now: DateTime<Utc>,
+) -> Result<TagOutput> {
+    let ami_id = request.scan.ami_id.clone();
+    let (set, remove) = result_tags(&settings.tag_prefix, &request, now);
+    ec2::create_tags(client, ami_id.as_str(), &set)
+        .await
+        .map_err(|err| match err.aws_code() {
+            Some("InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable") => Error::NotFound {
+                kind: "AMI",
+                id: ami_id.to_string(),
+            },
+            _ => err,
+        })?;
+    ec2::delete_tags(client, ami_id.as_str(), &remove).await?;
+    info!(ami_id = %ami_id, status = %request.status, "AMI tagged");
+    let failed = request
+        .summary
+        .as_ref()
+        .is_some_and(|s| request.status == ScanStatus::Complete && s.verdict == Verdict::Fail);
+    let action = if failed {
+        apply_fail_action(client, &ami_id, settings.fail_action, now).await?
+    } else {
+        None
+    };
+    Ok(TagOutput {
+        ami_id,
+        tags: set,
+        removed: remove,
+        action,
+    })
+}
+
+/// Deprecates or disables an AMI whose scan failed the threshold.
+async fn apply_fail_action(
+    client: &ec2::Client,
+    ami_id: &AmiId,
+    action: FailAction,
+    now: DateTime<Utc>,
+) -> Result<Option<String>> {
+    let done = match action {
+        FailAction::None => return Ok(None),
+        FailAction::Deprecate => {
+            // EC2 refuses a time in the past and rounds to the minute.
+            ec2::enable_image_deprecation(client, ami_id, now + chrono::Duration::minutes(1))
+                .await?;
+            "deprecated"
+        }
+        FailAction::Disable => {
+            ec2::disable_image(client, ami_id).await?;
+            "disabled"
+        }
+    };
+    info!(ami_id = %ami_id, action = done, "FAIL action applied");
+    Ok(Some(done.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::parse_event;
+    use serde_json::json;
+
+    fn sample(name: &str) -> Value {
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../events/tag-ami")
+                .join(name),
+        )
+        .unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    fn prefix() -> TagPrefix {
+        "amiscan:".parse().unwrap()
+    }
+
+    #[test]
+    fn a_scan_in_progress_sets_three_tags_and_removes_nothing() {
+        let request: TagRequest = parse_event(sample("in-progress.json")).unwrap();
+        let (set, remove) = result_tags(&prefix(), &request, Utc::now());
+        assert_eq!(
+            set.keys().collect::<Vec<_>>(),
+            ["amiscan:scan-id", "amiscan:status", "amiscan:status-at"]
+        );
+        assert!(remove.is_empty());
+    }
+
+    #[test]
+    fn a_completed_scan_sets_its_result_and_clears_the_reason() {
+        let request: TagRequest = parse_event(sample("complete.json")).unwrap();
+        let (set, remove) = result_tags(&prefix(), &request, Utc::now());
+        assert_eq!(set["amiscan:status"], "COMPLETE");
+        assert_eq!(
+            set["amiscan:verdict"],
+            request.summary.as_ref().unwrap().verdict.as_str()
+        );
+        assert!(set.contains_key("amiscan:critical") && set.contains_key("amiscan:report-uri"));
+        assert_eq!(remove, ["amiscan:reason"]);
+        let failed: TagRequest = parse_event(sample("timed-out.json")).unwrap();
+        let (set, remove) = result_tags(&prefix(), &failed, Utc::now());
+        assert!(set.contains_key("amiscan:reason") && remove.is_empty());
+    }
+
+    #[test]
+    fn a_complete_status_needs_this_scans_summary() {
+        let mut complete = sample("complete.json");
+        let field = |v: Value| match parse_event::<TagRequest>(v).unwrap_err() {
+            Error::InvalidInput { field, .. } => field,
+            other => panic!("{other:?}"),
+        };
+        complete["summary"]["scan_id"] = json!("ami-0123456789abcdef0-20200101");
+        assert_eq!(field(complete.clone()), "summary");
+        complete.as_object_mut().unwrap().remove("summary");
+        assert_eq!(field(complete), "summary");
+    }
+
+    #[test]
+    fn reasons_become_one_line() {
+        assert_eq!(
+            reason_text(&json!({"Error": "NoScan", "Cause": "UNMANAGED\n  EC2"})),
+            "NoScan: UNMANAGED EC2"
+        );
+        assert_eq!(reason_text(&json!("plain")), "plain");
+    }
+}

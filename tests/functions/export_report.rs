@@ -1,0 +1,123 @@
+//! export-report against the local cloud.
+
+use amiscan_core::lambda::Handler;
+use amiscan_tests::{finding, Stack};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn export_report_writes_jsonl_csv_and_summary_with_the_verdict() {
+    let stack = Stack::new("eu-central-1").await;
+    let ami = stack.cloud.register_ami("golden-ubuntu", &[]).await;
+    let scan = stack.launched_scan(&ami).await;
+    let instance_id = scan["instance_id"].as_str().unwrap().to_string();
+    stack.cloud.set_findings(
+        &instance_id,
+        vec![
+            finding(
+                1,
+                &instance_id,
+                &ami,
+                "CRITICAL",
+                "CVE-2026-1000",
+                "openssl",
+            ),
+            finding(2, &instance_id, &ami, "HIGH", "CVE-2026-2000", "curl"),
+            finding(3, &instance_id, &ami, "MEDIUM", "CVE-2026-3000", "zlib"),
+        ],
+    );
+    let summary = stack
+        .export_report("CSV")
+        .handle(json!({"scan": scan, "inspector": {"event_time": "2026-11-23T10:00:00Z", "source": "event"}}))
+        .await
+        .unwrap();
+    assert_eq!(summary.verdict.as_str(), "FAIL");
+    assert_eq!(
+        (
+            summary.counts.critical,
+            summary.counts.high,
+            summary.counts.medium
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(summary.finding_count, 3);
+    // Filed under the day of Inspector's event.
+    assert!(summary.findings_key.starts_with("findings/scan_date=2026-11-23/"));
+
+    let (data, sse) = stack
+        .cloud
+        .object_text(&stack.bucket, &summary.findings_key)
+        .await;
+    assert_eq!(sse.as_deref(), Some("aws:kms"));
+    let rows: Vec<Value> = data
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["vulnerability_id"], "CVE-2026-1000");
+    assert_eq!(rows[0]["ami_id"], ami.as_str());
+    assert_eq!(rows[0]["instance_id"], instance_id.as_str());
+    assert_eq!(rows[0]["fixed_in_version"], "1.0.1-1");
+    assert_eq!(rows[0]["exploit_available"], true);
+    let raw: Value = serde_json::from_str(rows[0]["finding_json"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        raw["packageVulnerabilityDetails"]["vulnerabilityId"],
+        "CVE-2026-1000"
+    );
+
+    let (csv, _) = stack
+        .cloud
+        .object_text(&stack.bucket, summary.report_key.as_deref().unwrap())
+        .await;
+    let mut lines = csv.split("\r\n");
+    assert!(lines
+        .next()
+        .unwrap()
+        .starts_with("AWS Account Id,Severity,Fix Available"));
+    assert_eq!(csv.matches("\r\n").count(), 4);
+    assert!(csv.contains("\"openssl: a flaw, \"\"quoted\"\", with a comma\""));
+
+    let (line, _) = stack
+        .cloud
+        .object_text(&stack.bucket, &summary.summary_key)
+        .await;
+    assert_eq!(line.lines().count(), 1);
+    let record: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(record["verdict"], "FAIL");
+    assert_eq!(record["critical"], 1);
+    assert_eq!(record["findings_key"], summary.findings_key.as_str());
+    assert_eq!(
+        summary.report_uri,
+        format!("s3://{}/{}", stack.bucket, summary.report_key.unwrap())
+    );
+}
+
+#[tokio::test]
+async fn export_report_with_no_findings_still_writes_the_summary() {
+    let stack = Stack::new("eu-west-3").await;
+    let ami = stack.cloud.register_ami("golden-clean", &[]).await;
+    let scan = stack.launched_scan(&ami).await;
+    let summary = stack
+        .export_report("JSON")
+        .handle(json!({"scan": scan}))
+        .await
+        .unwrap();
+    assert_eq!(summary.verdict.as_str(), "PASS");
+    assert_eq!(summary.finding_count, 0);
+    let (data, _) = stack
+        .cloud
+        .object_text(&stack.bucket, &summary.findings_key)
+        .await;
+    assert_eq!(data, "");
+    let (report, _) = stack
+        .cloud
+        .object_text(&stack.bucket, summary.report_key.as_deref().unwrap())
+        .await;
+    assert_eq!(serde_json::from_str::<Value>(&report).unwrap(), json!([]));
+    let (line, _) = stack
+        .cloud
+        .object_text(&stack.bucket, &summary.summary_key)
+        .await;
+    let record: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(record["finding_count"], 0);
+    assert_eq!(record["verdict"], "PASS");
+}

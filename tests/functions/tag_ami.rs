@@ -1,0 +1,61 @@
+//! tag-ami against the local cloud.
+
+use amiscan_core::lambda::Handler;
+use amiscan_tests::{error_type, Stack, SELECTION_KEY, SELECTION_VALUE};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn tag_ami_writes_status_then_result_and_reports_a_missing_ami() {
+    let stack = Stack::new("ap-northeast-1").await;
+    let ami = stack
+        .cloud
+        .register_ami("golden", &[(SELECTION_KEY, SELECTION_VALUE)])
+        .await;
+    let scan = Stack::scan_input(&ami);
+
+    stack
+        .tag_ami()
+        .handle(json!({"scan": scan, "status": "TIMED_OUT", "reason": {"Error": "NoScan", "Cause": "UNMANAGED_EC2_INSTANCE"}}))
+        .await
+        .unwrap();
+    let tags = stack.cloud.image_tags(&ami).await;
+    assert_eq!(tags["amiscan:status"], "TIMED_OUT");
+    assert_eq!(tags["amiscan:reason"], "NoScan: UNMANAGED_EC2_INSTANCE");
+
+    let summary: Value =
+        serde_json::from_str(include_str!("../../events/tag-ami/complete.json")).unwrap();
+    let mut request = summary;
+    request["scan"] = scan.clone();
+    request["summary"]["ami_id"] = json!(ami);
+    request["summary"]["scan_id"] = scan["scan_id"].clone();
+    stack.tag_ami().handle(request).await.unwrap();
+    let tags = stack.cloud.image_tags(&ami).await;
+    assert_eq!(tags["amiscan:status"], "COMPLETE");
+    assert_eq!(tags["amiscan:verdict"], "FAIL");
+    assert_eq!(tags["amiscan:critical"], "1");
+    assert_eq!(tags["amiscan:high"], "2");
+    assert!(tags["amiscan:report-uri"].starts_with("s3://"));
+    assert!(
+        !tags.contains_key("amiscan:reason"),
+        "a completed scan clears the old reason"
+    );
+    assert_eq!(
+        tags[SELECTION_KEY], SELECTION_VALUE,
+        "other tags are left alone"
+    );
+
+    stack
+        .cloud
+        .ec2()
+        .deregister_image()
+        .image_id(&ami)
+        .send()
+        .await
+        .unwrap();
+    let err = stack
+        .tag_ami()
+        .handle(json!({"scan": scan, "status": "FAILED"}))
+        .await
+        .unwrap_err();
+    assert_eq!(error_type(err), "NotFound");
+}
