@@ -30,11 +30,7 @@ async fn cleanup_removes_the_instance_and_rule_and_is_idempotent() {
 async fn cleanup_finds_an_instance_by_its_scan_id_when_the_launch_result_was_lost() {
     let stack = Stack::new("ap-south-1").await;
     let ami = stack.cloud.register_ami("golden", &[]).await;
-    let scan = stack
-        .launch_instance("t3.small")
-        .handle(Stack::scan_input(&ami))
-        .await
-        .unwrap();
+    let scan = stack.launched_instance(&ami).await;
     let report = stack
         .cleanup()
         .handle(json!({"scan_id": scan.scan_id}))

@@ -8,11 +8,7 @@ use serde_json::{json, Value};
 async fn create_scan_rule_makes_one_rule_and_target_even_when_run_twice() {
     let stack = Stack::new("ca-central-1").await;
     let ami = stack.cloud.register_ami("golden", &[]).await;
-    let scan = stack
-        .launch_instance("t3.small")
-        .handle(Stack::scan_input(&ami))
-        .await
-        .unwrap();
+    let scan = stack.launched_instance(&ami).await;
     let instance_id = scan.instance_id.clone().unwrap();
     let input = serde_json::to_value(&scan).unwrap();
     let first = stack

@@ -41,7 +41,9 @@ async fn export_report_writes_jsonl_csv_and_summary_with_the_verdict() {
     );
     assert_eq!(summary.finding_count, 3);
     // Filed under the day of Inspector's event.
-    assert!(summary.findings_key.starts_with("findings/scan_date=2026-11-23/"));
+    assert!(summary
+        .findings_key
+        .starts_with("findings/scan_date=2026-11-23/"));
 
     let (data, sse) = stack
         .cloud

@@ -549,7 +549,7 @@ pub fn env(pairs: &[(&str, &str)]) -> MapEnv {
 const FINDING_FIXTURE: &str = include_str!("../fixtures/finding.json");
 
 /// A complete Inspector finding in the API's JSON, from the shared fixture
-/// (its `fill_rules` say how), observed at `at` (epoch seconds).
+/// (its `fill_rules` say how).
 pub fn finding(
     n: usize,
     instance_id: &str,
@@ -724,12 +724,16 @@ impl Stack {
     }
 
     /// Launches a scan instance and creates its rule, as launch-scan does.
-    pub async fn launched_scan(&self, ami_id: &str) -> Value {
-        let scan = self
-            .launch_instance("t3.small")
+    /// Launches a scan instance, as launch-scan's first step does.
+    pub async fn launched_instance(&self, ami_id: &str) -> amiscan_core::model::ScanContext {
+        self.launch_instance("t3.small")
             .handle(Stack::scan_input(ami_id))
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    pub async fn launched_scan(&self, ami_id: &str) -> Value {
+        let scan = self.launched_instance(ami_id).await;
         let scan = self
             .create_scan_rule()
             .handle(serde_json::to_value(scan).unwrap())

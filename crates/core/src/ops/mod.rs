@@ -9,3 +9,44 @@ pub mod export_report;
 pub mod find_amis;
 pub mod launch_instance;
 pub mod tag_ami;
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn sources(dir: &str) -> Vec<(String, String)> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| {
+                let name = p.file_stem().unwrap().to_string_lossy().to_string();
+                (name, std::fs::read_to_string(p).unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_op_uses_another_op_and_the_aws_layer_knows_no_op() {
+        let ops = sources("ops");
+        let names: Vec<&str> = ops
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| *n != "mod")
+            .collect();
+        assert_eq!(names.len(), 7, "{names:?}");
+        for (name, text) in &ops {
+            if name == "mod" {
+                continue;
+            }
+            for other in names.iter().filter(|o| *o != name) {
+                for path in [format!("ops::{other}"), format!("super::{other}")] {
+                    assert!(!text.contains(&path), "ops/{name}.rs uses {path}");
+                }
+            }
+        }
+        for (name, text) in sources("aws") {
+            assert!(!text.contains("ops::"), "aws/{name}.rs uses an op");
+        }
+    }
+}
