@@ -66,6 +66,43 @@ async fn every_function_rejects_a_malformed_event_by_field_and_changes_nothing()
                 .map(drop),
             "instance_id",
         ),
+        // Malformed ids are refused where they stand, by deserialisation.
+        (
+            "tag-ami",
+            stack
+                .tag_ami()
+                .handle(json!({"scan": {"scan_id": scan["scan_id"], "ami_id": "ami-NOTHEX!"}, "status": "FAILED"}))
+                .await
+                .map(drop),
+            "scan.ami_id",
+        ),
+        (
+            "check-scan",
+            stack
+                .check_scan()
+                .handle(json!({"scan_id": scan["scan_id"], "ami_id": ami, "instance_id": "i-1"}))
+                .await
+                .map(drop),
+            "instance_id",
+        ),
+        (
+            "cleanup",
+            stack
+                .cleanup()
+                .handle(json!({"scan": {"scan_id": "ami-1234-20261123", "ami_id": ami}}))
+                .await
+                .map(drop),
+            "scan.scan_id",
+        ),
+        (
+            "find-amis",
+            stack
+                .find_amis(20)
+                .handle(json!({"ami_ids": ["ami-12345678", "ami-1234567"]}))
+                .await
+                .map(drop),
+            "ami_ids[1]",
+        ),
     ];
     for (function, result, field) in malformed {
         match result {
