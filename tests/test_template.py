@@ -342,3 +342,73 @@ def test_every_variable_a_function_requires_is_set_by_the_template():
     for logical, binary in functions().items():
         variables = set(RESOURCES[logical]["Properties"].get("Environment", {}).get("Variables", {}))
         assert required[binary] <= variables, f"{logical} lacks {sorted(required[binary] - variables)}"
+
+
+# ------------------------------------------------------------------ hardening
+
+
+def test_the_key_and_the_report_bucket_outlive_the_stack():
+    # Deleting the key with the stack would lock the kept reports for good.
+    for logical in ("Key", "ReportBucket"):
+        assert RESOURCES[logical].get("DeletionPolicy") == "Retain", logical
+        assert RESOURCES[logical].get("UpdateReplacePolicy") == "Retain", logical
+
+
+def test_every_log_group_is_kept_for_the_retention_and_encrypted_with_the_stack_key():
+    groups = {logical: res for logical, res in RESOURCES.items() if res["Type"] == "AWS::Logs::LogGroup"}
+    for logical, binary in functions().items():
+        config = RESOURCES[logical]["Properties"].get("LoggingConfig", {})
+        group = config.get("LogGroup", {}).get("Ref")
+        assert group in groups, f"{logical} logs to a log group of the stack's"
+        assert binary in groups[group]["Properties"]["LogGroupName"]["Fn::Sub"], group
+    assert "StateMachineLogs" in groups
+    for logical, group in groups.items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, logical
+        assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["Key", "Arn"]}, logical
+    logs = next(s for s in RESOURCES["Key"]["Properties"]["KeyPolicy"]["Statement"]
+                if s.get("Sid") == "LogsEncryptTheStacksLogGroups")
+    assert "kms:EncryptionContext:aws:logs:arn" in logs["Condition"]["ArnLike"]
+
+
+def alarms():
+    return [res["Properties"] for res in RESOURCES.values() if res["Type"] == "AWS::CloudWatch::Alarm"]
+
+
+def test_a_failed_invocation_of_any_function_alarms_on_the_topic():
+    watched = {
+        a["Dimensions"][0]["Value"]["Ref"]
+        for a in alarms()
+        if a["Namespace"] == "AWS/Lambda" and a["MetricName"] == "Errors"
+    }
+    assert watched == set(functions())
+    for alarm in alarms():
+        assert alarm["AlarmActions"] == [{"Ref": "Topic"}]
+        assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_undeliverable_scheduled_invocations_land_in_a_dead_letter_queue_that_alarms():
+    schedules = [
+        (logical, event["Properties"])
+        for logical, res in RESOURCES.items() if res["Type"] == "AWS::Serverless::Function"
+        for event in res["Properties"].get("Events", {}).values() if event["Type"] == "ScheduleV2"
+    ]
+    assert {logical for logical, _ in schedules} == {"FindAmisFunction", "CleanupFunction"}
+    for logical, props in schedules:
+        assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}, logical
+    assert any(a["Namespace"] == "AWS/SQS" and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "QueueName"]}
+               for a in alarms())
+
+
+def test_state_machines_may_send_traces_only_when_tracing_is_on():
+    for logical in MACHINES:
+        props = RESOURCES[logical]["Properties"]
+        assert props["Tracing"] == {"Enabled": {"Fn::If": ["TracingOn", True, False]}}
+        statements = [s for p in props["Policies"] if "Statement" in p for s in p["Statement"]]
+        xray = [s for s in statements if "Fn::If" in s]
+        assert len(xray) == 1, logical
+        condition, granted, otherwise = xray[0]["Fn::If"]
+        assert condition == "TracingOn" and otherwise == {"Ref": "AWS::NoValue"}
+        assert set(granted["Action"]) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords",
+                                         "xray:GetSamplingRules", "xray:GetSamplingTargets"}
+        assert not any(a.startswith("xray:") for s in statements if "Action" in s for a in
+                       ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
