@@ -273,17 +273,33 @@ def test_every_function_is_granted_exactly_the_actions_its_code_declares():
 def test_launch_and_terminate_are_fenced_by_the_scanner_tag():
     launch = RESOURCES["LaunchInstanceFunction"]["Properties"]["Policies"][0]["Statement"]
     run = [s for s in launch if s["Action"] == "ec2:RunInstances"]
-    instance = next(s for s in run if "instance/*" in s["Resource"]["Fn::Sub"])
-    assert instance["Condition"]["StringEquals"] == {
-        "aws:RequestTag/amiscan:managed": "true",
-        "ec2:MetadataHttpTokens": "required",
+    by_kind = {}
+    for statement in run:
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        for resource in resources:
+            text = json.dumps(resource)
+            kind = re.search(r":(instance|volume|image|network-interface|subnet|security-group|snapshot)/", text).group(1)
+            assert kind not in by_kind, f"{kind} is granted twice"
+            by_kind[kind] = statement.get("Condition")
+    profile = {"ec2:InstanceProfile": {"Fn::GetAtt": ["InstanceProfile", "Arn"]}}
+    assert by_kind["instance"] == {
+        "StringEquals": {"aws:RequestTag/amiscan:managed": "true", "ec2:MetadataHttpTokens": "required"},
+        "ArnEquals": profile,
     }
+    assert by_kind["volume"] == {"StringEquals": {"aws:RequestTag/amiscan:managed": "true"},
+                                 "Bool": {"ec2:Encrypted": "true"}}
+    assert by_kind["image"] == {"StringEquals": {"ec2:Owner": {"Ref": "AWS::AccountId"}}}
+    assert by_kind["network-interface"] == {"Bool": {"ec2:AssociatePublicIpAddress": "false"}}
+    assert set(by_kind) == {"instance", "volume", "image", "network-interface", "subnet", "security-group", "snapshot"}
     pass_role = next(s for s in launch if s["Action"] == "iam:PassRole")
     assert pass_role["Resource"] == {"Fn::GetAtt": ["InstanceRole", "Arn"]}
     assert pass_role["Condition"]["StringEquals"] == {"iam:PassedToService": "ec2.amazonaws.com"}
     cleanup = RESOURCES["CleanupFunction"]["Properties"]["Policies"][0]["Statement"]
     terminate = next(s for s in cleanup if s["Action"] == "ec2:TerminateInstances")
-    assert terminate["Condition"]["StringEquals"] == {"ec2:ResourceTag/amiscan:managed": "true"}
+    assert terminate["Condition"] == {
+        "StringEquals": {"ec2:ResourceTag/amiscan:managed": "true"},
+        "ArnEquals": {"ec2:InstanceProfile": {"Fn::GetAtt": ["InstanceProfile", "Arn"]}},
+    }
     assert 'pub const MANAGED_TAG: &str = "amiscan:managed";' in (ROOT / "crates/core/src/tags.rs").read_text()
     assert 'pub const RULE_NAME_PREFIX: &str = "amiscan-scan-";' in (ROOT / "crates/core/src/model/ids.rs").read_text()
     for logical in ("CreateScanRuleFunction", "CleanupFunction"):
