@@ -428,3 +428,25 @@ def test_state_machines_may_send_traces_only_when_tracing_is_on():
                                          "xray:GetSamplingRules", "xray:GetSamplingTargets"}
         assert not any(a.startswith("xray:") for s in statements if "Action" in s for a in
                        ([s["Action"]] if isinstance(s["Action"], str) else s["Action"]))
+
+
+def test_the_image_under_test_reads_no_parameters_and_may_be_kept_to_the_endpoints():
+    role = RESOURCES["InstanceRole"]["Properties"]
+    (deny,) = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert deny["Effect"] == "Deny" and deny["Resource"] == "*"
+    assert {"ssm:GetParameter", "ssm:GetParameters", "ssm:GetParametersByPath"} <= set(deny["Action"])
+    (egress,) = RESOURCES["ScannerSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    anywhere_if, anywhere, rest = egress["Fn::If"]
+    prefix_if, to_prefix_list, to_group = rest["Fn::If"]
+    assert (anywhere_if, prefix_if) == ("EgressAnywhere", "EgressToPrefixList")
+    for rule in (anywhere, to_prefix_list, to_group):
+        assert (rule["FromPort"], rule["ToPort"], rule["IpProtocol"]) == (443, 443, "tcp")
+    assert anywhere["CidrIp"] == "0.0.0.0/0"
+    assert to_prefix_list["DestinationPrefixListId"] == {"Ref": "ScannerEgressTo"} and "CidrIp" not in to_prefix_list
+    assert to_group["DestinationSecurityGroupId"] == {"Ref": "ScannerEgressTo"} and "CidrIp" not in to_group
+    assert "Ingress" not in json.dumps(RESOURCES["ScannerSecurityGroup"])
+    pattern = re.compile(TEMPLATE["Parameters"]["ScannerEgressTo"]["AllowedPattern"])
+    for ok in ("", "pl-0123456789abcdef0", "sg-12345678"):
+        assert pattern.match(ok), ok
+    for bad in ("0.0.0.0/0", "vpce-12345678", "pl-xyz"):
+        assert not pattern.match(bad), bad
