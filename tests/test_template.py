@@ -244,13 +244,26 @@ def declared_actions():
     return {name: set(actions) for name, actions in table["functions"].items()}
 
 
-def granted_actions(resource):
-    actions = set()
+def statements(resource):
+    """A resource's policy statements, with a statement granted under a
+    condition (`Fn::If` with `AWS::NoValue`) counted as granted."""
+    out = []
     for policy in resource["Properties"].get("Policies", []):
         for statement in policy.get("Statement", []):
-            assert statement["Effect"] == "Allow"
-            action = statement["Action"]
-            actions.update([action] if isinstance(action, str) else action)
+            if "Fn::If" in statement:
+                _, granted, otherwise = statement["Fn::If"]
+                assert otherwise == {"Ref": "AWS::NoValue"}, statement
+                statement = granted
+            out.append(statement)
+    return out
+
+
+def granted_actions(resource):
+    actions = set()
+    for statement in statements(resource):
+        assert statement["Effect"] == "Allow"
+        action = statement["Action"]
+        actions.update([action] if isinstance(action, str) else action)
     return actions
 
 
@@ -450,3 +463,20 @@ def test_the_image_under_test_reads_no_parameters_and_may_be_kept_to_the_endpoin
         assert pattern.match(ok), ok
     for bad in ("0.0.0.0/0", "vpce-12345678", "pl-xyz"):
         assert not pattern.match(bad), bad
+
+
+def test_tag_ami_tags_only_own_images_under_the_prefix_and_acts_only_as_fail_action_says():
+    policy = RESOURCES["TagAmiFunction"]["Properties"]["Policies"][0]["Statement"]
+    (tagging,) = [s for s in policy if s.get("Sid") == "TagOnlyOwnImagesUnderThePrefix"]
+    assert set(tagging["Action"]) == {"ec2:CreateTags", "ec2:DeleteTags"}
+    assert tagging["Condition"] == {
+        "StringEquals": {"ec2:Owner": {"Ref": "AWS::AccountId"}},
+        "ForAllValues:StringLike": {"aws:TagKeys": {"Fn::Sub": "${TagPrefix}*"}},
+    }
+    conditional = {s["Fn::If"][0]: s["Fn::If"][1] for s in policy if "Fn::If" in s}
+    assert conditional["FailActionDeprecate"]["Action"] == "ec2:EnableImageDeprecation"
+    assert conditional["FailActionDisable"]["Action"] == "ec2:DisableImage"
+    for statement in conditional.values():
+        assert statement["Condition"] == {"StringEquals": {"ec2:Owner": {"Ref": "AWS::AccountId"}}}
+    assert TEMPLATE["Conditions"]["FailActionDeprecate"] == {"Fn::Equals": [{"Ref": "FailAction"}, "deprecate"]}
+    assert TEMPLATE["Conditions"]["FailActionDisable"] == {"Fn::Equals": [{"Ref": "FailAction"}, "disable"]}
