@@ -124,3 +124,39 @@ async fn sweep_removes_orphans_past_the_deadline_and_keeps_live_scans() {
     let report = stack.cleanup().handle(scheduled).await.unwrap();
     assert!(report.terminated.is_empty());
 }
+
+#[tokio::test]
+async fn a_tagged_instance_without_the_scanner_profile_survives_cleanup_and_the_sweep() {
+    let stack = Stack::new("il-central-1").await;
+    let ami = stack.cloud.register_ami("golden", &[]).await;
+    let scan_id = format!("{ami}-20261123");
+    // Someone tagged a production instance as a scanner: tag, scan id and all.
+    let impostor = stack.cloud.scanner_instance(&ami, &scan_id, true).await;
+
+    let err = stack
+        .cleanup()
+        .handle(json!({"instance_id": impostor}))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not the scanner's"), "{err}");
+    assert_eq!(error_type(err), "NotScannerManaged");
+
+    let by_scan = stack
+        .cleanup()
+        .handle(json!({"scan_id": scan_id}))
+        .await
+        .unwrap();
+    assert!(by_scan.terminated.is_empty() && by_scan.rules_deleted.is_empty());
+
+    let later = Utc::now() + Duration::days(2);
+    let swept = core_cleanup::sweep(
+        &stack.cloud.ec2(),
+        &stack.cloud.events(),
+        &stack.cleanup_settings(),
+        later,
+    )
+    .await
+    .unwrap();
+    assert!(swept.terminated.is_empty());
+    assert_eq!(stack.cloud.instance_state(&impostor).await, "running");
+}

@@ -683,7 +683,11 @@ impl Stack {
     }
 
     pub fn cleanup_settings(&self) -> CleanupSettings {
-        CleanupSettings::from_env(env(&[("SCAN_TIMEOUT_MINUTES", "120")])).unwrap()
+        CleanupSettings::from_env(env(&[
+            ("INSTANCE_PROFILE", &self.profile),
+            ("SCAN_TIMEOUT_MINUTES", "120"),
+        ]))
+        .unwrap()
     }
 
     pub fn cleanup(&self) -> cleanup::Function {

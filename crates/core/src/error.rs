@@ -55,13 +55,11 @@ pub enum Error {
     },
 
     /// Refused to act on a resource that amiscan did not create.
-    #[error(
-        "{kind} {id} is not managed by amiscan (missing tag {tag}=true); refusing to touch it"
-    )]
+    #[error("{kind} {id} is not an amiscan scanner ({why}); refusing to touch it")]
     NotScannerManaged {
         kind: &'static str,
         id: String,
-        tag: String,
+        why: String,
     },
 
     /// An AWS call failed. `transient` errors are worth retrying.
@@ -236,7 +234,7 @@ mod tests {
                 Error::NotScannerManaged {
                     kind: "instance",
                     id: "i-1".into(),
-                    tag: "amiscan:managed".into(),
+                    why: "missing tag amiscan:managed=true".into(),
                 },
                 "NotScannerManaged",
             ),

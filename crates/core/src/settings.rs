@@ -210,6 +210,18 @@ impl FromStr for InstanceProfile {
     }
 }
 
+impl InstanceProfile {
+    /// Whether an instance profile ARN is this profile.
+    pub fn is(&self, arn: &str) -> bool {
+        match self {
+            InstanceProfile::Arn(own) => own == arn,
+            InstanceProfile::Name(name) => arn
+                .split_once(":instance-profile/")
+                .is_some_and(|(_, path)| path.rsplit('/').next() == Some(name.as_str())),
+        }
+    }
+}
+
 /// Instance types in order of preference, from a comma list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceTypes(pub Vec<String>);
@@ -350,6 +362,14 @@ pub(crate) mod tests {
             Ok(InstanceProfile::Name("scanner-profile".into()))
         );
         assert!("arn:aws:iam::1:role/x".parse::<InstanceProfile>().is_err());
+        let by_name: InstanceProfile = "scanner".parse().unwrap();
+        assert!(by_name.is("arn:aws:iam::1:instance-profile/scanner"));
+        assert!(by_name.is("arn:aws:iam::1:instance-profile/path/scanner"));
+        assert!(!by_name.is("arn:aws:iam::1:instance-profile/scanner-2"));
+        assert!(!by_name.is("arn:aws:iam::1:role/scanner"));
+        let by_arn: InstanceProfile = "arn:aws:iam::1:instance-profile/scanner".parse().unwrap();
+        assert!(by_arn.is("arn:aws:iam::1:instance-profile/scanner"));
+        assert!(!by_arn.is("arn:aws:iam::2:instance-profile/scanner"));
         assert_eq!(
             "0".parse::<ScanTimeoutMinutes>().unwrap_err(),
             "expected a whole number from 1 to 1440"

@@ -132,6 +132,8 @@ pub struct ScannerInstance {
     pub state: String,
     pub instance_type: Option<String>,
     pub launch_time: Option<DateTime<Utc>>,
+    /// The ARN of the instance profile it runs with.
+    pub profile_arn: Option<String>,
 }
 
 impl ScannerInstance {
@@ -149,6 +151,10 @@ impl ScannerInstance {
                 .unwrap_or_default(),
             instance_type: instance.instance_type().map(|t| t.as_str().to_string()),
             launch_time: instance.launch_time().and_then(time::from_sdk),
+            profile_arn: instance
+                .iam_instance_profile()
+                .and_then(|p| p.arn())
+                .map(str::to_string),
         })
     }
 

@@ -17,23 +17,29 @@ use crate::model::{
     parse_event, Input, InstanceId, RuleName, ScanContext, ScanId, RULE_NAME_PREFIX,
 };
 use crate::naming;
-use crate::settings::{vars, Bounded, EnvReader, FromEnv, ScanTimeoutMinutes};
+use crate::settings::{vars, Bounded, EnvReader, FromEnv, InstanceProfile, ScanTimeoutMinutes};
 use crate::tags;
 
-/// cleanup: when a scanner instance counts as orphaned.
+/// cleanup: what a scanner instance is, and when it counts as orphaned.
 #[derive(Debug, Clone)]
 pub struct CleanupSettings {
+    /// The scanner's instance profile: an instance is amiscan's only when it
+    /// carries the scanner tag *and* runs with this profile, so tagging an
+    /// instance is not enough to get it terminated.
+    pub instance_profile: InstanceProfile,
     pub scan_timeout_minutes: u32,
     pub sweep_margin_minutes: u32,
 }
 
 impl FromEnv for CleanupSettings {
     fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
+        let profile: Option<InstanceProfile> = env.required(vars::INSTANCE_PROFILE);
         let timeout: Option<ScanTimeoutMinutes> = env.required(vars::SCAN_TIMEOUT_MINUTES);
         let margin: Option<Bounded<0, 1440>> =
             env.optional(vars::SWEEP_MARGIN_MINUTES, Bounded(30));
         env.finish(|| {
             Some(CleanupSettings {
+                instance_profile: profile?,
                 scan_timeout_minutes: timeout?.0,
                 sweep_margin_minutes: margin?.0,
             })
@@ -144,19 +150,32 @@ async fn delete_rules(
     Ok(())
 }
 
-fn not_managed(id: &InstanceId) -> Error {
-    Error::NotScannerManaged {
-        kind: "instance",
-        id: id.to_string(),
-        tag: tags::MANAGED_TAG.into(),
+/// Why an instance is not one of amiscan's scanners, if it is not.
+pub fn not_a_scanner(instance: &ScannerInstance, profile: &InstanceProfile) -> Option<String> {
+    if !instance.managed {
+        return Some(format!(
+            "missing tag {}={}",
+            tags::MANAGED_TAG,
+            tags::MANAGED_VALUE
+        ));
+    }
+    match instance.profile_arn.as_deref() {
+        Some(arn) if profile.is(arn) => None,
+        Some(arn) => Some(format!(
+            "runs with instance profile {arn}, not the scanner's"
+        )),
+        None => Some("runs with no instance profile, not the scanner's".into()),
     }
 }
 
 /// Targeted cleanup of one scan. The scan's instances are read once, and
-/// every instance is checked for the scanner tag before anything changes.
+/// every instance is checked for the scanner tag and profile before anything
+/// changes: a named instance that fails the check is refused, a tagged one
+/// found by the scan id is left alone.
 pub async fn cleanup_scan(
     ec2_client: &ec2::Client,
     events_client: &events::Client,
+    profile: &InstanceProfile,
     scan_id: Option<&ScanId>,
     instance_id: Option<&InstanceId>,
     rule_name: Option<&RuleName>,
@@ -190,8 +209,17 @@ pub async fn cleanup_scan(
                 .next(),
             None => None,
         };
+        // A terminated instance loses its profile; only a live one can be
+        // harmed, so only a live one must prove it is a scanner.
+        let live_named = named.as_ref().filter(|i| i.is_live());
+        if let Some(why) = live_named.and_then(|i| not_a_scanner(i, profile)) {
+            return Err(Error::NotScannerManaged {
+                kind: "instance",
+                id: id.to_string(),
+                why,
+            });
+        }
         match named {
-            Some(instance) if !instance.managed => return Err(not_managed(id)),
             Some(instance) if instance.is_live() => {
                 live.insert(id.clone());
             }
@@ -200,6 +228,10 @@ pub async fn cleanup_scan(
         rules.insert(RuleName::for_instance(id));
     }
     for instance in found.iter().filter(|i| i.managed) {
+        if let Some(why) = not_a_scanner(instance, profile).filter(|_| instance.is_live()) {
+            warn!(instance_id = %instance.instance_id, why = %why, "carries the scan's tag but is not a scanner; left alone");
+            continue;
+        }
         rules.insert(RuleName::for_instance(&instance.instance_id));
         if instance.is_live() {
             live.insert(instance.instance_id.clone());
@@ -244,9 +276,13 @@ pub async fn sweep(
         },
     )
     .await?;
-    let (orphans, running): (Vec<_>, Vec<_>) = instances
-        .into_iter()
-        .partition(|i| is_orphaned(i, now, settings));
+    let (orphans, running): (Vec<_>, Vec<_>) = instances.into_iter().partition(|i| {
+        let why = not_a_scanner(i, &settings.instance_profile);
+        if let Some(why) = &why {
+            warn!(instance_id = %i.instance_id, why = %why, "tagged as a scanner but is not one; left alone");
+        }
+        why.is_none() && is_orphaned(i, now, settings)
+    });
     for orphan in &orphans {
         warn!(instance_id = %orphan.instance_id, scan_id = orphan.scan_id.as_deref().unwrap_or_default(), "terminating an orphaned scan instance");
     }
@@ -296,6 +332,7 @@ pub async fn run(
             cleanup_scan(
                 ec2_client,
                 events_client,
+                &settings.instance_profile,
                 scan_id.as_ref(),
                 instance_id.as_ref(),
                 rule_name.as_ref(),
@@ -335,11 +372,19 @@ mod tests {
 
     #[test]
     fn the_sweep_margin_defaults_and_the_timeout_is_range_checked() {
-        let err = CleanupSettings::from_env(env(&[("SCAN_TIMEOUT_MINUTES", "0")])).unwrap_err();
+        let err = CleanupSettings::from_env(env(&[
+            ("INSTANCE_PROFILE", "scanner"),
+            ("SCAN_TIMEOUT_MINUTES", "0"),
+        ]))
+        .unwrap_err();
         assert!(err.to_string().contains(
             "SCAN_TIMEOUT_MINUTES=\"0\" is malformed: expected a whole number from 1 to 1440"
         ));
-        let ok = CleanupSettings::from_env(env(&[("SCAN_TIMEOUT_MINUTES", "120")])).unwrap();
+        let ok = CleanupSettings::from_env(env(&[
+            ("INSTANCE_PROFILE", "scanner"),
+            ("SCAN_TIMEOUT_MINUTES", "120"),
+        ]))
+        .unwrap();
         assert_eq!(
             (ok.scan_timeout_minutes, ok.sweep_margin_minutes),
             (120, 30)
