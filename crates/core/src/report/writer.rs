@@ -138,6 +138,18 @@ impl HumanReport {
     }
 }
 
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a
+/// tab or carriage return first), made inert by a leading `'`, as OWASP
+/// advises: a finding's text comes from package metadata, which anyone
+/// publishing a package controls.
+pub fn inert_cell(value: String) -> String {
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{value}")
+    } else {
+        value
+    }
+}
+
 /// One CSV record (RFC 4180 quoting, CRLF) as bytes.
 fn csv_record(
     builder: &csv::WriterBuilder,
@@ -145,7 +157,8 @@ fn csv_record(
 ) -> Result<Vec<u8>> {
     let fail = |e: &dyn std::fmt::Display| Error::Internal(format!("writing a CSV record: {e}"));
     let mut w = builder.from_writer(Vec::new());
-    w.write_record(fields).map_err(|e| fail(&e))?;
+    w.write_record(fields.into_iter().map(inert_cell))
+        .map_err(|e| fail(&e))?;
     w.into_inner().map_err(|e| fail(&e))
 }
 
@@ -230,6 +243,22 @@ description""#
         assert!(line.starts_with("123456789012,HIGH,YES,PACKAGE_VULNERABILITY,"));
         assert!(line.contains(",ami-0123456789abcdef0,NO,0.42,https://example.com/a\r\n"));
         assert!(csv.footer().is_empty());
+    }
+
+    #[test]
+    fn cells_a_spreadsheet_would_run_are_made_inert() {
+        for risky in ["=HYPERLINK(\"x\")", "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"] {
+            assert_eq!(inert_cell(risky.into()), format!("'{risky}"));
+        }
+        for plain in ["openssl", "1.0.1-1", "", "a=b", "CVE-2026-1"] {
+            assert_eq!(inert_cell(plain.into()), plain);
+        }
+        let mut f = sample_finding("arn:1", "HIGH", "ACTIVE");
+        f.title = Some("=cmd|' /C calc'!A0".into());
+        let row = finding_row(&f, &scan(), &instance(), Utc::now());
+        let mut csv = ReportFormat::Csv.writer().unwrap();
+        let line = text(csv.row(&f, &row, &scan()).unwrap());
+        assert!(line.contains(",'=cmd|' /C calc'!A0,"), "{line}");
     }
 
     #[test]
