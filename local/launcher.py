@@ -33,6 +33,7 @@ from moto.core.responses import ActionResult  # noqa: E402
 from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError  # noqa: E402
 from moto.ec2.models import ec2_backends  # noqa: E402
 from moto.ec2.models.core import TaggedEC2Resource  # noqa: E402
+from moto.ec2.models.instances import StateReason  # noqa: E402
 from moto.ec2.responses.amis import AmisResponse  # noqa: E402
 from moto.ec2.responses.instances import InstanceResponse  # noqa: E402
 from moto.ec2.responses.tags import TagResponse  # noqa: E402
@@ -55,6 +56,7 @@ STATE = {
     "coverage": {},  # instance id -> covered resource
     "scripts": [],  # scripted Lambda answers: {function, match, error, times}
     "no_capacity": set(),  # instance types RunInstances refuses
+    "terminate_at_launch": {},  # image id -> the state reason its instances stop with
 }
 
 
@@ -241,7 +243,9 @@ def create_tags(self):
 TagResponse.create_tags = create_tags
 
 
-# --- EC2: capacity cannot run out in moto. Let a test refuse instance types.
+# --- EC2: capacity cannot run out in moto, and every instance it launches
+# runs. Let a test refuse instance types, and make an image's instances
+# terminate at launch.
 ORIGINAL_RUN = InstanceResponse.run_instances
 
 
@@ -254,9 +258,18 @@ def run_instances(self):
     instance_type = self._get_param("InstanceType")
     with LOCK:
         refused = instance_type in STATE["no_capacity"]
+        stops = STATE["terminate_at_launch"].get(self._get_param("ImageId"))
     if refused:
         raise InsufficientCapacity(instance_type)
-    return ORIGINAL_RUN(self)
+    result = ORIGINAL_RUN(self)
+    if stops:
+        # What EC2 does with an image whose snapshots it cannot decrypt: the
+        # launch succeeds, and the instance terminates at once with a reason.
+        for instance in self.ec2_backend.all_instances():
+            if instance.image_id == self._get_param("ImageId") and instance.state == "running":
+                instance.terminate()
+                instance.state_reason = StateReason(stops["message"], stops["code"])
+    return result
 
 
 InstanceResponse.run_instances = run_instances
@@ -275,6 +288,8 @@ class Control(BaseHTTPRequestHandler):
                 STATE["scripts"].append(body)
             elif self.path == "/no-capacity":
                 STATE["no_capacity"] = set(body["instance_types"])
+            elif self.path == "/terminate-at-launch":
+                STATE["terminate_at_launch"][body["image_id"]] = {"code": body["code"], "message": body["message"]}
             elif self.path == "/reset":
                 STATE["scripts"].clear()
                 STATE["no_capacity"].clear()

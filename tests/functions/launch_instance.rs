@@ -114,3 +114,35 @@ async fn launch_instance_refuses_missing_foreign_and_unavailable_amis() {
     }
     assert_eq!(stack.cloud.instance_states().await, before);
 }
+
+#[tokio::test]
+async fn a_launch_whose_instance_terminates_at_once_fails_with_ec2s_reason() {
+    let stack = Stack::new("me-central-1").await;
+    let ami = stack.cloud.register_ami("golden-cmk", &[]).await;
+    // What EC2 does when it may not use the key of the AMI's snapshots.
+    amiscan_tests::control(
+        "/terminate-at-launch",
+        json!({"image_id": ami, "code": "Client.InvalidKMSKey.InvalidState",
+               "message": "The KMS key provided is in an incorrect state"}),
+    );
+    let err = stack
+        .launch_instance("t3.small")
+        .handle(Stack::scan_input(&ami))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert_eq!(error_type(err), "AmiNotUsable");
+    assert!(
+        text.contains("terminated at launch: Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"),
+        "{text}"
+    );
+    let instances = stack.cloud.instances_tagged("amiscan:ami-id", &ami).await;
+    assert_eq!(instances.len(), 1);
+    assert_eq!(
+        instances[0]
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str()),
+        Some("terminated")
+    );
+}

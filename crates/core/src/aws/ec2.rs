@@ -291,6 +291,62 @@ pub async fn run_instance(client: &Client, launch: Launch<'_>) -> Result<Scanner
         .ok_or_else(|| Error::Internal("RunInstances returned no instance".into()))
 }
 
+/// How a launched instance came up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    Running,
+    /// Still pending when the wait ended.
+    Pending,
+    /// It went to `state` at once, for EC2's `reason` (such as
+    /// `Client.InvalidKMSKey.InvalidState` for snapshots it cannot decrypt).
+    Stopped {
+        state: String,
+        reason: String,
+    },
+}
+
+/// EC2's InstanceRunning waiter, for at most `max_wait`.
+pub async fn wait_until_running(
+    client: &Client,
+    id: &InstanceId,
+    max_wait: std::time::Duration,
+) -> Result<Boot> {
+    use aws_sdk_ec2::client::Waiters;
+    use aws_smithy_runtime_api::client::waiters::error::WaiterError;
+    match client
+        .wait_until_instance_running()
+        .instance_ids(id.as_str())
+        .wait(max_wait)
+        .await
+    {
+        Ok(_) => Ok(Boot::Running),
+        Err(WaiterError::ExceededMaxWait(_)) => Ok(Boot::Pending),
+        Err(WaiterError::FailureState(failure)) => {
+            let output = failure.final_poll().as_result().ok();
+            let instance =
+                output.and_then(|o| o.reservations().iter().flat_map(|r| r.instances()).next());
+            let state = instance
+                .and_then(|i| i.state())
+                .and_then(|s| s.name())
+                .map_or("stopped", |n| n.as_str())
+                .to_string();
+            let reason = instance
+                .and_then(|i| i.state_reason())
+                .map(|r| match (r.code(), r.message()) {
+                    (Some(code), Some(message)) => format!("{code}: {message}"),
+                    (code, message) => code.or(message).unwrap_or_default().to_string(),
+                })
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "EC2 gave no reason".into());
+            Ok(Boot::Stopped { state, reason })
+        }
+        Err(WaiterError::OperationFailed(failed)) => {
+            Err(Error::from_sdk("DescribeInstances", failed.into_error()))
+        }
+        Err(other) => Err(Error::Internal(format!("waiting for {id} to run: {other}"))),
+    }
+}
+
 pub async fn terminate_instances(client: &Client, ids: &[InstanceId]) -> Result<()> {
     if ids.is_empty() {
         return Ok(());

@@ -5,7 +5,7 @@ use chrono::Utc;
 use tracing::{info, warn};
 
 use crate::aws::ec2::types::{BlockDeviceMapping, EbsBlockDevice, Image};
-use crate::aws::ec2::{self, Instances, Launch, Profile, ScannerInstance};
+use crate::aws::ec2::{self, Boot, Instances, Launch, Profile, ScannerInstance};
 use crate::error::{Error, Result};
 use crate::model::{AmiId, ScanContext};
 use crate::naming;
@@ -43,6 +43,11 @@ impl FromEnv for LaunchSettings {
         })
     }
 }
+
+/// How long a new instance has to reach `running`. An image EC2 cannot
+/// start (snapshots under a key it may not use) terminates within seconds;
+/// one still pending after this is left to the scan's deadline.
+pub const BOOT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// RunInstances error codes after which the next instance type is worth trying.
 pub fn is_capacity_error(code: &str) -> bool {
@@ -177,6 +182,22 @@ pub async fn run(
         match ec2::run_instance(client, launch).await {
             Ok(instance) => {
                 info!(ami_id = %scan.ami_id, instance_id = %instance.instance_id, instance_type = %instance_type, "launched");
+                match ec2::wait_until_running(client, &instance.instance_id, BOOT_WAIT).await? {
+                    Boot::Running => {}
+                    Boot::Pending => {
+                        warn!(instance_id = %instance.instance_id, "still pending; the scan's deadline covers it")
+                    }
+                    // Reported now, not as TIMED_OUT at the deadline.
+                    Boot::Stopped { state, reason } => {
+                        return Err(Error::AmiNotUsable {
+                            ami_id: scan.ami_id.to_string(),
+                            reason: format!(
+                                "its instance {} was {state} at launch: {reason}",
+                                instance.instance_id
+                            ),
+                        })
+                    }
+                }
                 return Ok(launched(
                     scan,
                     instance,
@@ -253,6 +274,73 @@ mod tests {
         ]
     }
 
+    fn described(state: &str, reason: Option<(&str, &str)>) -> DescribeInstancesOutput {
+        let mut instance = ec2::types::Instance::builder()
+            .instance_id("i-0123456789abcdef0")
+            .state(
+                ec2::types::InstanceState::builder()
+                    .name(ec2::types::InstanceStateName::from(state))
+                    .build(),
+            );
+        if let Some((code, message)) = reason {
+            instance = instance.state_reason(
+                ec2::types::StateReason::builder()
+                    .code(code)
+                    .message(message)
+                    .build(),
+            );
+        }
+        DescribeInstancesOutput::builder()
+            .reservations(
+                ec2::types::Reservation::builder()
+                    .instances(instance.build())
+                    .build(),
+            )
+            .build()
+    }
+
+    /// The waiter's first look: the instance runs.
+    fn running() -> Rule {
+        mock!(ec2::Client::describe_instances)
+            .match_requests(|r| r.instance_ids() == ["i-0123456789abcdef0"])
+            .then_output(|| described("running", None))
+    }
+
+    #[tokio::test]
+    async fn an_instance_that_terminates_at_launch_fails_the_launch_with_ec2s_reason() {
+        let [owned, existing] = checks();
+        let launched = mock!(ec2::Client::run_instances).then_output(|| {
+            RunInstancesOutput::builder()
+                .instances(
+                    ec2::types::Instance::builder()
+                        .instance_id("i-0123456789abcdef0")
+                        .build(),
+                )
+                .build()
+        });
+        let terminated = mock!(ec2::Client::describe_instances).then_output(|| {
+            described(
+                "terminated",
+                Some((
+                    "Client.InvalidKMSKey.InvalidState",
+                    "The KMS key provided is in an incorrect state",
+                )),
+            )
+        });
+        let client = mock_client!(
+            aws_sdk_ec2,
+            RuleMode::Sequential,
+            [&owned, &existing, &launched, &terminated]
+        );
+        let err = run(&client, &settings(), scan()).await.unwrap_err();
+        assert_eq!(err.error_type(), "AmiNotUsable");
+        assert!(
+            err.to_string().contains("i-0123456789abcdef0 was terminated at launch: Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"),
+            "{err}"
+        );
+        assert_eq!((launched.num_calls(), terminated.num_calls()), (1, 1));
+    }
+
     fn capacity_error(r: &ec2::operation::run_instances::RunInstancesInput) -> bool {
         r.instance_type() == Some(&InstanceType::from("t3.small"))
             && r.client_token() == Some("amiscan-ami-0123456789abcdef0-20261127-0")
@@ -305,7 +393,7 @@ mod tests {
         let client = mock_client!(
             aws_sdk_ec2,
             RuleMode::Sequential,
-            [&owned, &existing, &no_capacity, &launched]
+            [&owned, &existing, &no_capacity, &launched, &running()]
         );
         let out = run(&client, &settings(), scan()).await.unwrap();
         assert_eq!(out.instance_id.unwrap(), "i-0123456789abcdef0");
