@@ -480,3 +480,13 @@ def test_tag_ami_tags_only_own_images_under_the_prefix_and_acts_only_as_fail_act
         assert statement["Condition"] == {"StringEquals": {"ec2:Owner": {"Ref": "AWS::AccountId"}}}
     assert TEMPLATE["Conditions"]["FailActionDeprecate"] == {"Fn::Equals": [{"Ref": "FailAction"}, "deprecate"]}
     assert TEMPLATE["Conditions"]["FailActionDisable"] == {"Fn::Equals": [{"Ref": "FailAction"}, "disable"]}
+
+
+def test_scan_rules_must_carry_the_scanner_tag_and_target_only_the_report_machine():
+    policy = RESOURCES["CreateScanRuleFunction"]["Properties"]["Policies"][0]["Statement"]
+    by_sid = {s.get("Sid"): s for s in policy}
+    assert set(by_sid["OnlyScannerTaggedRules"]["Action"]) == {"events:PutRule", "events:TagResource"}
+    assert by_sid["OnlyScannerTaggedRules"]["Condition"] == {"StringEquals": {"aws:RequestTag/amiscan:managed": "true"}}
+    assert by_sid["TargetOnlyTheReportMachine"]["Action"] == "events:PutTargets"
+    assert by_sid["TargetOnlyTheReportMachine"]["Condition"] == {
+        "ArnEquals": {"events:TargetArn": {"Ref": "ReportAndCleanupStateMachine"}}}

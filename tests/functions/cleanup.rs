@@ -148,6 +148,28 @@ async fn a_tagged_instance_without_the_scanner_profile_survives_cleanup_and_the_
         .unwrap();
     assert!(by_scan.terminated.is_empty() && by_scan.rules_deleted.is_empty());
 
+    // A rule named for it, or for no instance at all, is not deleted.
+    let events = stack.cloud.events();
+    for name in [
+        format!("amiscan-scan-{impostor}"),
+        "amiscan-scan-other".to_string(),
+    ] {
+        events
+            .put_rule()
+            .name(&name)
+            .event_pattern(r#"{"source":["aws.inspector2"]}"#)
+            .send()
+            .await
+            .unwrap();
+        let err = stack
+            .cleanup()
+            .handle(json!({"rule_name": name}))
+            .await
+            .unwrap_err();
+        assert_eq!(error_type(err), "NotScannerManaged", "{name}");
+    }
+    assert_eq!(stack.cloud.rule_names().await.len(), 2);
+
     let later = Utc::now() + Duration::days(2);
     let swept = core_cleanup::sweep(
         &stack.cloud.ec2(),

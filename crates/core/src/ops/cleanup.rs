@@ -168,6 +168,35 @@ pub fn not_a_scanner(instance: &ScannerInstance, profile: &InstanceProfile) -> O
     }
 }
 
+/// An instance by id: from what was read already, else read by id when
+/// `read` (a missing id is `None`).
+async fn instance_of(
+    client: &ec2::Client,
+    found: &[ScannerInstance],
+    id: &InstanceId,
+    read: bool,
+) -> Result<Option<ScannerInstance>> {
+    if let Some(instance) = found.iter().find(|i| &i.instance_id == id) {
+        return Ok(Some(instance.clone()));
+    }
+    if !read {
+        return Ok(None);
+    }
+    Ok(ec2::describe_instances(client, Instances::ById(id))
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// Why a live instance is not a scanner. A terminated instance loses its
+/// profile; only a live one can be harmed, so only a live one must prove it
+/// is a scanner.
+fn live_impostor(instance: Option<&ScannerInstance>, profile: &InstanceProfile) -> Option<String> {
+    instance
+        .filter(|i| i.is_live())
+        .and_then(|i| not_a_scanner(i, profile))
+}
+
 /// Targeted cleanup of one scan. The scan's instances are read once, and
 /// every instance is checked for the scanner tag and profile before anything
 /// changes: a named instance that fails the check is refused, a tagged one
@@ -200,19 +229,8 @@ pub async fn cleanup_scan(
     };
     let mut live: BTreeSet<InstanceId> = BTreeSet::new();
     if let Some(id) = instance_id {
-        let named = match found.iter().find(|i| &i.instance_id == id) {
-            Some(instance) => Some(instance.clone()),
-            // Not among the scan's: someone else's instance, or gone.
-            None if scan_id.is_some() => ec2::describe_instances(ec2_client, Instances::ById(id))
-                .await?
-                .into_iter()
-                .next(),
-            None => None,
-        };
-        // A terminated instance loses its profile; only a live one can be
-        // harmed, so only a live one must prove it is a scanner.
-        let live_named = named.as_ref().filter(|i| i.is_live());
-        if let Some(why) = live_named.and_then(|i| not_a_scanner(i, profile)) {
+        let named = instance_of(ec2_client, &found, id, scan_id.is_some()).await?;
+        if let Some(why) = live_impostor(named.as_ref(), profile) {
             return Err(Error::NotScannerManaged {
                 kind: "instance",
                 id: id.to_string(),
@@ -227,8 +245,29 @@ pub async fn cleanup_scan(
         }
         rules.insert(RuleName::for_instance(id));
     }
+    // A named rule is deleted only when it is a scanner instance's: its
+    // instance is gone, or runs as a scanner.
+    if let Some(rule) = rule_name {
+        let Some(owner) = rule.instance() else {
+            return Err(Error::NotScannerManaged {
+                kind: "rule",
+                id: rule.to_string(),
+                why: "its name names no instance".into(),
+            });
+        };
+        if instance_id != Some(&owner) {
+            let instance = instance_of(ec2_client, &found, &owner, true).await?;
+            if let Some(why) = live_impostor(instance.as_ref(), profile) {
+                return Err(Error::NotScannerManaged {
+                    kind: "rule",
+                    id: rule.to_string(),
+                    why: format!("its instance {owner} is not a scanner: {why}"),
+                });
+            }
+        }
+    }
     for instance in found.iter().filter(|i| i.managed) {
-        if let Some(why) = not_a_scanner(instance, profile).filter(|_| instance.is_live()) {
+        if let Some(why) = live_impostor(Some(instance), profile) {
             warn!(instance_id = %instance.instance_id, why = %why, "carries the scan's tag but is not a scanner; left alone");
             continue;
         }
