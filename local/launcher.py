@@ -54,7 +54,7 @@ LOCK = threading.Lock()
 STATE = {
     "findings": {},  # instance id -> [finding]
     "coverage": {},  # instance id -> covered resource
-    "scripts": [],  # scripted Lambda answers: {function, match, error, times}
+    "scripts": [],  # scripted Lambda answers: {function, match (text or all of a list), error, times}
     "no_capacity": set(),  # instance types RunInstances refuses
     "terminate_at_launch": {},  # image id -> the state reason its instances stop with
 }
@@ -68,7 +68,8 @@ def forward_invoke(self, body, request_headers, response_headers):
     payload = body if isinstance(body, str) and body else "{}"
     with LOCK:
         for script in STATE["scripts"]:
-            if script["function"] == self.function_name and script["match"] in payload and script["times"] != 0:
+            wanted = script["match"] if isinstance(script["match"], list) else [script["match"]]
+            if script["function"] == self.function_name and all(w in payload for w in wanted) and script["times"] != 0:
                 script["times"] -= 1
                 response_headers["x-amz-function-error"] = "Unhandled"
                 return json.dumps(script["error"]).encode()

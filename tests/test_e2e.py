@@ -129,6 +129,8 @@ def batch(cloud):
         "deregistered": cloud.seed_ami("e2e-deregistered", "amzn2-ami"),
         "launch_fails": cloud.seed_ami("e2e-launch-fails", "amzn2-ami"),
         "export_fails": cloud.seed_ami("e2e-export-fails", "amzn2-ami"),
+        "cleanup_fails": cloud.seed_ami("e2e-cleanup-fails", "amzn2-ami"),
+        "status_tag_fails": cloud.seed_ami("e2e-status-tag-fails", "amzn2-ami"),
     }
     cloud.expect(amis["vulnerable"], Behaviour("scan", CRITICAL))
     cloud.expect(amis["clean"], Behaviour("scan", []))
@@ -142,13 +144,22 @@ def batch(cloud):
                               "error": {"errorType": "AmiNotUsable", "errorMessage": "scripted: launch refused"}})
     cloud.control("/script", {"function": "export-report", "match": amis["export_fails"], "times": -1,
                               "error": {"errorType": "AwsError", "errorMessage": "scripted: PutObject AccessDenied"}})
+    # The scan is exported but its first cleanup fails; the deadline's
+    # TIMED_OUT tag fails once.
+    cloud.expect(amis["cleanup_fails"], Behaviour("scan", CRITICAL))
+    cloud.control("/script", {"function": "cleanup", "match": amis["cleanup_fails"], "times": 1,
+                              "error": {"errorType": "AwsError", "errorMessage": "scripted: TerminateInstances refused"}})
+    cloud.expect(amis["status_tag_fails"], Behaviour("never", reason="UNMANAGED_EC2_INSTANCE"))
+    cloud.control("/script", {"function": "tag-ami", "match": [amis["status_tag_fails"], "TIMED_OUT"], "times": 1,
+                              "error": {"errorType": "AwsError", "errorMessage": "scripted: CreateTags refused"}})
     # An orphan of a lost execution, for the sweeper: a scanner instance and a
     # rule whose instance is gone, plus an instance that is not amiscan's.
     base = cloud.public_image("amzn2-ami")
     tag = lambda managed: [{"ResourceType": "instance", "Tags": [
         {"Key": "amiscan:managed", "Value": "true" if managed else "false"},
         {"Key": "amiscan:ami-id", "Value": "ami-00000000"}, {"Key": "amiscan:scan-id", "Value": "ami-00000000-20260101"}]}]
-    orphan = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, TagSpecifications=tag(True))["Instances"][0]
+    orphan = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, TagSpecifications=tag(True),
+                               IamInstanceProfile={"Arn": cloud.settings["INSTANCE_PROFILE"]})["Instances"][0]
     stranger = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, TagSpecifications=tag(False))["Instances"][0]
     cloud.client("events").put_rule(Name="amiscan-scan-i-0000000000000dead",
                                     EventPattern=json.dumps({"source": ["aws.inspector2"]}))
@@ -239,6 +250,40 @@ def test_an_export_that_fails_still_cleans_up_and_alerts(cloud, batch):
     failed = [n for n in alerts_for(notes, amis["export_fails"]) if n["attributes"]["event_type"] == "SCAN_FAILED"]
     assert failed and "Export Findings" in failed[0]["subject"]
     assert cloud.report_of(amis["export_fails"])[0] is None
+
+
+def test_a_cleanup_that_fails_after_the_export_still_reports_complete_and_alerts(cloud, batch):
+    amis, notes = batch["amis"], batch["notes"]
+    tags = cloud.image_tags(amis["cleanup_fails"])
+    assert (tags["amiscan:status"], tags["amiscan:verdict"]) == ("COMPLETE", "FAIL"), tags
+    assert "amiscan:reason" not in tags
+    alerts = alerts_for(notes, amis["cleanup_fails"])
+    # The verdict's alert, with the cleanup failure in it; no SCAN_FAILED.
+    assert sorted(n["attributes"]["event_type"] for n in alerts) == ["AMI_VULNERABLE", "SCAN_STARTED"], alerts
+    (cleanup_alert,) = [n for n in alerts if "cleanup failed" in n["subject"]]
+    assert cleanup_alert["attributes"]["event_type"] == "AMI_VULNERABLE"
+    assert cleanup_alert["message"]["cleanup_error"]["Error"] == "AwsError"
+    assert cleanup_alert["message"]["summary"]["verdict"] == "FAIL"
+    (report,) = [e for e in cloud.executions(REPORT_MACHINE) if amis["cleanup_fails"] in json.dumps(cloud.execution_input(e))]
+    assert report["status"] == "FAILED"
+    # Left running for the sweep; a second cleanup (the sweep's, or this one)
+    # removes it.
+    (instance,) = cloud.scanner_instances_of(amis["cleanup_fails"])
+    assert instance["State"]["Name"] == "running"
+    out = cloud.client("lambda").invoke(FunctionName="cleanup", Payload=json.dumps(
+        {"scan_id": cloud.execution_input(report)["scan"]["scan_id"]}).encode())
+    assert "FunctionError" not in out, out["Payload"].read()
+    assert_nothing_left(cloud, amis["cleanup_fails"])
+
+
+def test_a_deadline_status_that_cannot_be_tagged_falls_back_to_failed(cloud, batch):
+    amis, notes = batch["amis"], batch["notes"]
+    tags = cloud.image_tags(amis["status_tag_fails"])
+    assert tags["amiscan:status"] == "FAILED", tags
+    assert "scripted: CreateTags refused" in tags["amiscan:reason"]
+    assert_nothing_left(cloud, amis["status_tag_fails"])
+    failed = [n for n in alerts_for(notes, amis["status_tag_fails"]) if n["attributes"]["event_type"] == "SCAN_FAILED"]
+    assert any("Tag AMI Not Scanned" in n["subject"] for n in failed), failed
 
 
 def test_a_repeated_trigger_starts_no_second_scan(cloud, batch):
