@@ -490,3 +490,12 @@ def test_scan_rules_must_carry_the_scanner_tag_and_target_only_the_report_machin
     assert by_sid["TargetOnlyTheReportMachine"]["Action"] == "events:PutTargets"
     assert by_sid["TargetOnlyTheReportMachine"]["Condition"] == {
         "ArnEquals": {"events:TargetArn": {"Ref": "ReportAndCleanupStateMachine"}}}
+
+
+def test_a_second_stack_in_the_same_account_and_region_cannot_be_created():
+    guard = RESOURCES["SingleStackGuard"]
+    assert guard["Type"] == "AWS::SSM::Parameter"
+    # A fixed physical name: CloudFormation refuses a second one.
+    assert guard["Properties"]["Name"] == "/amiscan/stack"
+    assert guard["Properties"]["Value"] == {"Ref": "AWS::StackName"}
+    assert "DeletionPolicy" not in guard, "deleted with its stack, so a new stack can be made"
