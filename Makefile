@@ -13,7 +13,7 @@ help:
 	@echo "make query    the Athena named queries (queries/*.sql) in DuckDB over the reports make demo saved"
 	@echo "make test     every test: lint, unit tests, functions against a local AWS emulator, template checks"
 	@echo "make build    debug build of the workspace"
-	@echo "make lint     cargo fmt --check, clippy -D warnings, cfn-lint, ASL validation"
+	@echo "make lint     cargo fmt --check, clippy -D warnings, cfn-lint, checkov, ASL validation"
 	@echo "make bench    cost of every Lambda and of a whole scan, release build (BENCHMARKS.md)"
 	@echo "make package  release zips of every Lambda (ARCH=arm64|x86_64) under target/lambda/"
 	@echo "make deploy   sam build && sam deploy --guided"
@@ -26,12 +26,19 @@ $(VENV)/.installed: requirements-dev.txt
 	$(VENV)/bin/pip install --disable-pip-version-check --quiet -r requirements-dev.txt
 	touch $@
 
+# checkov in a venv of its own: its exact pins clash with the dev tools'.
+CHECKOV_VENV := $(VENV)/checkov
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt $(VENV)/.installed
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --disable-pip-version-check --quiet -r requirements-checkov.txt
+	touch $@
+
 # Node tools (asl-validator) at the versions package-lock.json pins.
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-tools: venv node_modules/.installed
+tools: venv $(CHECKOV_VENV)/.installed node_modules/.installed
 
 build:
 	cargo build --workspace
@@ -51,6 +58,7 @@ lint: tools
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cfn-lint template.yaml
+	$(CHECKOV_VENV)/bin/checkov -f template.yaml --config-file .checkov.yaml
 	for f in statemachines/*.asl.json; do node_modules/.bin/asl-validator --no-arn-check --json-path "$$f" || exit 1; done
 
 fmt:

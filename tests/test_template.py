@@ -424,6 +424,9 @@ def test_undeliverable_scheduled_invocations_land_in_a_dead_letter_queue_that_al
     assert {logical for logical, _ in schedules} == {"FindAmisFunction", "CleanupFunction"}
     for logical, props in schedules:
         assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}, logical
+        # and an event Lambda itself gives up on after its retries
+        assert RESOURCES[logical]["Properties"]["DeadLetterQueue"] == {
+            "Type": "SQS", "TargetArn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}, logical
     assert any(a["Namespace"] == "AWS/SQS" and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "QueueName"]}
                for a in alarms())
 
@@ -499,3 +502,12 @@ def test_a_second_stack_in_the_same_account_and_region_cannot_be_created():
     assert guard["Properties"]["Name"] == "/amiscan/stack"
     assert guard["Properties"]["Value"] == {"Ref": "AWS::StackName"}
     assert "DeletionPolicy" not in guard, "deleted with its stack, so a new stack can be made"
+
+
+def test_every_checkov_skip_is_listed_in_one_file_with_its_reason():
+    lines = (ROOT / ".checkov.yaml").read_text().splitlines()
+    skips = [(i, l.strip()[2:]) for i, l in enumerate(lines) if l.strip().startswith("- CKV")]
+    assert skips, "make lint runs checkov with .checkov.yaml"
+    for i, check in skips:
+        assert lines[i - 1].strip().startswith("#"), f"{check} is skipped without a reason"
+    assert "--config-file .checkov.yaml" in (ROOT / "Makefile").read_text()
