@@ -48,10 +48,6 @@ impl ReportFormat {
         };
         Some(HumanReport { kind, rows: 0 })
     }
-
-    pub fn extension(self) -> Option<&'static str> {
-        self.writer().map(|w| w.extension())
-    }
 }
 
 /// Inspector's CSV export columns, in its order.
@@ -282,6 +278,5 @@ description""#
             serde_json::json!([])
         );
         assert!(ReportFormat::None.writer().is_none());
-        assert_eq!(ReportFormat::None.extension(), None);
     }
 }
