@@ -18,9 +18,10 @@ pub mod names {
     pub const AWS_ERROR: &str = "AwsError";
     pub const CONFIGURATION: &str = "ConfigurationError";
     pub const INTERNAL: &str = "InternalError";
+    pub const FINDINGS_PENDING: &str = "FindingsPending";
 
     /// Every name a Lambda can return, for documentation checks.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
         INVALID_INPUT,
         NOT_FOUND,
         AMI_NOT_USABLE,
@@ -30,10 +31,11 @@ pub mod names {
         AWS_ERROR,
         CONFIGURATION,
         INTERNAL,
+        FINDINGS_PENDING,
     ];
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     /// The event is malformed; nothing was called.
     #[error("invalid input: `{field}`: {reason}")]
@@ -75,6 +77,15 @@ pub enum Error {
     #[error("configuration: {0}")]
     Configuration(String),
 
+    /// A snapshot scan completed but some of its finding events have not
+    /// arrived yet: launch-scan retries within the grace for late findings.
+    #[error("{received} of {expected} findings of on-demand scan {scan_id} have arrived")]
+    FindingsPending {
+        scan_id: String,
+        expected: u64,
+        received: u64,
+    },
+
     /// A bug or an impossible state: not retried.
     #[error("internal error: {0}")]
     Internal(String),
@@ -104,6 +115,7 @@ impl Error {
             Error::Aws { .. } => names::AWS_ERROR,
             Error::Configuration(_) => names::CONFIGURATION,
             Error::Internal(_) => names::INTERNAL,
+            Error::FindingsPending { .. } => names::FINDINGS_PENDING,
         }
     }
 

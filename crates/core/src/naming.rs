@@ -25,6 +25,12 @@ pub fn client_token(scan_id: &ScanId, type_index: usize) -> String {
     format!("amiscan-{scan_id}-{type_index}")
 }
 
+/// StartOnDemandScan's clientToken: a retried start returns the scan the
+/// first start began; the one new start after `INTERNAL_ERROR` is attempt 1.
+pub fn on_demand_token(scan_id: &ScanId, attempt: u32) -> String {
+    format!("amiscan-{scan_id}-{attempt}")
+}
+
 /// Cuts a string to at most `max` bytes on a character boundary, marking the cut.
 pub fn truncate(value: &str, max: usize) -> String {
     if value.len() <= max {

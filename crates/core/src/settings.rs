@@ -31,6 +31,8 @@ pub mod vars {
     pub const SEVERITY_THRESHOLD: &str = "SEVERITY_THRESHOLD";
     pub const TAG_PREFIX: &str = "TAG_PREFIX";
     pub const FAIL_ACTION: &str = "FAIL_ACTION";
+    pub const SCAN_MODE: &str = "SCAN_MODE";
+    pub const FINDINGS_GRACE_SECONDS: &str = "FINDINGS_GRACE_SECONDS";
 }
 
 /// Reads variables through a lookup function and collects every problem.
@@ -295,7 +297,10 @@ impl std::fmt::Display for Threshold {
 }
 
 pub type ScanTimeoutMinutes = Bounded<1, 1440>;
-pub type MaxConcurrentScans = Bounded<1, 250>;
+/// At most 1,000 at once; where instance scans can run, at most 250 (each
+/// holds one EventBridge rule, under the default quota of 300 per bus).
+pub type MaxConcurrentScans = Bounded<1, 1000>;
+pub const MAX_CONCURRENT_INSTANCE_SCANS: u32 = 250;
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -28,6 +28,8 @@ pub const LAST_SCAN: &str = "last-scan";
 pub const VERDICT: &str = "verdict";
 pub const REPORT_URI: &str = "report-uri";
 pub const FINDINGS: &str = "findings";
+/// `snapshot` or `instance`: how the last completed scan read the image.
+pub const SCAN_MODE: &str = "scan-mode";
 
 /// The prefix of every result tag, such as `amiscan:`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,4 +1,5 @@
-//! Inspector: an instance's findings, page by page, and its coverage.
+//! Inspector: an instance's findings, page by page, and its coverage; an
+//! AMI's on-demand (snapshot) scans.
 
 pub use aws_sdk_inspector2::{config, error, operation, types, Client};
 
@@ -7,7 +8,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 
 use crate::error::{Error, Result};
-use crate::model::InstanceId;
+use crate::model::{time, AmiId, InstanceId, SnapshotOutcome};
 use operation::list_findings::{ListFindingsError, ListFindingsOutput};
 use types::{
     CoverageFilterCriteria, CoverageStringComparison, CoverageStringFilter, CoveredResource,
@@ -70,4 +71,127 @@ pub async fn coverage_of(
         .await
         .map_err(|e| Error::from_sdk("ListCoverage", e))?;
     Ok(out.covered_resources.unwrap_or_default().into_iter().next())
+}
+
+/// StartOnDemandScan's answer.
+pub enum OnDemandStart {
+    /// Inspector's scan id: a new scan, or the one this client token started.
+    Started(String),
+    /// Another scan of this AMI is running (one at a time per AMI).
+    Conflict(String),
+}
+
+pub async fn start_on_demand_scan(
+    client: &Client,
+    ami_id: &AmiId,
+    client_token: &str,
+) -> Result<OnDemandStart> {
+    match client
+        .start_on_demand_scan()
+        .resource_id(ami_id.as_str())
+        .resource_type(types::OnDemandResourceType::Ami)
+        .client_token(client_token)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(OnDemandStart::Started(out.scan_id)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_conflict_exception()) =>
+        {
+            let message = e
+                .as_service_error()
+                .and_then(|e| aws_smithy_types::error::metadata::ProvideErrorMetadata::message(e))
+                .unwrap_or("a scan of this AMI is running")
+                .to_string();
+            Ok(OnDemandStart::Conflict(message))
+        }
+        Err(e) => Err(Error::from_sdk("StartOnDemandScan", e)),
+    }
+}
+
+fn outcome_of(scan: &types::OnDemandScan, source: &str) -> SnapshotOutcome {
+    let iso =
+        |t: Option<&aws_smithy_types::DateTime>| t.and_then(time::from_sdk).map(time::timestamp);
+    SnapshotOutcome {
+        scan_id: scan.scan_id().to_string(),
+        resource_id: Some(scan.resource_id().to_string()),
+        scan_status: scan.scan_status().as_str().to_string(),
+        scan_status_reason: scan.scan_status_reason().map(|r| r.as_str().to_string()),
+        started_at: iso(Some(scan.started_at())),
+        completed_at: iso(scan.completed_at()),
+        finding_severity_counts: None,
+        source: Some(source.to_string()),
+        grace_over: None,
+    }
+}
+
+/// The AMI's on-demand scan that is running now, if any (ListOnDemandScans
+/// lists newest first; it has no paginator in the SDK).
+pub async fn running_on_demand_scan(
+    client: &Client,
+    ami_id: &AmiId,
+) -> Result<Option<SnapshotOutcome>> {
+    let mut token = None;
+    loop {
+        let out = client
+            .list_on_demand_scans()
+            .resource_id(ami_id.as_str())
+            .resource_type(types::OnDemandResourceType::Ami)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("ListOnDemandScans", e))?;
+        if let Some(running) = out
+            .items()
+            .iter()
+            .find(|s| s.scan_status() == &types::OnDemandScanStatus::InProgress)
+        {
+            return Ok(Some(outcome_of(running, "status")));
+        }
+        match out.next_token {
+            Some(next) if !next.is_empty() => token = Some(next),
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// One on-demand scan's status; `None` once Inspector no longer keeps it.
+pub async fn on_demand_scan_status(
+    client: &Client,
+    ami_id: &AmiId,
+    scan_id: &str,
+) -> Result<Option<SnapshotOutcome>> {
+    match client
+        .get_on_demand_scan_status()
+        .resource_id(ami_id.as_str())
+        .resource_type(types::OnDemandResourceType::Ami)
+        .scan_id(scan_id)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let iso = |t: Option<&aws_smithy_types::DateTime>| {
+                t.and_then(time::from_sdk).map(time::timestamp)
+            };
+            Ok(Some(SnapshotOutcome {
+                scan_id: out.scan_id().to_string(),
+                resource_id: Some(out.resource_id().to_string()),
+                scan_status: out.scan_status().as_str().to_string(),
+                scan_status_reason: out.scan_status_reason().map(|r| r.as_str().to_string()),
+                started_at: iso(Some(out.started_at())),
+                completed_at: iso(out.completed_at()),
+                finding_severity_counts: None,
+                source: Some("status".into()),
+                grace_over: None,
+            }))
+        }
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(Error::from_sdk("GetOnDemandScanStatus", e)),
+    }
 }

@@ -152,3 +152,132 @@ impl<'a> ObjectWriter<'a> {
         }
     }
 }
+
+/// One small object in one PutObject, under the stack's KMS key. Writing
+/// the same key again replaces it.
+pub async fn put_small(
+    client: &Client,
+    bucket: &str,
+    kms_key: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> Result<()> {
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/json")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(kms_key)
+        .body(ByteStream::from(body))
+        .send()
+        .await
+        .map_err(|e| Error::from_sdk("PutObject", e))?;
+    Ok(())
+}
+
+/// An object's bytes, or `None` when there is no such key.
+pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
+    let out = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => out,
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+        Err(e) => return Err(Error::from_sdk("GetObject", e)),
+    };
+    let data = out.body.collect().await.map_err(|e| Error::Aws {
+        operation: "GetObject",
+        code: "ReadError".into(),
+        message: e.to_string(),
+        transient: true,
+    })?;
+    Ok(Some(data.into_bytes().to_vec()))
+}
+
+/// The keys under a prefix, one ListObjectsV2 page (up to 1,000) at a time.
+pub struct KeyPages(
+    aws_smithy_async::future::pagination_stream::PaginationStream<
+        std::result::Result<
+            operation::list_objects_v2::ListObjectsV2Output,
+            aws_smithy_runtime_api::client::result::SdkError<
+                operation::list_objects_v2::ListObjectsV2Error,
+                aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+            >,
+        >,
+    >,
+);
+
+impl KeyPages {
+    pub async fn next(&mut self) -> Option<Result<Vec<String>>> {
+        let page = self.0.next().await?;
+        Some(
+            page.map(|p| {
+                p.contents
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| o.key)
+                    .collect()
+            })
+            .map_err(|e| Error::from_sdk("ListObjectsV2", e)),
+        )
+    }
+}
+
+pub fn keys_under(client: &Client, bucket: &str, prefix: &str) -> KeyPages {
+    KeyPages(
+        client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send(),
+    )
+}
+
+/// How many objects lie under a prefix.
+pub async fn count_under(client: &Client, bucket: &str, prefix: &str) -> Result<u64> {
+    let mut pages = keys_under(client, bucket, prefix);
+    let mut count = 0;
+    while let Some(page) = pages.next().await {
+        count += page?.len() as u64;
+    }
+    Ok(count)
+}
+
+/// Deletes every object under a prefix, 1,000 a call; returns how many.
+pub async fn delete_under(client: &Client, bucket: &str, prefix: &str) -> Result<u64> {
+    use types::{Delete, ObjectIdentifier};
+    let mut pages = keys_under(client, bucket, prefix);
+    let mut deleted = 0;
+    while let Some(page) = pages.next().await {
+        let keys = page?;
+        if keys.is_empty() {
+            continue;
+        }
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Internal(format!("delete request: {e}")))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| Error::Internal(format!("delete request: {e}")))?;
+        let out = client
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("DeleteObjects", e))?;
+        if let Some(first) = out.errors().first() {
+            return Err(Error::Aws {
+                operation: "DeleteObjects",
+                code: first.code().unwrap_or("Unknown").to_string(),
+                message: first.message().unwrap_or_default().to_string(),
+                transient: true,
+            });
+        }
+        deleted += keys.len() as u64;
+    }
+    Ok(deleted)
+}

@@ -36,3 +36,25 @@ pub async fn start_execution(
         Err(e) => Err(Error::from_sdk("StartExecution", e)),
     }
 }
+
+/// Hands a waiting task its result. `false` when the task no longer waits
+/// (it timed out, or another delivery already completed it).
+pub async fn send_task_success(client: &Client, task_token: &str, output: String) -> Result<bool> {
+    match client
+        .send_task_success()
+        .task_token(task_token)
+        .output(output)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e)
+            if e.as_service_error().is_some_and(|e| {
+                e.is_task_timed_out() || e.is_invalid_token() || e.is_task_does_not_exist()
+            }) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(Error::from_sdk("SendTaskSuccess", e)),
+    }
+}

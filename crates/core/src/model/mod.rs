@@ -4,11 +4,15 @@
 pub mod ids;
 pub mod scan;
 pub mod severity;
+pub mod snapshot;
 pub mod time;
 
 pub use ids::{AmiId, InstanceId, RuleName, ScanId, RULE_NAME_PREFIX};
-pub use scan::{InspectorFacts, ReportInput, ScanContext, ScanStatus};
+pub use scan::{
+    InspectorFacts, OnDemandCounts, ReportInput, ScanContext, ScanMode, ScanStatus, SnapshotOutcome,
+};
 pub use severity::{Severity, SeverityCounts, Verdict};
+pub use snapshot::{SnapshotMarker, Waiter, WaiterMessage};
 
 use serde::de::DeserializeOwned;
 

@@ -34,6 +34,19 @@ pub struct ScanContext {
     pub deadline_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule_name: Option<RuleName>,
+    /// How find-amis asked for the AMI to be scanned; absent: `instance`
+    /// (executions started before snapshot mode existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_mode: Option<ScanMode>,
+    /// Inspector's id of the on-demand (snapshot) scan, set by start-scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inspector_scan_id: Option<String>,
+    /// 1 for the one new start after Inspector's `INTERNAL_ERROR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_attempt: Option<u32>,
+    /// How long launch-scan waits for the snapshot scan's completion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_seconds: Option<u64>,
 }
 
 impl ScanContext {
@@ -50,6 +63,10 @@ impl ScanContext {
             launched_at: None,
             deadline_at: None,
             rule_name: None,
+            scan_mode: None,
+            inspector_scan_id: None,
+            snapshot_attempt: None,
+            wait_seconds: None,
         }
     }
 
@@ -77,6 +94,50 @@ impl ScanContext {
                 "missing; launch the instance first",
             )
         })
+    }
+}
+
+/// How an AMI is scanned: from its snapshots by Inspector's on-demand scan,
+/// on a temporary instance by Inspector's agent, or snapshot first with the
+/// instance when Inspector cannot read the image (`auto`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScanMode {
+    Snapshot,
+    Instance,
+    Auto,
+}
+
+impl ScanMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanMode::Snapshot => "snapshot",
+            ScanMode::Instance => "instance",
+            ScanMode::Auto => "auto",
+        }
+    }
+
+    /// Whether this mode may launch an instance.
+    pub fn can_launch(self) -> bool {
+        self != ScanMode::Snapshot
+    }
+}
+
+impl std::str::FromStr for ScanMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "snapshot" => Ok(ScanMode::Snapshot),
+            "instance" => Ok(ScanMode::Instance),
+            "auto" => Ok(ScanMode::Auto),
+            _ => Err("expected snapshot, instance or auto".into()),
+        }
+    }
+}
+
+impl fmt::Display for ScanMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -122,6 +183,61 @@ pub struct ReportInput {
     pub scan: ScanContext,
     #[serde(default)]
     pub inspector: InspectorFacts,
+    /// A snapshot scan's outcome: Inspector's completion event detail, or
+    /// GetOnDemandScanStatus' answer at the deadline. Absent: instance scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<SnapshotOutcome>,
+}
+
+/// An on-demand scan's end, in Inspector's camelCase names: the detail of
+/// its "Inspector2 OnDemand Scan Complete" event, or the same fields from
+/// GetOnDemandScanStatus (which has no severity counts). Enum values stay
+/// text: the documentation and the SDK disagree on some of them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotOutcome {
+    pub scan_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_id: Option<String>,
+    pub scan_status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan_status_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding_severity_counts: Option<OnDemandCounts>,
+    /// `event` (the completion event) or `status` (GetOnDemandScanStatus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Set by launch-scan once the grace for late findings is spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_over: Option<bool>,
+}
+
+pub const SNAPSHOT_SUCCESSFUL: &str = "SUCCESSFUL";
+pub const SNAPSHOT_FAILED: &str = "FAILED";
+pub const SNAPSHOT_IN_PROGRESS: &str = "IN_PROGRESS";
+
+/// `findingSeverityCounts` of a completion event; `TOTAL` is what
+/// completeness is judged by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub struct OnDemandCounts {
+    #[serde(default)]
+    pub critical: u64,
+    #[serde(default)]
+    pub high: u64,
+    #[serde(default)]
+    pub medium: u64,
+    #[serde(default)]
+    pub low: u64,
+    #[serde(default)]
+    pub informational: u64,
+    #[serde(default)]
+    pub untriaged: u64,
+    pub total: u64,
 }
 
 /// What the starter knows of Inspector's scan.
@@ -162,6 +278,7 @@ impl ReportInput {
                 event_time: Some(event_time),
                 source: Some(source.to_string()),
             },
+            snapshot: None,
         }
     }
 }

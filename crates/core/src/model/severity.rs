@@ -101,12 +101,16 @@ impl SeverityCounts {
     }
 }
 
-/// PASS, or FAIL when any active finding is at or above the threshold.
+/// PASS, or FAIL when any active finding is at or above the threshold;
+/// INCOMPLETE when findings Inspector reported never arrived (never a PASS),
+/// NOT_SCANNABLE when Inspector could not read the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Verdict {
     Pass,
     Fail,
+    Incomplete,
+    NotScannable,
 }
 
 impl Verdict {
@@ -131,6 +135,8 @@ impl Verdict {
         match self {
             Verdict::Pass => "PASS",
             Verdict::Fail => "FAIL",
+            Verdict::Incomplete => "INCOMPLETE",
+            Verdict::NotScannable => "NOT_SCANNABLE",
         }
     }
 }

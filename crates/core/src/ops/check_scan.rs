@@ -11,7 +11,7 @@ use crate::aws::ec2::{self, Images};
 use crate::aws::inspector;
 use crate::aws::sfn;
 use crate::error::{Error, Result};
-use crate::model::{scan, time, ReportInput, ScanContext, ScanStatus};
+use crate::model::{scan, time, ReportInput, ScanContext, ScanStatus, SnapshotOutcome};
 use crate::naming;
 use crate::settings::{vars, EnvReader, FromEnv, StateMachineArn};
 use crate::tags::{self, TagPrefix};
@@ -142,6 +142,57 @@ async fn ami_status(
 }
 
 /// Checks a scan whose deadline has passed.
+/// check-scan's request: an instance scan's context, or (for the deadline of
+/// a snapshot scan whose completion never came) `{"snapshot_scan": …}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SnapshotCheck {
+    pub snapshot_scan: ScanContext,
+}
+
+impl crate::model::Input for SnapshotCheck {
+    fn check(&self) -> Result<()> {
+        self.snapshot_scan.check_at("snapshot_scan")?;
+        if self.snapshot_scan.inspector_scan_id.is_none() {
+            return Err(Error::invalid(
+                "snapshot_scan.inspector_scan_id",
+                "missing; start the snapshot scan first",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A snapshot scan at its deadline: Inspector's own status of the scan, in
+/// the completion event's names, for launch-scan to take the same paths as
+/// with the event (`IN_PROGRESS` still, or `UNKNOWN` once Inspector has no
+/// record of it: not scanned).
+pub async fn snapshot_status(
+    inspector_client: &inspector::Client,
+    request: &SnapshotCheck,
+) -> Result<SnapshotOutcome> {
+    let scan = &request.snapshot_scan;
+    let id = scan.inspector_scan_id.clone().unwrap_or_default();
+    let status = inspector::on_demand_scan_status(inspector_client, &scan.ami_id, &id).await?;
+    let outcome = status.unwrap_or(SnapshotOutcome {
+        scan_id: id,
+        resource_id: Some(scan.ami_id.to_string()),
+        scan_status: "UNKNOWN".into(),
+        scan_status_reason: Some("Inspector has no record of this scan".into()),
+        started_at: None,
+        completed_at: None,
+        finding_severity_counts: None,
+        source: Some("status".into()),
+        grace_over: None,
+    });
+    info!(
+        scan_id = %scan.scan_id,
+        inspector_scan_id = %outcome.scan_id,
+        status = %outcome.scan_status,
+        "snapshot scan checked at its deadline"
+    );
+    Ok(outcome)
+}
+
 pub async fn run(
     ec2_client: &ec2::Client,
     inspector_client: &inspector::Client,

@@ -1,16 +1,27 @@
-//! export-report: read every Inspector finding for the scan instance (before
-//! anything is terminated), stream them to S3 as JSON Lines (and the human
-//! report), write the per-scan summary last, and return it with the verdict.
+//! export-report: read every Inspector finding of the scan (from ListFindings
+//! for the scan instance, before anything is terminated; from the staged
+//! finding events for a snapshot scan), stream them to S3 as JSON Lines (and
+//! the human report), write the per-scan summary last, and return it with
+//! the verdict. A snapshot scan whose findings have not all arrived is
+//! `FindingsPending` within the grace and `INCOMPLETE` after it.
 
 use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::aws::inspector;
 use crate::aws::s3::{self, ObjectWriter};
 use crate::error::{Error, Result};
-use crate::model::{time, InspectorFacts, InstanceId, ReportInput, ScanContext, Verdict};
-use crate::report::{self, HumanReport, ReportFormat, ScanSummary, Tally};
-use crate::settings::{vars, BucketName, EnvReader, FromEnv, KmsKeyArn, Threshold};
+use crate::model::scan::{SNAPSHOT_FAILED, SNAPSHOT_SUCCESSFUL};
+use crate::model::{
+    time, InspectorFacts, InstanceId, ReportInput, ScanContext, SnapshotOutcome, Verdict,
+};
+use crate::report::{self, HumanReport, ReportFormat, ScanSummary, Source, Staging, Tally};
+use crate::settings::{vars, Bounded, BucketName, EnvReader, FromEnv, KmsKeyArn, Threshold};
+
+/// Staged findings read at once.
+const STAGED_READS: usize = 16;
 
 /// export-report: where reports go and what fails a scan.
 #[derive(Debug, Clone)]
@@ -19,7 +30,13 @@ pub struct ExportSettings {
     pub report_kms_key_arn: KmsKeyArn,
     pub report_format: ReportFormat,
     pub severity_threshold: Threshold,
+    /// How long after a snapshot scan completes its late findings are
+    /// waited for before the scan is reported `INCOMPLETE`.
+    pub findings_grace_seconds: u64,
 }
+
+/// The default grace for late finding events.
+pub const DEFAULT_GRACE_SECONDS: u32 = 600;
 
 impl FromEnv for ExportSettings {
     fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
@@ -27,12 +44,15 @@ impl FromEnv for ExportSettings {
         let key: Option<KmsKeyArn> = env.required(vars::REPORT_KMS_KEY_ARN);
         let format: Option<ReportFormat> = env.required(vars::REPORT_FORMAT);
         let threshold: Option<Threshold> = env.required(vars::SEVERITY_THRESHOLD);
+        let grace: Option<Bounded<0, 3600>> =
+            env.optional(vars::FINDINGS_GRACE_SECONDS, Bounded(DEFAULT_GRACE_SECONDS));
         env.finish(|| {
             Some(ExportSettings {
                 report_bucket: bucket?,
                 report_kms_key_arn: key?,
                 report_format: format?,
                 severity_threshold: threshold?,
+                findings_grace_seconds: u64::from(grace?.0),
             })
         })
     }
@@ -91,7 +111,63 @@ async fn stream_findings(
         let mut lines = Vec::new();
         let mut human_bytes = Vec::new();
         for finding in page? {
-            let row = report::finding_row(&finding, scan, instance_id, scanned_at);
+            let (raw, row) = report::instance_finding_row(&finding, scan, instance_id, scanned_at);
+            tally.add(&row);
+            serde_json::to_writer(&mut lines, &row)
+                .map_err(|e| Error::Internal(format!("encoding a finding row: {e}")))?;
+            lines.push(b'\n');
+            if let Some((_, human)) = &mut writers.report {
+                human_bytes.extend(human.row(&raw, &row, scan)?);
+            }
+        }
+        writers.findings.write(&lines).await?;
+        if let Some((w, _)) = &mut writers.report {
+            w.write(&human_bytes).await?;
+        }
+    }
+    if let Some((w, human)) = &mut writers.report {
+        w.write(&human.footer()).await?;
+    }
+    Ok(tally)
+}
+
+/// Streams a snapshot scan's staged findings, a page of keys at a time.
+async fn stream_staged(
+    s3_client: &s3::Client,
+    bucket: &str,
+    staging: &Staging,
+    writers: &mut Writers<'_>,
+    scan: &ScanContext,
+    inspector_scan_id: &str,
+    scanned_at: DateTime<Utc>,
+) -> Result<Tally> {
+    let mut tally = Tally::default();
+    if let Some((w, human)) = &mut writers.report {
+        w.write(&human.header()?).await?;
+    }
+    let mut pages = s3::keys_under(s3_client, bucket, &staging.findings());
+    while let Some(page) = pages.next().await {
+        let bodies: Vec<Option<Vec<u8>>> = stream::iter(page?)
+            .map(|key| async move { s3::get_bytes(s3_client, bucket, &key).await })
+            .buffered(STAGED_READS)
+            .try_collect()
+            .await?;
+        let mut lines = Vec::new();
+        let mut human_bytes = Vec::new();
+        for body in bodies.into_iter().flatten() {
+            let finding: Value = match serde_json::from_slice(&body) {
+                Ok(v) => v,
+                Err(e) => {
+                    warn!(error = %e, "a staged finding is not JSON; skipped");
+                    continue;
+                }
+            };
+            let row = report::finding_row(
+                &finding,
+                scan,
+                Source::Snapshot(inspector_scan_id),
+                scanned_at,
+            );
             tally.add(&row);
             serde_json::to_writer(&mut lines, &row)
                 .map_err(|e| Error::Internal(format!("encoding a finding row: {e}")))?;
@@ -111,6 +187,62 @@ async fn stream_findings(
     Ok(tally)
 }
 
+/// A snapshot scan's verdict and why: drawn from its findings only when
+/// every finding Inspector counted has arrived; `INCOMPLETE` otherwise
+/// (missing findings never make a `PASS`), `NOT_SCANNABLE` when Inspector
+/// could not read the image.
+pub fn snapshot_verdict(
+    outcome: &SnapshotOutcome,
+    received: u64,
+    from_findings: Verdict,
+) -> (Verdict, Option<String>) {
+    if outcome.scan_status == SNAPSHOT_FAILED {
+        let reason = outcome
+            .scan_status_reason
+            .clone()
+            .unwrap_or_else(|| "Inspector gave no reason".into());
+        return (
+            Verdict::NotScannable,
+            Some(format!("Inspector could not scan the snapshots: {reason}")),
+        );
+    }
+    match outcome.finding_severity_counts.as_ref().map(|c| c.total) {
+        Some(expected) if received >= expected => (from_findings, None),
+        Some(expected) => (
+            Verdict::Incomplete,
+            Some(format!(
+                "{received} of {expected} findings arrived; the rest never did"
+            )),
+        ),
+        None => (
+            Verdict::Incomplete,
+            Some(format!(
+                "Inspector's completion event was lost, so the {received} findings that arrived cannot be known to be all"
+            )),
+        ),
+    }
+}
+
+/// Whether the report should wait for more findings: some are missing and
+/// the grace after completion is not over.
+pub fn should_wait(
+    outcome: &SnapshotOutcome,
+    received: u64,
+    grace_seconds: u64,
+    now: DateTime<Utc>,
+) -> Option<u64> {
+    if outcome.scan_status != SNAPSHOT_SUCCESSFUL || outcome.grace_over == Some(true) {
+        return None;
+    }
+    let expected = outcome.finding_severity_counts.as_ref()?.total;
+    if received >= expected {
+        return None;
+    }
+    let completed = outcome.completed_at.as_deref().and_then(time::parse)?;
+    let waited = (now - completed).num_seconds().max(0) as u64;
+    (waited < grace_seconds).then_some(expected)
+}
+
 /// Exports the scan's findings and returns its summary.
 pub async fn run(
     inspector: &inspector::Client,
@@ -119,11 +251,52 @@ pub async fn run(
     input: ReportInput,
     now: DateTime<Utc>,
 ) -> Result<ScanSummary> {
-    let scanned_at = scan_time(&input.inspector, now);
+    let mut facts = input.inspector.clone();
+    if facts.event_time.is_none() {
+        facts.event_time = input.snapshot.as_ref().and_then(|o| o.completed_at.clone());
+    }
+    let scanned_at = scan_time(&facts, now);
     let scan = input.scan;
-    let instance_id = scan.require_instance("scan")?.clone();
     let bucket = settings.report_bucket.0.as_str();
     let kms = settings.report_kms_key_arn.0.as_str();
+
+    // Snapshot mode: the staged findings must all be there, or the grace over.
+    let snapshot = match &input.snapshot {
+        Some(outcome) => {
+            let staging =
+                Staging::of(&outcome.scan_id).map_err(|e| Error::invalid("snapshot.scanId", e))?;
+            if scan
+                .inspector_scan_id
+                .as_deref()
+                .is_some_and(|id| id != outcome.scan_id)
+            {
+                return Err(Error::invalid(
+                    "snapshot.scanId",
+                    format!(
+                        "is not this scan's on-demand scan {:?}",
+                        scan.inspector_scan_id
+                    ),
+                ));
+            }
+            let received = s3::count_under(s3_client, bucket, &staging.findings()).await?;
+            if let Some(expected) =
+                should_wait(outcome, received, settings.findings_grace_seconds, now)
+            {
+                return Err(Error::FindingsPending {
+                    scan_id: outcome.scan_id.clone(),
+                    expected,
+                    received,
+                });
+            }
+            Some((outcome.clone(), staging))
+        }
+        None => None,
+    };
+    let instance_id = match snapshot {
+        Some(_) => None,
+        None => Some(scan.require_instance("scan")?.clone()),
+    };
+
     let human = settings.report_format.writer();
     let keys = report::report_keys(&scan, scanned_at, human.as_ref().map(|h| h.extension()));
     let object = |key: &str, content_type: &'static str| {
@@ -137,14 +310,33 @@ pub async fn run(
             .zip(human)
             .map(|(key, human)| (object(key, human.content_type()), human)),
     };
-    let tally =
-        match stream_findings(inspector, &mut writers, &scan, &instance_id, scanned_at).await {
-            Ok(tally) => tally,
-            Err(err) => {
-                writers.abort().await;
-                return Err(err);
-            }
-        };
+    let streamed = match (&snapshot, &instance_id) {
+        (Some((outcome, staging)), _) => {
+            stream_staged(
+                s3_client,
+                bucket,
+                staging,
+                &mut writers,
+                &scan,
+                &outcome.scan_id,
+                scanned_at,
+            )
+            .await
+        }
+        (None, Some(instance_id)) => {
+            stream_findings(inspector, &mut writers, &scan, instance_id, scanned_at).await
+        }
+        (None, None) => Err(Error::Internal(
+            "neither a snapshot nor an instance scan".into(),
+        )),
+    };
+    let tally = match streamed {
+        Ok(tally) => tally,
+        Err(err) => {
+            writers.abort().await;
+            return Err(err);
+        }
+    };
     let Writers { findings, report } = writers;
     let data_bytes = findings.finish().await?;
     let report_bytes = match report {
@@ -152,17 +344,29 @@ pub async fn run(
         None => 0,
     };
 
+    let from_findings = Verdict::of(&tally.active, settings.severity_threshold.0);
+    let (verdict, reason) = match &snapshot {
+        Some((outcome, _)) => snapshot_verdict(outcome, tally.rows, from_findings),
+        None => (from_findings, None),
+    };
     let summary = ScanSummary {
         scan_id: scan.scan_id.to_string(),
         ami_id: scan.ami_id.to_string(),
         ami_name: scan.ami_name.clone(),
         platform: scan.platform.clone(),
-        instance_id: instance_id.to_string(),
+        scan_mode: if snapshot.is_some() {
+            "snapshot"
+        } else {
+            "instance"
+        }
+        .to_string(),
+        instance_id: instance_id.as_ref().map(|i| i.to_string()),
+        inspector_scan_id: snapshot.as_ref().map(|(o, _)| o.scan_id.clone()),
         instance_type: scan.instance_type.clone(),
         requested_at: scan.requested_at.map(time::timestamp),
         launched_at: scan.launched_at.map(time::timestamp),
         scanned_at: time::timestamp(scanned_at),
-        verdict: Verdict::of(&tally.active, settings.severity_threshold.0),
+        verdict,
         severity_threshold: settings.severity_threshold.to_string(),
         highest_severity: tally
             .active
@@ -170,6 +374,11 @@ pub async fn run(
             .map_or("NONE", |s| s.as_str())
             .to_string(),
         finding_count: tally.rows,
+        findings_expected: snapshot
+            .as_ref()
+            .and_then(|(o, _)| o.finding_severity_counts.as_ref())
+            .map(|c| c.total),
+        reason,
         counts: tally.active,
         bucket: bucket.to_string(),
         findings_key: keys.findings.clone(),
@@ -187,10 +396,24 @@ pub async fn run(
     let mut writer = object(&keys.summary, "application/x-ndjson");
     writer.write(&line).await?;
     writer.finish().await?;
+    if let Some((_, staging)) = &snapshot {
+        // The report holds them now; the lifecycle rule is the backstop.
+        match s3::delete_under(s3_client, bucket, staging.prefix()).await {
+            Ok(n) => info!(
+                deleted = n,
+                prefix = staging.prefix(),
+                "staged findings deleted"
+            ),
+            Err(e) => {
+                warn!(error = %e, prefix = staging.prefix(), "staged findings left to the lifecycle rule")
+            }
+        }
+    }
     info!(
         scan_id = %summary.scan_id,
-        instance_id = %instance_id,
+        scan_mode = %summary.scan_mode,
         findings = summary.finding_count,
+        expected = ?summary.findings_expected,
         critical = summary.counts.critical,
         high = summary.counts.high,
         verdict = summary.verdict.as_str(),
@@ -217,6 +440,7 @@ mod tests {
             report_kms_key_arn: "arn:aws:kms:us-east-1:123456789012:key/k".parse().unwrap(),
             report_format: ReportFormat::None,
             severity_threshold: Threshold(Some(Severity::High)),
+            findings_grace_seconds: 600,
         }
     }
 
@@ -245,6 +469,48 @@ mod tests {
         assert_eq!(scan_time(&facts("1763280000".into()), now), now);
         assert_eq!(scan_time(&facts(1763280000.into()), now), now);
         assert_eq!(scan_time(&facts("2026-11-27T13:41:10Z".into()), now), now);
+    }
+
+    fn outcome(status: &str, total: Option<u64>, completed: &str) -> SnapshotOutcome {
+        serde_json::from_value(serde_json::json!({
+            "scanId": "s-1", "scanStatus": status, "completedAt": completed,
+            "findingSeverityCounts": total.map(|t| serde_json::json!({"TOTAL": t})),
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn missing_findings_are_waited_for_within_the_grace_then_make_the_scan_incomplete() {
+        let now: DateTime<Utc> = "2026-11-23T12:10:00Z".parse().unwrap();
+        let done = outcome("SUCCESSFUL", Some(3), "2026-11-23T12:05:00Z");
+        assert_eq!(should_wait(&done, 2, 600, now), Some(3));
+        assert_eq!(should_wait(&done, 3, 600, now), None);
+        assert_eq!(should_wait(&done, 2, 300, now), None, "grace over");
+        let mut over = done.clone();
+        over.grace_over = Some(true);
+        assert_eq!(should_wait(&over, 2, 600, now), None);
+        assert_eq!(
+            snapshot_verdict(&done, 3, Verdict::Pass),
+            (Verdict::Pass, None)
+        );
+        let (v, why) = snapshot_verdict(&done, 2, Verdict::Pass);
+        assert_eq!(v, Verdict::Incomplete);
+        assert!(why.unwrap().contains("2 of 3"));
+        assert_eq!(
+            snapshot_verdict(&done, 2, Verdict::Fail).0,
+            Verdict::Incomplete
+        );
+        let lost = outcome("SUCCESSFUL", None, "2026-11-23T12:05:00Z");
+        assert_eq!(should_wait(&lost, 0, 600, now), None);
+        assert_eq!(
+            snapshot_verdict(&lost, 5, Verdict::Pass).0,
+            Verdict::Incomplete
+        );
+        let mut failed = outcome("FAILED", None, "2026-11-23T12:05:00Z");
+        failed.scan_status_reason = Some("UNSUPPORTED_OS".into());
+        let (v, why) = snapshot_verdict(&failed, 0, Verdict::Pass);
+        assert_eq!(v, Verdict::NotScannable);
+        assert!(why.unwrap().contains("UNSUPPORTED_OS"));
     }
 
     #[tokio::test]

@@ -14,10 +14,14 @@ use crate::aws::ec2::{self, Images, Instances};
 use crate::aws::sfn::{self, Started};
 use crate::aws::sns;
 use crate::error::{Error, Result};
+use crate::model::ScanMode;
 use crate::model::{parse_event, AmiId, Input, ScanContext, ScanId};
 use crate::naming;
 use crate::notify::{self, EventType, Notification};
-use crate::settings::{vars, EnvReader, FromEnv, MaxConcurrentScans, StateMachineArn, TopicArn};
+use crate::settings::{
+    vars, EnvReader, FromEnv, MaxConcurrentScans, StateMachineArn, TopicArn,
+    MAX_CONCURRENT_INSTANCE_SCANS,
+};
 use crate::tags::{self, TagPrefix};
 
 /// StartExecution calls in flight at once.
@@ -37,6 +41,7 @@ pub struct FindSettings {
     pub max_concurrent_scans: u32,
     pub launch_state_machine_arn: StateMachineArn,
     pub topic_arn: TopicArn,
+    pub scan_mode: ScanMode,
 }
 
 impl FromEnv for FindSettings {
@@ -47,7 +52,8 @@ impl FromEnv for FindSettings {
         let cap: Option<MaxConcurrentScans> = env.required(vars::MAX_CONCURRENT_SCANS);
         let machine: Option<StateMachineArn> = env.required(vars::LAUNCH_STATE_MACHINE_ARN);
         let topic: Option<TopicArn> = env.required(vars::TOPIC_ARN);
-        env.finish(|| {
+        let mode: Option<ScanMode> = env.optional(vars::SCAN_MODE, ScanMode::Auto);
+        let settings = env.finish(|| {
             Some(FindSettings {
                 selection_tag_key: key?,
                 selection_tag_value: value?,
@@ -55,8 +61,20 @@ impl FromEnv for FindSettings {
                 max_concurrent_scans: cap?.0,
                 launch_state_machine_arn: machine?,
                 topic_arn: topic?,
+                scan_mode: mode?,
             })
-        })
+        })?;
+        if settings.scan_mode.can_launch()
+            && settings.max_concurrent_scans > MAX_CONCURRENT_INSTANCE_SCANS
+        {
+            return Err(Error::Configuration(format!(
+                "{}={} is above {MAX_CONCURRENT_INSTANCE_SCANS}, the most a {} stack can run at once (one EventBridge rule per instance scan); only SCAN_MODE=snapshot allows up to 1000",
+                vars::MAX_CONCURRENT_SCANS,
+                settings.max_concurrent_scans,
+                settings.scan_mode
+            )));
+        }
+        Ok(settings)
     }
 }
 
@@ -235,9 +253,11 @@ async fn start_one(
     ami: AmiCandidate,
     now: DateTime<Utc>,
     force: bool,
+    mode: ScanMode,
 ) -> StartOutcome {
     let scan_id = ScanId::new(&ami.ami_id, now, force);
     let mut context = ScanContext::new(scan_id.clone(), ami.ami_id.clone());
+    context.scan_mode = Some(mode);
     context.ami_name = ami.name;
     context.platform = Some(ami.platform);
     context.requested_at = Some(now);
@@ -440,6 +460,7 @@ pub async fn run(
                 ami,
                 now,
                 force,
+                settings.scan_mode,
             )
         })
         .buffer_unordered(START_CONCURRENCY)
@@ -603,6 +624,7 @@ mod tests {
             max_concurrent_scans: 20,
             launch_state_machine_arn: "arn:aws:states:us-east-1:1:stateMachine:x".parse().unwrap(),
             topic_arn: "arn:aws:sns:us-east-1:1:t".parse().unwrap(),
+            scan_mode: ScanMode::Auto,
         }
     }
 

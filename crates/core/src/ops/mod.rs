@@ -4,10 +4,12 @@
 
 pub mod check_scan;
 pub mod cleanup;
+pub mod collect_findings;
 pub mod create_scan_rule;
 pub mod export_report;
 pub mod find_amis;
 pub mod launch_instance;
+pub mod start_scan;
 pub mod tag_ami;
 
 #[cfg(test)]
@@ -34,7 +36,7 @@ mod tests {
             .map(|(n, _)| n.as_str())
             .filter(|n| *n != "mod")
             .collect();
-        assert_eq!(names.len(), 7, "{names:?}");
+        assert_eq!(names.len(), 9, "{names:?}");
         for (name, text) in &ops {
             if name == "mod" {
                 continue;

@@ -162,7 +162,14 @@ pub fn result_tags(
                 summary.counts.total().to_string(),
             );
             set.insert(prefix.key(tags::REPORT_URI), summary.report_uri.clone());
-            remove.push(prefix.key(tags::REASON));
+            set.insert(prefix.key(tags::SCAN_MODE), summary.scan_mode.clone());
+            match &summary.reason {
+                // INCOMPLETE and NOT_SCANNABLE say why (expected vs received).
+                Some(reason) => {
+                    set.insert(prefix.key(tags::REASON), reason.clone());
+                }
+                None => remove.push(prefix.key(tags::REASON)),
+            }
         }
         (ScanStatus::InProgress, _) => {}
         _ => match request

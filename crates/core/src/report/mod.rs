@@ -5,7 +5,7 @@ pub mod rows;
 pub mod summary;
 pub mod writer;
 
-pub use rows::{finding_row, FindingRow};
+pub use rows::{finding_row, instance_finding_row, FindingRow, Source};
 pub use summary::{ScanSummary, Tally};
 pub use writer::{HumanReport, ReportFormat};
 
@@ -27,6 +27,72 @@ pub struct ReportKeys {
 pub const FINDINGS_PREFIX: &str = "findings/";
 pub const SCANS_PREFIX: &str = "scans/";
 pub const REPORTS_PREFIX: &str = "reports/";
+/// Where a snapshot scan's findings wait for its report: one object per
+/// finding, named after the finding, so a duplicate event overwrites itself.
+/// The bucket's lifecycle rule expires what a report did not delete.
+pub const STAGING_PREFIX: &str = "staging/ondemand/";
+
+/// The staged objects of one on-demand scan, by Inspector's scan id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staging(String);
+
+impl Staging {
+    /// Refuses an id that could leave its folder (only letters, digits,
+    /// `-` and `_`, as Inspector's ids are).
+    pub fn of(inspector_scan_id: &str) -> Result<Staging, String> {
+        if inspector_scan_id.is_empty()
+            || inspector_scan_id.len() > 128
+            || !inspector_scan_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!("{inspector_scan_id:?} is not an Inspector scan id"));
+        }
+        Ok(Staging(format!("{STAGING_PREFIX}{inspector_scan_id}/")))
+    }
+    /// Everything of this scan.
+    pub fn prefix(&self) -> &str {
+        &self.0
+    }
+    /// start-scan's record: the scan is amiscan's, and which scan it is.
+    pub fn marker(&self) -> String {
+        format!("{}scan.json", self.0)
+    }
+    /// The completion event's detail.
+    pub fn completion(&self) -> String {
+        format!("{}complete.json", self.0)
+    }
+    /// launch-scan's task token, waiting for the completion.
+    pub fn waiter(&self) -> String {
+        format!("{}waiter.json", self.0)
+    }
+    pub fn findings(&self) -> String {
+        format!("{}findings/", self.0)
+    }
+    /// A finding's object: the last part of its ARN when it is plain, else
+    /// a hash of the whole ARN.
+    pub fn finding(&self, finding_arn: &str) -> String {
+        let tail = finding_arn.rsplit('/').next().unwrap_or_default();
+        let plain = !tail.is_empty()
+            && tail.len() <= 128
+            && tail
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let name = if plain {
+            tail.to_string()
+        } else {
+            format!("h{:016x}", fnv1a(finding_arn.as_bytes()))
+        };
+        format!("{}findings/{name}.json", self.0)
+    }
+}
+
+/// FNV-1a, 64 bits: stable across builds, unlike std's hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
 
 pub fn report_keys(scan: &ScanContext, at: DateTime<Utc>, report_ext: Option<&str>) -> ReportKeys {
     let day = at.format("%Y-%m-%d");
@@ -61,5 +127,24 @@ mod tests {
             Some("reports/ami-0123456789abcdef0/ami-0123456789abcdef0-20261123.csv")
         );
         assert_eq!(report_keys(&scan(), at, None).report, None);
+    }
+
+    #[test]
+    fn staged_findings_are_named_by_finding_and_stay_in_their_folder() {
+        let staging = Staging::of("8b1e4a9c-2f3d").unwrap();
+        let arn = "arn:aws:inspector2:us-east-1:123456789012:finding/ondemand/8b1e4a9c-2f3d/3a9e0c";
+        assert_eq!(
+            staging.finding(arn),
+            "staging/ondemand/8b1e4a9c-2f3d/findings/3a9e0c.json"
+        );
+        assert_eq!(staging.finding(arn), staging.finding(arn));
+        let odd = staging.finding("arn:x/evil..");
+        assert!(
+            odd.starts_with("staging/ondemand/8b1e4a9c-2f3d/findings/h"),
+            "{odd}"
+        );
+        assert_ne!(odd, staging.finding("arn:y/evil.."));
+        assert!(Staging::of("../scans").is_err());
+        assert!(Staging::of("").is_err());
     }
 }

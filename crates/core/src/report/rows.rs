@@ -5,16 +5,17 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::aws::inspector::types::{Finding, VulnerablePackage};
+use crate::aws::inspector::types::Finding;
 use crate::model::{time, InstanceId, ScanContext, Severity};
 
-fn installed_version(p: &VulnerablePackage) -> String {
+/// A package's installed version as `epoch:version-release`.
+fn installed_version(p: &Value) -> String {
     let mut v = String::new();
-    if p.epoch() != 0 {
-        v.push_str(&format!("{}:", p.epoch()));
+    if let Some(epoch) = p["epoch"].as_i64().filter(|e| *e != 0) {
+        v.push_str(&format!("{epoch}:"));
     }
-    v.push_str(p.version());
-    if let Some(release) = p.release().filter(|r| !r.is_empty()) {
+    v.push_str(p["version"].as_str().unwrap_or_default());
+    if let Some(release) = p["release"].as_str().filter(|r| !r.is_empty()) {
         v.push('-');
         v.push_str(release);
     }
@@ -26,13 +27,35 @@ fn joined<'a>(values: impl Iterator<Item = &'a str>) -> Option<String> {
     (!list.is_empty()).then(|| list.join(", "))
 }
 
+fn text(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+/// A time as the rows write it. ListFindings' JSON carries epoch seconds,
+/// events ISO 8601; anything else is kept as it is.
+fn time_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(|secs| DateTime::from_timestamp_millis((secs * 1000.0) as i64))
+            .map(time::timestamp),
+        Value::String(s) => Some(time::parse(s).map(time::timestamp).unwrap_or(s.clone())),
+        _ => None,
+    }
+}
+
 /// One finding of one scan, flat, with stable snake_case columns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FindingRow {
     pub scan_id: String,
     pub ami_id: String,
     pub ami_name: Option<String>,
-    pub instance_id: String,
+    /// `snapshot` or `instance`: how Inspector read the image.
+    pub scan_mode: String,
+    /// The scan instance (instance mode only).
+    pub instance_id: Option<String>,
+    /// Inspector's on-demand scan id (snapshot mode only).
+    pub inspector_scan_id: Option<String>,
     pub account_id: String,
     pub scanned_at: String,
     pub finding_arn: String,
@@ -67,7 +90,8 @@ impl FindingRow {
 }
 
 /// The finding as JSON in Inspector's camelCase names, for the fields the SDK
-/// exposes (the SDK types carry no serialiser of their own).
+/// exposes (the SDK types carry no serialiser of their own): the shape of a
+/// snapshot scan's finding events too, so both modes share one row mapping.
 pub fn finding_json(f: &Finding) -> Value {
     let iso =
         |t: Option<&aws_smithy_types::DateTime>| t.and_then(time::from_sdk).map(time::timestamp);
@@ -169,60 +193,108 @@ pub fn finding_json(f: &Finding) -> Value {
     Value::Object(out)
 }
 
-/// The NVD CVSS v3 base score, as Inspector's export reports it.
-fn cvss3(f: &Finding) -> Option<f64> {
-    f.package_vulnerability_details()?
-        .cvss()
-        .iter()
-        .find(|c| c.source() == "NVD" && c.version().starts_with('3'))
-        .map(|c| c.base_score())
+/// The NVD CVSS v3 base score, as Inspector's export reports it; else the
+/// v3 score Inspector adjusted (all that some events carry).
+fn cvss3(f: &Value) -> Option<f64> {
+    let details = &f["packageVulnerabilityDetails"];
+    let nvd = details["cvss"].as_array().and_then(|list| {
+        list.iter()
+            .find(|c| {
+                c["source"] == "NVD" && c["version"].as_str().is_some_and(|v| v.starts_with('3'))
+            })
+            .and_then(|c| c["baseScore"].as_f64())
+    });
+    let adjusted = &f["inspectorScoreDetails"]["adjustedCvss"];
+    nvd.or_else(|| {
+        adjusted["version"]
+            .as_str()
+            .filter(|v| v.starts_with('3'))
+            .and(adjusted["score"].as_f64())
+    })
 }
 
+/// Where a finding came from: the scan instance, or Inspector's on-demand
+/// scan of the AMI's snapshots.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    Instance(&'a InstanceId),
+    Snapshot(&'a str),
+}
+
+impl Source<'_> {
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Source::Instance(_) => "instance",
+            Source::Snapshot(_) => "snapshot",
+        }
+    }
+    pub fn instance_id(&self) -> Option<String> {
+        match self {
+            Source::Instance(id) => Some(id.to_string()),
+            Source::Snapshot(_) => None,
+        }
+    }
+    pub fn inspector_scan_id(&self) -> Option<String> {
+        match self {
+            Source::Instance(_) => None,
+            Source::Snapshot(id) => Some(id.to_string()),
+        }
+    }
+}
+
+/// One row from a finding in Inspector's camelCase JSON (see `finding_json`).
 pub fn finding_row(
-    f: &Finding,
+    f: &Value,
     scan: &ScanContext,
-    instance_id: &InstanceId,
+    source: Source<'_>,
     scanned_at: DateTime<Utc>,
 ) -> FindingRow {
-    let packages = f
-        .package_vulnerability_details()
-        .map(|p| p.vulnerable_packages())
-        .unwrap_or_default();
+    let details = &f["packageVulnerabilityDetails"];
+    let empty = Vec::new();
+    let packages = details["vulnerablePackages"].as_array().unwrap_or(&empty);
     FindingRow {
         scan_id: scan.scan_id.to_string(),
         ami_id: scan.ami_id.to_string(),
         ami_name: scan.ami_name.clone(),
-        instance_id: instance_id.to_string(),
-        account_id: f.aws_account_id().to_string(),
+        scan_mode: source.mode().to_string(),
+        instance_id: source.instance_id(),
+        inspector_scan_id: source.inspector_scan_id(),
+        account_id: text(&f["awsAccountId"]).unwrap_or_default(),
         scanned_at: time::timestamp(scanned_at),
-        finding_arn: f.finding_arn().to_string(),
-        severity: f.severity().as_str().to_string(),
-        status: f.status().as_str().to_string(),
-        finding_type: f.r#type().as_str().to_string(),
-        title: f.title().map(str::to_string),
-        vulnerability_id: f
-            .package_vulnerability_details()
-            .map(|p| p.vulnerability_id().to_string()),
-        package_name: joined(packages.iter().map(|p| p.name())),
+        finding_arn: text(&f["findingArn"]).unwrap_or_default(),
+        severity: text(&f["severity"]).unwrap_or_default(),
+        status: text(&f["status"]).unwrap_or_default(),
+        finding_type: text(&f["type"]).unwrap_or_default(),
+        title: text(&f["title"]),
+        vulnerability_id: text(&details["vulnerabilityId"]),
+        package_name: joined(packages.iter().filter_map(|p| p["name"].as_str())),
         installed_version: {
             let versions: Vec<String> = packages.iter().map(installed_version).collect();
             joined(versions.iter().map(String::as_str))
         },
-        fixed_in_version: joined(packages.iter().filter_map(|p| p.fixed_in_version())),
-        fix_available: f.fix_available().map(|v| v.as_str().to_string()),
-        exploit_available: f.exploit_available().map(|v| v.as_str() == "YES"),
-        inspector_score: f.inspector_score(),
-        epss_score: f.epss().map(|e| e.score()),
+        fixed_in_version: joined(packages.iter().filter_map(|p| p["fixedInVersion"].as_str())),
+        fix_available: text(&f["fixAvailable"]),
+        exploit_available: f["exploitAvailable"].as_str().map(|v| v == "YES"),
+        inspector_score: f["inspectorScore"].as_f64(),
+        epss_score: f["epss"]["score"].as_f64(),
         cvss3_score: cvss3(f),
-        first_observed_at: time::from_sdk(f.first_observed_at()).map(time::timestamp),
-        last_observed_at: time::from_sdk(f.last_observed_at()).map(time::timestamp),
-        remediation: f
-            .remediation()
-            .and_then(|r| r.recommendation())
-            .and_then(|r| r.text())
-            .map(str::to_string),
-        finding_json: finding_json(f).to_string(),
+        first_observed_at: time_text(&f["firstObservedAt"]),
+        last_observed_at: time_text(&f["lastObservedAt"]),
+        remediation: text(&f["remediation"]["recommendation"]["text"]),
+        finding_json: f.to_string(),
     }
+}
+
+/// A row of an instance scan, from the SDK's finding.
+pub fn instance_finding_row(
+    f: &Finding,
+    scan: &ScanContext,
+    instance_id: &InstanceId,
+    scanned_at: DateTime<Utc>,
+) -> (Value, FindingRow) {
+    let raw = finding_json(f);
+    let row = finding_row(&raw, scan, Source::Instance(instance_id), scanned_at);
+    (raw, row)
 }
 
 #[cfg(test)]
@@ -231,7 +303,7 @@ pub(crate) mod tests {
     use crate::aws::inspector::types::{
         CvssScore, EpssDetails, ExploitAvailable, FindingStatus, FindingType, FixAvailable,
         PackageVulnerabilityDetails, Recommendation, Remediation, Resource, ResourceType,
-        Severity as InspectorSeverity,
+        Severity as InspectorSeverity, VulnerablePackage,
     };
     use chrono::TimeZone;
 
@@ -317,8 +389,10 @@ pub(crate) mod tests {
             "ACTIVE",
         );
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
-        let row = finding_row(&f, &scan(), &instance(), at);
+        let (_, row) = instance_finding_row(&f, &scan(), &instance(), at);
         assert_eq!(row.severity(), Severity::Critical);
+        assert_eq!(row.scan_mode, "instance");
+        assert_eq!(row.instance_id.as_deref(), Some("i-0123456789abcdef0"));
         assert_eq!(row.vulnerability_id.as_deref(), Some("CVE-2026-0001"));
         assert_eq!(row.package_name.as_deref(), Some("openssl"));
         assert_eq!(
@@ -344,5 +418,33 @@ pub(crate) mod tests {
             "openssl"
         );
         assert_eq!(raw["resources"][0]["id"], "i-0123456789abcdef0");
+        assert_eq!(
+            row.first_observed_at.as_deref(),
+            Some("2025-11-23T12:13:20.000Z")
+        );
+    }
+
+    #[test]
+    fn a_snapshot_finding_event_maps_to_the_same_columns() {
+        let event: Value = serde_json::from_str(include_str!(
+            "../../../../tests/fixtures/ondemand/finding-event.json"
+        ))
+        .unwrap();
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 10, 0, 0).unwrap();
+        let row = finding_row(&event["detail"], &scan(), Source::Snapshot("scan-1"), at);
+        assert_eq!(row.scan_mode, "snapshot");
+        assert_eq!(row.instance_id, None);
+        assert_eq!(row.inspector_scan_id.as_deref(), Some("scan-1"));
+        assert_eq!(row.vulnerability_id.as_deref(), Some("CVE-2026-0001"));
+        assert_eq!(row.package_name.as_deref(), Some("openssl"));
+        assert_eq!(row.severity(), Severity::Critical);
+        assert_eq!(row.fix_available.as_deref(), Some("YES"));
+        assert_eq!(row.exploit_available, Some(true));
+        assert_eq!(row.cvss3_score, Some(9.8));
+        assert_eq!(
+            row.first_observed_at.as_deref(),
+            Some("2026-11-23T09:58:01.123Z")
+        );
+        assert!(row.finding_arn.contains(":finding/ondemand/"));
     }
 }

@@ -12,7 +12,16 @@ pub struct ScanSummary {
     pub ami_id: String,
     pub ami_name: Option<String>,
     pub platform: Option<String>,
-    pub instance_id: String,
+    /// `snapshot` or `instance`: how this scan read the image (summaries
+    /// written before snapshot mode are instance scans).
+    #[serde(default = "instance_mode")]
+    pub scan_mode: String,
+    /// The scan instance (instance mode only).
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// Inspector's on-demand scan id (snapshot mode only).
+    #[serde(default)]
+    pub inspector_scan_id: Option<String>,
     pub instance_type: Option<String>,
     pub requested_at: Option<String>,
     pub launched_at: Option<String>,
@@ -23,6 +32,14 @@ pub struct ScanSummary {
     pub highest_severity: String,
     /// Every finding written, whatever its status.
     pub finding_count: u64,
+    /// Snapshot mode: how many findings Inspector said the scan has
+    /// (`findingSeverityCounts.TOTAL`); `None` when its completion event was
+    /// lost. The verdict is `INCOMPLETE` unless `finding_count` reaches it.
+    #[serde(default)]
+    pub findings_expected: Option<u64>,
+    /// Why the verdict is `INCOMPLETE` or `NOT_SCANNABLE`.
+    #[serde(default)]
+    pub reason: Option<String>,
     /// Active findings per severity; the verdict is drawn from these.
     #[serde(flatten)]
     pub counts: SeverityCounts,
@@ -32,6 +49,10 @@ pub struct ScanSummary {
     pub report_key: Option<String>,
     /// The object a reader opens first: the human report, else the data.
     pub report_uri: String,
+}
+
+fn instance_mode() -> String {
+    "instance".into()
 }
 
 /// Tallies rows as they stream past.
@@ -54,7 +75,7 @@ impl Tally {
 mod tests {
     use super::*;
     use crate::model::Severity;
-    use crate::report::rows::finding_row;
+    use crate::report::rows::instance_finding_row;
     use crate::report::rows::tests::{instance, sample_finding, scan};
     use chrono::Utc;
 
@@ -67,7 +88,7 @@ mod tests {
             ("LOW", "SUPPRESSED"),
         ] {
             let f = sample_finding("arn:x", sev, status);
-            tally.add(&finding_row(&f, &scan(), &instance(), Utc::now()));
+            tally.add(&instance_finding_row(&f, &scan(), &instance(), Utc::now()).1);
         }
         assert_eq!(tally.rows, 3);
         assert_eq!(tally.active.total(), 1);

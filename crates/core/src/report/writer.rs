@@ -5,9 +5,9 @@
 use std::str::FromStr;
 
 use super::rows::FindingRow;
-use crate::aws::inspector::types::Finding;
 use crate::error::{Error, Result};
 use crate::model::ScanContext;
+use serde_json::Value;
 
 /// The `REPORT_FORMAT` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +110,7 @@ impl HumanReport {
         }
     }
 
-    pub fn row(&mut self, f: &Finding, row: &FindingRow, scan: &ScanContext) -> Result<Vec<u8>> {
+    pub fn row(&mut self, f: &Value, row: &FindingRow, scan: &ScanContext) -> Result<Vec<u8>> {
         self.rows += 1;
         match &mut self.kind {
             Kind::Csv(w) => csv_record(w, csv_fields(f, row, scan)),
@@ -158,32 +158,36 @@ fn csv_record(
     w.into_inner().map_err(|e| fail(&e))
 }
 
-fn csv_fields(f: &Finding, row: &FindingRow, scan: &ScanContext) -> [String; 23] {
+fn csv_fields(f: &Value, row: &FindingRow, scan: &ScanContext) -> [String; 23] {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     let num = |v: Option<f64>| v.map(|n| n.to_string()).unwrap_or_default();
-    let details = f.package_vulnerability_details();
-    let platform = f
-        .resources()
-        .iter()
-        .find_map(|r| {
-            r.details()
-                .and_then(|d| d.aws_ec2_instance())
-                .and_then(|d| d.platform())
-        })
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let details = &f["packageVulnerabilityDetails"];
+    let platform = f["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|r| r["details"]["awsEc2Instance"]["platform"].as_str())
         .map(str::to_string)
         .or_else(|| scan.platform.clone())
         .unwrap_or_default();
+    let urls: Vec<&str> = details["referenceUrls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     [
         row.account_id.clone(),
         row.severity.clone(),
         opt(&row.fix_available),
         row.finding_type.clone(),
         opt(&row.title),
-        f.description().to_string(),
+        text(&f["description"]),
         row.finding_arn.clone(),
         opt(&row.first_observed_at),
         opt(&row.last_observed_at),
-        row.instance_id.clone(),
+        opt(&row.instance_id),
         platform,
         opt(&row.package_name),
         opt(&row.installed_version),
@@ -191,26 +195,19 @@ fn csv_fields(f: &Finding, row: &FindingRow, scan: &ScanContext) -> [String; 23]
         opt(&row.remediation),
         num(row.inspector_score),
         opt(&row.vulnerability_id),
-        details
-            .and_then(|d| d.vendor_severity())
-            .unwrap_or_default()
-            .to_string(),
+        text(&details["vendorSeverity"]),
         num(row.cvss3_score),
         scan.ami_id.to_string(),
-        f.exploit_available()
-            .map(|v| v.as_str().to_string())
-            .unwrap_or_default(),
+        text(&f["exploitAvailable"]),
         num(row.epss_score),
-        details
-            .map(|d| d.reference_urls().join(", "))
-            .unwrap_or_default(),
+        urls.join(", "),
     ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::rows::finding_row;
+    use crate::report::rows::instance_finding_row;
     use crate::report::rows::tests::{instance, sample_finding, scan};
     use chrono::Utc;
 
@@ -221,7 +218,7 @@ mod tests {
     #[test]
     fn csv_uses_inspectors_columns_and_quotes_what_needs_it() {
         let f = sample_finding("arn:1", "HIGH", "ACTIVE");
-        let row = finding_row(&f, &scan(), &instance(), Utc::now());
+        let (f, row) = instance_finding_row(&f, &scan(), &instance(), Utc::now());
         let mut csv = ReportFormat::Csv.writer().unwrap();
         assert_eq!((csv.extension(), csv.content_type()), ("csv", "text/csv"));
         let header = text(csv.header().unwrap());
@@ -251,7 +248,7 @@ description""#
         }
         let mut f = sample_finding("arn:1", "HIGH", "ACTIVE");
         f.title = Some("=cmd|' /C calc'!A0".into());
-        let row = finding_row(&f, &scan(), &instance(), Utc::now());
+        let (f, row) = instance_finding_row(&f, &scan(), &instance(), Utc::now());
         let mut csv = ReportFormat::Csv.writer().unwrap();
         let line = text(csv.row(&f, &row, &scan()).unwrap());
         assert!(line.contains(",'=cmd|' /C calc'!A0,"), "{line}");
@@ -264,7 +261,7 @@ description""#
         let mut out = json.header().unwrap();
         for arn in ["arn:1", "arn:2"] {
             let f = sample_finding(arn, "LOW", "ACTIVE");
-            let row = finding_row(&f, &scan(), &instance(), Utc::now());
+            let (f, row) = instance_finding_row(&f, &scan(), &instance(), Utc::now());
             out.extend(json.row(&f, &row, &scan()).unwrap());
         }
         out.extend(json.footer());

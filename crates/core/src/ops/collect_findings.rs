@@ -1,0 +1,429 @@
+//! collect-findings: the SQS consumer that catches what a snapshot scan
+//! delivers only as EventBridge events. Each finding event of a scan
+//! amiscan started is stored under that scan, named by its `findingArn`, so
+//! a duplicate overwrites itself; a completion event is stored and wakes the
+//! launch-scan execution waiting for it; launch-scan's own waiter message
+//! registers that execution. Events of scans amiscan did not start are
+//! counted and dropped. Memory holds one batch, whatever a scan's size.
+
+use std::collections::{HashMap, HashSet};
+
+use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::{error, info, warn};
+
+use crate::aws::{s3, sfn};
+use crate::error::{Error, Result};
+use crate::model::{parse_event, Input, SnapshotOutcome, WaiterMessage};
+use crate::report::Staging;
+use crate::settings::{vars, BucketName, EnvReader, FromEnv, KmsKeyArn};
+
+/// The two event types amiscan's static rules route into the queue.
+pub const FINDING_DETAIL_TYPE: &str = "OnDemand AMI Scan Findings";
+pub const COMPLETION_DETAIL_TYPE: &str = "Inspector2 OnDemand Scan Complete";
+
+/// Records handled at once within a batch.
+const CONCURRENCY: usize = 16;
+
+/// collect-findings: where findings are staged.
+#[derive(Debug, Clone)]
+pub struct CollectSettings {
+    pub report_bucket: BucketName,
+    pub report_kms_key_arn: KmsKeyArn,
+}
+
+impl FromEnv for CollectSettings {
+    fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
+        let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
+        let key: Option<KmsKeyArn> = env.required(vars::REPORT_KMS_KEY_ARN);
+        env.finish(|| {
+            Some(CollectSettings {
+                report_bucket: bucket?,
+                report_kms_key_arn: key?,
+            })
+        })
+    }
+}
+
+/// The SQS event, as much of it as the collector reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SqsBatch {
+    #[serde(rename = "Records")]
+    pub records: Vec<SqsRecord>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SqsRecord {
+    #[serde(rename = "messageId")]
+    pub message_id: String,
+    pub body: String,
+}
+
+impl Input for SqsBatch {}
+
+/// The partial batch response: the records SQS should deliver again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResponse {
+    pub batch_item_failures: Vec<ItemFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemFailure {
+    pub item_identifier: String,
+}
+
+/// What one record is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Item {
+    Finding {
+        scan_id: String,
+        finding_arn: String,
+        detail: Value,
+    },
+    Completion {
+        scan_id: String,
+        outcome: SnapshotOutcome,
+    },
+    Waiter(WaiterMessage),
+    /// Not an event amiscan handles (another detail type): dropped.
+    Other(String),
+    /// Unreadable: dropped with an error log, as redelivery cannot fix it.
+    Malformed(String),
+}
+
+fn text<'a>(v: &'a Value, field: &str) -> std::result::Result<&'a str, String> {
+    v[field]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("`detail.{field}` is missing or not text"))
+}
+
+/// Reads one record's body. Pure.
+pub fn classify(body: &str) -> Item {
+    let value: Value = match serde_json::from_str(body) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return Item::Malformed("the body is not a JSON object".into()),
+        Err(e) => return Item::Malformed(format!("the body is not JSON: {e}")),
+    };
+    if value.get("amiscan_waiter").is_some() {
+        return match parse_event::<WaiterMessage>(value) {
+            Ok(w) => match Staging::of(&w.amiscan_waiter.inspector_scan_id) {
+                Ok(_) => Item::Waiter(w),
+                Err(e) => Item::Malformed(format!("`amiscan_waiter.inspector_scan_id`: {e}")),
+            },
+            Err(e) => Item::Malformed(e.to_string()),
+        };
+    }
+    let detail_type = value["detail-type"].as_str().unwrap_or_default();
+    let detail = &value["detail"];
+    let scan_id = |d: &Value| -> std::result::Result<String, String> {
+        let id = text(d, "scanId")?;
+        Staging::of(id).map_err(|e| format!("`detail.scanId`: {e}"))?;
+        Ok(id.to_string())
+    };
+    match detail_type {
+        FINDING_DETAIL_TYPE => {
+            let found =
+                scan_id(detail).and_then(|id| Ok((id, text(detail, "findingArn")?.to_string())));
+            match found {
+                Ok((scan_id, finding_arn)) => Item::Finding {
+                    scan_id,
+                    finding_arn,
+                    detail: detail.clone(),
+                },
+                Err(e) => Item::Malformed(e),
+            }
+        }
+        COMPLETION_DETAIL_TYPE => match scan_id(detail).and_then(|id| {
+            let mut outcome: SnapshotOutcome =
+                serde_json::from_value(detail.clone()).map_err(|e| format!("`detail`: {e}"))?;
+            outcome.source = Some("event".into());
+            outcome.grace_over = None;
+            Ok((id, outcome))
+        }) {
+            Ok((scan_id, outcome)) => Item::Completion { scan_id, outcome },
+            Err(e) => Item::Malformed(e),
+        },
+        "" => Item::Malformed("no `detail-type`".into()),
+        other => Item::Other(other.to_string()),
+    }
+}
+
+/// What one batch did, for the log and the benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CollectStats {
+    pub records: usize,
+    pub findings_stored: usize,
+    pub completions: usize,
+    pub waiters: usize,
+    pub woken: usize,
+    /// Events of on-demand scans amiscan did not start.
+    pub foreign: usize,
+    pub other: usize,
+    pub malformed: usize,
+    pub failed: usize,
+}
+
+enum Done {
+    Stored,
+    Completion { woke: bool },
+    Waiter { woke: bool },
+    Foreign,
+}
+
+struct Ctx<'a> {
+    s3: &'a s3::Client,
+    sfn: &'a sfn::Client,
+    bucket: &'a str,
+    kms: &'a str,
+    ours: &'a HashSet<String>,
+}
+
+impl Ctx<'_> {
+    async fn put(&self, key: &str, value: &impl Serialize) -> Result<()> {
+        let body = serde_json::to_vec(value)
+            .map_err(|e| Error::Internal(format!("encoding {key}: {e}")))?;
+        s3::put_small(self.s3, self.bucket, self.kms, key, body).await
+    }
+
+    /// Wakes the waiting execution with the outcome; `false` when it no
+    /// longer waits.
+    async fn wake(&self, task_token: &str, outcome: &SnapshotOutcome) -> Result<bool> {
+        let output = serde_json::to_string(outcome)
+            .map_err(|e| Error::Internal(format!("encoding the outcome: {e}")))?;
+        sfn::send_task_success(self.sfn, task_token, output).await
+    }
+
+    async fn handle(&self, item: Item) -> Result<Done> {
+        match item {
+            Item::Finding {
+                scan_id,
+                finding_arn,
+                detail,
+            } => {
+                if !self.ours.contains(&scan_id) {
+                    return Ok(Done::Foreign);
+                }
+                let staging = Staging::of(&scan_id).map_err(Error::Internal)?;
+                self.put(&staging.finding(&finding_arn), &detail).await?;
+                Ok(Done::Stored)
+            }
+            Item::Completion { scan_id, outcome } => {
+                if !self.ours.contains(&scan_id) {
+                    return Ok(Done::Foreign);
+                }
+                let staging = Staging::of(&scan_id).map_err(Error::Internal)?;
+                // Stored first, then the waiter read: with the waiter doing
+                // the same the other way round, one of them wakes the task.
+                self.put(&staging.completion(), &outcome).await?;
+                let woke = match s3::get_bytes(self.s3, self.bucket, &staging.waiter()).await? {
+                    Some(bytes) => {
+                        let waiter: WaiterMessage = serde_json::from_slice(&bytes)
+                            .map_err(|e| Error::Internal(format!("the stored waiter: {e}")))?;
+                        self.wake(&waiter.amiscan_waiter.task_token, &outcome)
+                            .await?
+                    }
+                    None => false,
+                };
+                Ok(Done::Completion { woke })
+            }
+            Item::Waiter(message) => {
+                let staging = Staging::of(&message.amiscan_waiter.inspector_scan_id)
+                    .map_err(Error::Internal)?;
+                self.put(&staging.waiter(), &message).await?;
+                let woke = match s3::get_bytes(self.s3, self.bucket, &staging.completion()).await? {
+                    Some(bytes) => {
+                        let outcome: SnapshotOutcome = serde_json::from_slice(&bytes)
+                            .map_err(|e| Error::Internal(format!("the stored completion: {e}")))?;
+                        self.wake(&message.amiscan_waiter.task_token, &outcome)
+                            .await?
+                    }
+                    None => false,
+                };
+                Ok(Done::Waiter { woke })
+            }
+            Item::Other(_) | Item::Malformed(_) => Ok(Done::Foreign),
+        }
+    }
+}
+
+/// Handles one batch; a record whose storing failed is reported for
+/// redelivery (after the queue's receive count it goes to the DLQ).
+pub async fn run(
+    s3_client: &s3::Client,
+    sfn_client: &sfn::Client,
+    settings: &CollectSettings,
+    batch: SqsBatch,
+) -> Result<(BatchResponse, CollectStats)> {
+    let bucket = settings.report_bucket.0.as_str();
+    let mut stats = CollectStats {
+        records: batch.records.len(),
+        ..CollectStats::default()
+    };
+    let mut items = Vec::new();
+    for record in batch.records {
+        match classify(&record.body) {
+            Item::Malformed(why) => {
+                error!(message_id = %record.message_id, why = %why, "malformed record dropped");
+                stats.malformed += 1;
+            }
+            Item::Other(detail_type) => {
+                warn!(message_id = %record.message_id, detail_type = %detail_type, "not an on-demand scan event; dropped");
+                stats.other += 1;
+            }
+            item => items.push((record.message_id, item)),
+        }
+    }
+    // Which scans are amiscan's: one marker read per scan in the batch.
+    let mut scan_ids: Vec<String> = items
+        .iter()
+        .filter_map(|(_, item)| match item {
+            Item::Finding { scan_id, .. } | Item::Completion { scan_id, .. } => {
+                Some(scan_id.clone())
+            }
+            _ => None,
+        })
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    scan_ids.sort();
+    let mut ours = HashSet::new();
+    let mut unknown = HashMap::new();
+    let lookups: Vec<(String, Result<Option<Vec<u8>>>)> = stream::iter(scan_ids)
+        .map(|id| async move {
+            let key = Staging::of(&id).map(|s| s.marker()).unwrap_or_default();
+            let found = s3::get_bytes(s3_client, bucket, &key).await;
+            (id, found)
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    for (id, found) in lookups {
+        match found {
+            Ok(Some(_)) => {
+                ours.insert(id);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                unknown.insert(id, e);
+            }
+        }
+    }
+    let ctx = Ctx {
+        s3: s3_client,
+        sfn: sfn_client,
+        bucket,
+        kms: settings.report_kms_key_arn.0.as_str(),
+        ours: &ours,
+    };
+    let mut response = BatchResponse::default();
+    let results: Vec<(String, Result<Done>)> = stream::iter(items)
+        .map(|(message_id, item)| {
+            let ctx = &ctx;
+            let unknown = &unknown;
+            async move {
+                let blocked = match &item {
+                    Item::Finding { scan_id, .. } | Item::Completion { scan_id, .. } => {
+                        unknown.get(scan_id).cloned()
+                    }
+                    _ => None,
+                };
+                match blocked {
+                    Some(err) => (message_id, Err(err)),
+                    None => (message_id, ctx.handle(item).await),
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    for (message_id, result) in results {
+        match result {
+            Ok(Done::Stored) => stats.findings_stored += 1,
+            Ok(Done::Completion { woke }) => {
+                stats.completions += 1;
+                stats.woken += usize::from(woke);
+            }
+            Ok(Done::Waiter { woke }) => {
+                stats.waiters += 1;
+                stats.woken += usize::from(woke);
+            }
+            Ok(Done::Foreign) => stats.foreign += 1,
+            Err(err) => {
+                warn!(message_id = %message_id, error = %err, "record not stored; SQS delivers it again");
+                stats.failed += 1;
+                response.batch_item_failures.push(ItemFailure {
+                    item_identifier: message_id,
+                });
+            }
+        }
+    }
+    info!(
+        records = stats.records,
+        stored = stats.findings_stored,
+        completions = stats.completions,
+        waiters = stats.waiters,
+        woken = stats.woken,
+        foreign = stats.foreign,
+        other = stats.other,
+        malformed = stats.malformed,
+        failed = stats.failed,
+        "batch collected"
+    );
+    Ok((response, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FINDING: &str = include_str!("../../../../tests/fixtures/ondemand/finding-event.json");
+    const COMPLETE: &str = include_str!("../../../../tests/fixtures/ondemand/complete-event.json");
+
+    #[test]
+    fn records_are_told_apart_by_detail_type_and_checked() {
+        match classify(FINDING) {
+            Item::Finding {
+                scan_id,
+                finding_arn,
+                ..
+            } => {
+                assert_eq!(scan_id, "8b1e4a9c-2f3d-4e5a-9b6c-7d8e9f0a1b2c");
+                assert!(finding_arn.ends_with("/3a9e0c5b7d1f4e2a8c6b"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match classify(COMPLETE) {
+            Item::Completion { outcome, .. } => {
+                assert_eq!(outcome.scan_status, "SUCCESSFUL");
+                assert_eq!(outcome.finding_severity_counts.unwrap().total, 1);
+                assert_eq!(outcome.source.as_deref(), Some("event"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut foreign: Value = serde_json::from_str(FINDING).unwrap();
+        foreign["detail-type"] = "EC2 Instance State-change Notification".into();
+        assert!(matches!(classify(&foreign.to_string()), Item::Other(_)));
+        let mut no_arn: Value = serde_json::from_str(FINDING).unwrap();
+        no_arn["detail"]
+            .as_object_mut()
+            .unwrap()
+            .remove("findingArn");
+        assert!(
+            matches!(classify(&no_arn.to_string()), Item::Malformed(m) if m.contains("findingArn"))
+        );
+        let mut escape: Value = serde_json::from_str(FINDING).unwrap();
+        escape["detail"]["scanId"] = "../../scans".into();
+        assert!(
+            matches!(classify(&escape.to_string()), Item::Malformed(m) if m.contains("scanId"))
+        );
+        assert!(matches!(classify("not json"), Item::Malformed(_)));
+        assert!(matches!(classify("[1]"), Item::Malformed(_)));
+        let waiter = serde_json::json!({"amiscan_waiter": {
+            "scan_id": "ami-0123456789abcdef0-20261123", "inspector_scan_id": "s-1", "task_token": "t"}});
+        assert!(matches!(classify(&waiter.to_string()), Item::Waiter(_)));
+    }
+}
