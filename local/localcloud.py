@@ -209,6 +209,7 @@ class LocalCloud:
         sns, sqs = self.client("sns"), self.client("sqs")
         self.topic_arn = sns.create_topic(Name="amiscan")["TopicArn"]
         self.queue_url = sqs.create_queue(QueueName="amiscan-messages")["QueueUrl"]
+        self.findings_queue_url = sqs.create_queue(QueueName="amiscan-findings")["QueueUrl"]
         sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs",
                       Endpoint=f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-messages")
         subnet = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]
@@ -234,6 +235,10 @@ class LocalCloud:
             "REPORT_FORMAT": "CSV",
             "SEVERITY_THRESHOLD": "CRITICAL",
             "FAIL_ACTION": self.fail_action,
+            # The local cloud does not emulate Inspector's on-demand scan yet:
+            # the harness scans by instance.
+            "SCAN_MODE": "instance",
+            "FINDINGS_GRACE_SECONDS": "5",
         }
         parsed = template()
         self.functions = template_functions(parsed)
@@ -258,6 +263,8 @@ class LocalCloud:
     def substitution(self, key_name):
         if key_name == "TopicArn":
             return self.topic_arn
+        if key_name == "FindingsQueueUrl":
+            return self.findings_queue_url
         binary, _ = self.functions[key_name[: -len("Arn")]]
         return function_arn(binary)
 

@@ -179,30 +179,61 @@ def test_every_task_has_a_catch_for_every_error(machine):
             assert any(c["ErrorEquals"] == ["States.ALL"] for c in catches), f"{name} has no catch-all"
 
 
+# The two ways back in launch-scan, each bounded by the state it returns to:
+# one new start after Inspector's INTERNAL_ERROR (the Choice allows it only
+# without `snapshot_attempt`), and one last export once the grace for late
+# findings is spent (export-report never waits once `grace_over` is set).
+BOUNDED_RETRIES = {
+    ("Start Snapshot Scan Again", "Start Snapshot Scan"),
+    ("Stop Waiting For Late Findings", "Export Snapshot Findings"),
+}
+# Only a path that launched an instance has anything to clean up; every
+# report-and-cleanup execution follows a launch.
+LAUNCHES = {"Launch Scan Instance"}
+
+
 @pytest.mark.parametrize("machine", sorted(MACHINES))
-def test_every_path_cleans_up_unless_the_scan_was_already_done_and_none_loops(machine):
+def test_every_path_that_launched_cleans_up_unless_the_scan_was_already_done_and_none_loops(machine):
     states = asl(machine)["States"]
 
     def cleans(name):
         return lambda_name(states[name].get("Resource")) == "Cleanup"
 
-    # Depth-first over every path: (state, cleaned so far, states on the path).
-    stack = [(asl(machine)["StartAt"], False, ())]
+    # Depth-first over every path: (state, launched, cleaned so far, states on the path).
+    start_launched = machine == "ReportAndCleanupStateMachine"
+    stack = [(asl(machine)["StartAt"], start_launched, False, ())]
     terminals = set()
     while stack:
-        name, cleaned, path = stack.pop()
+        name, launched, cleaned, path = stack.pop()
         assert name not in path, f"loop: {' -> '.join(path + (name,))}"
         state = states[name]
+        launched = launched or name in LAUNCHES
         # A cleanup task counts once reached, even when it fails after its
         # retries: nothing further can clean up, and the hourly sweep is the
         # backstop that the failure alert leads to.
         done = cleaned or cleans(name)
         if is_terminal(state):
             terminals.add(name)
-            assert done or name in DONE_WITHOUT_CLEANUP, f"{' -> '.join(path + (name,))} never cleans up"
+            assert done or not launched or name in DONE_WITHOUT_CLEANUP, f"{' -> '.join(path + (name,))} never cleans up"
         for nxt in set(successors(state)):
-            stack.append((nxt, done, path + (name,)))
+            if (name, nxt) in BOUNDED_RETRIES:
+                continue
+            stack.append((nxt, launched, done, path + (name,)))
     assert any(states[t]["Type"] == "Fail" for t in terminals)
+
+
+def test_a_snapshot_scan_never_launches_creates_a_rule_or_cleans_up():
+    states = asl("LaunchScanStateMachine")["States"]
+    instance_only = {"LaunchInstance", "CreateScanRule", "Cleanup"}
+    stack, seen = ["Start Snapshot Scan"], set()
+    while stack:
+        name = stack.pop()
+        if name in seen or name == "Fall Back To Instance Scan":
+            continue
+        seen.add(name)
+        assert lambda_name(states[name].get("Resource")) not in instance_only, name
+        stack.extend(successors(states[name]))
+    assert "Export Snapshot Findings" in seen and "Tag AMI With Snapshot Result" in seen
 
 
 def test_the_failure_path_tags_failed_and_alerts_before_failing():
@@ -219,7 +250,7 @@ def test_the_failure_path_tags_failed_and_alerts_before_failing():
 
 
 def test_every_sns_message_carries_the_filter_attributes():
-    event_types = {"SCAN_STARTED", "SCAN_COMPLETED", "SCAN_FAILED", "AMI_VULNERABLE", "NOTHING_TO_SCAN"}
+    event_types = {"SCAN_STARTED", "SCAN_COMPLETED", "SCAN_FAILED", "SCAN_INCOMPLETE", "AMI_VULNERABLE", "NOTHING_TO_SCAN"}
     seen = set()
     for machine in MACHINES:
         for name, state in asl(machine)["States"].items():

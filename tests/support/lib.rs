@@ -635,6 +635,7 @@ impl Stack {
             ("SELECTION_TAG_VALUE", SELECTION_VALUE),
             ("TAG_PREFIX", TAG_PREFIX),
             ("MAX_CONCURRENT_SCANS", &cap.to_string()),
+            ("SCAN_MODE", "instance"),
             ("LAUNCH_STATE_MACHINE_ARN", &self.launch_machine),
             ("TOPIC_ARN", &self.topic_arn),
         ]))
