@@ -87,6 +87,32 @@ struct Writers<'a> {
 }
 
 impl Writers<'_> {
+    /// Writes one page of rows (with the raw findings the human report
+    /// reads) to the data object and the report, tallying them.
+    async fn page(
+        &mut self,
+        tally: &mut Tally,
+        scan: &ScanContext,
+        rows: Vec<(Value, report::FindingRow)>,
+    ) -> Result<()> {
+        let mut lines = Vec::new();
+        let mut human_bytes = Vec::new();
+        for (raw, row) in &rows {
+            tally.add(row);
+            serde_json::to_writer(&mut lines, row)
+                .map_err(|e| Error::Internal(format!("encoding a finding row: {e}")))?;
+            lines.push(b'\n');
+            if let Some((_, human)) = &mut self.report {
+                human_bytes.extend(human.row(raw, row, scan)?);
+            }
+        }
+        self.findings.write(&lines).await?;
+        if let Some((w, _)) = &mut self.report {
+            w.write(&human_bytes).await?;
+        }
+        Ok(())
+    }
+
     async fn abort(self) {
         self.findings.abort().await;
         if let Some((w, _)) = self.report {
@@ -108,22 +134,11 @@ async fn stream_findings(
     }
     let mut pages = inspector::findings_of(client, instance_id)?;
     while let Some(page) = pages.next().await {
-        let mut lines = Vec::new();
-        let mut human_bytes = Vec::new();
-        for finding in page? {
-            let (raw, row) = report::instance_finding_row(&finding, scan, instance_id, scanned_at);
-            tally.add(&row);
-            serde_json::to_writer(&mut lines, &row)
-                .map_err(|e| Error::Internal(format!("encoding a finding row: {e}")))?;
-            lines.push(b'\n');
-            if let Some((_, human)) = &mut writers.report {
-                human_bytes.extend(human.row(&raw, &row, scan)?);
-            }
-        }
-        writers.findings.write(&lines).await?;
-        if let Some((w, _)) = &mut writers.report {
-            w.write(&human_bytes).await?;
-        }
+        let rows = page?
+            .iter()
+            .map(|finding| report::instance_finding_row(finding, scan, instance_id, scanned_at))
+            .collect::<Vec<_>>();
+        writers.page(&mut tally, scan, rows).await?;
     }
     if let Some((w, human)) = &mut writers.report {
         w.write(&human.footer()).await?;
@@ -152,8 +167,7 @@ async fn stream_staged(
             .buffered(STAGED_READS)
             .try_collect()
             .await?;
-        let mut lines = Vec::new();
-        let mut human_bytes = Vec::new();
+        let mut rows = Vec::new();
         for body in bodies.into_iter().flatten() {
             let finding: Value = match serde_json::from_slice(&body) {
                 Ok(v) => v,
@@ -168,18 +182,9 @@ async fn stream_staged(
                 Source::Snapshot(inspector_scan_id),
                 scanned_at,
             );
-            tally.add(&row);
-            serde_json::to_writer(&mut lines, &row)
-                .map_err(|e| Error::Internal(format!("encoding a finding row: {e}")))?;
-            lines.push(b'\n');
-            if let Some((_, human)) = &mut writers.report {
-                human_bytes.extend(human.row(&finding, &row, scan)?);
-            }
+            rows.push((finding, row));
         }
-        writers.findings.write(&lines).await?;
-        if let Some((w, _)) = &mut writers.report {
-            w.write(&human_bytes).await?;
-        }
+        writers.page(&mut tally, scan, rows).await?;
     }
     if let Some((w, human)) = &mut writers.report {
         w.write(&human.footer()).await?;
