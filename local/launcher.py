@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -29,6 +30,7 @@ os.environ["MOTO_PORT"] = str(ARGS.port)
 import moto  # noqa: E402
 from moto.awslambda.models import LambdaFunction  # noqa: E402
 from moto.core.config import default_user_config  # noqa: E402
+from moto.core.exceptions import JsonRESTError  # noqa: E402
 from moto.core.responses import ActionResult  # noqa: E402
 from moto.ec2.exceptions import EC2ClientError, InvalidAMIIdError  # noqa: E402
 from moto.ec2.models import ec2_backends  # noqa: E402
@@ -44,6 +46,8 @@ from moto.inspector2 import urls as inspector2_urls  # noqa: E402
 from moto.inspector2.models import Inspector2Backend  # noqa: E402
 from moto.inspector2.responses import Inspector2Response  # noqa: E402
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: E402
+from moto.sqs.models import Queue, sqs_backends  # noqa: E402
+from moto.awslambda.models import LambdaBackend, lambda_backends  # noqa: E402
 
 assert moto.__version__ == "5.2.5", f"the local cloud is written for moto 5.2.5, not {moto.__version__}"
 
@@ -57,6 +61,10 @@ STATE = {
     "scripts": [],  # scripted Lambda answers: {function, match (text or all of a list), error, times}
     "no_capacity": set(),  # instance types RunInstances refuses
     "terminate_at_launch": {},  # image id -> the state reason its instances stop with
+    "ondemand": {},  # on-demand scan id -> its record, as GetOnDemandScanStatus answers it
+    "ondemand_tokens": {},  # (resource id, clientToken) -> scan id
+    "ondemand_fail_starts": {},  # image id -> how many more StartOnDemandScan calls answer ThrottlingException
+    "batches": [],  # what the event source poller did: {function, size, failed, error}
 }
 
 
@@ -107,6 +115,8 @@ ORIGINAL_SEND = Rule.send_to_targets
 def send_to_targets(self, original_event, transform_input=True):
     if not self.event_pattern.matches_event(original_event):
         return
+    # moto's own delivery (SQS, and the rest) converts the epoch itself.
+    moto_event = original_event
     if isinstance(original_event.get("time"), (int, float, str)):
         try:
             epoch = float(original_event["time"])
@@ -151,7 +161,7 @@ def send_to_targets(self, original_event, transform_input=True):
         saved = self.targets
         self.targets = others
         try:
-            ORIGINAL_SEND(self, original_event, transform_input)
+            ORIGINAL_SEND(self, dict(moto_event), transform_input)
         finally:
             self.targets = saved
 
@@ -276,6 +286,206 @@ def run_instances(self):
 InstanceResponse.run_instances = run_instances
 
 
+# --- Inspector2: moto has no on-demand machine image scan. StartOnDemandScan,
+# GetOnDemandScanStatus and ListOnDemandScans answer from STATE["ondemand"],
+# as FACTS.md gives them: one running scan per AMI (a second start is a
+# ConflictException), a repeated clientToken answers the scan it started,
+# StartOnDemandScan answers HTTP 202, times are ISO 8601 strings. The scans
+# themselves are played by the harness (it lists them through the control
+# server, ends them there and sends their events through EventBridge); the
+# 30 days a record is kept are not emulated.
+class InspectorError(JsonRESTError):
+    def __init__(self, code, error_type, message, **fields):
+        super().__init__(error_type, message)
+        self.code = code
+        self.description = json.dumps({"message": message, **fields})
+
+
+def iso_now():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def ondemand_params(response, *names):
+    values = {}
+    for name in names:
+        value = response._get_param(name)
+        if value in (None, "") and name in ("resourceId", "resourceType", "scanId"):
+            raise InspectorError(400, "ValidationException", f"{name} is required", reason="FIELD_VALIDATION_FAILED")
+        values[name] = value
+    if values.get("resourceType") not in (None, "AMI"):
+        raise InspectorError(400, "ValidationException", "resourceType must be AMI", reason="FIELD_VALIDATION_FAILED")
+    return values
+
+
+def start_on_demand_scan(self):
+    p = ondemand_params(self, "resourceId", "resourceType", "clientToken")
+    ami_id = p["resourceId"]
+    backend = ec2_backends[self.current_account][self.region]
+    if ami_id not in backend.amis:
+        raise InspectorError(400, "ValidationException", f"The AMI {ami_id} does not exist", reason="OTHER")
+    with LOCK:
+        left = STATE["ondemand_fail_starts"].get(ami_id, 0)
+        if left:
+            STATE["ondemand_fail_starts"][ami_id] = left - 1
+            raise InspectorError(429, "ThrottlingException", "Rate exceeded")
+        token = (ami_id, p["clientToken"]) if p["clientToken"] else None
+        if token in STATE["ondemand_tokens"]:
+            return 202, {}, json.dumps({"scanId": STATE["ondemand_tokens"][token]})
+        if any(s["resourceId"] == ami_id and s["scanStatus"] == "IN_PROGRESS" for s in STATE["ondemand"].values()):
+            raise InspectorError(409, "ConflictException", f"An on-demand scan of {ami_id} is already in progress",
+                                 resourceId=ami_id, resourceType="AMI")
+        scan_id = str(uuid.uuid4())
+        STATE["ondemand"][scan_id] = {"scanId": scan_id, "resourceId": ami_id, "resourceType": "AMI",
+                                      "scanStatus": "IN_PROGRESS", "startedAt": iso_now()}
+        if token:
+            STATE["ondemand_tokens"][token] = scan_id
+    return 202, {}, json.dumps({"scanId": scan_id})
+
+
+def get_on_demand_scan_status(self):
+    p = ondemand_params(self, "resourceId", "resourceType", "scanId")
+    with LOCK:
+        scan = STATE["ondemand"].get(p["scanId"])
+    if not scan or scan["resourceId"] != p["resourceId"]:
+        raise InspectorError(404, "ResourceNotFoundException", f"No on-demand scan {p['scanId']} of {p['resourceId']}")
+    return json.dumps(scan)
+
+
+def list_on_demand_scans(self):
+    p = ondemand_params(self, "resourceId", "resourceType", "maxResults", "nextToken")
+    with LOCK:
+        items = [s for s in STATE["ondemand"].values() if s["resourceId"] == p["resourceId"]]
+    items.sort(key=lambda s: s["startedAt"], reverse=True)  # newest first
+    size, start = int(p["maxResults"] or 100), int(p["nextToken"] or 0)
+    page = {"items": items[start:start + size]}
+    if start + size < len(items):
+        page["nextToken"] = str(start + size)
+    return json.dumps(page)
+
+
+Inspector2Response.start_on_demand_scan = start_on_demand_scan
+Inspector2Response.get_on_demand_scan_status = get_on_demand_scan_status
+Inspector2Response.list_on_demand_scans = list_on_demand_scans
+for path in ("ondemand/scan", "ondemand/scan/status", "ondemand/scans"):
+    inspector2_urls.url_paths["{0}/" + path + "$"] = Inspector2Response.dispatch
+
+
+# --- SQS event source mappings: moto invokes a mapped function inline from
+# SendMessage, one message at a time and in Docker, and never redelivers.
+# Lambda's poller is what the collector is written for, so that is what runs
+# here: a thread per mapping (CreateEventSourceMapping, with the template's
+# BatchSize, MaximumBatchingWindowInSeconds, FunctionResponseTypes and
+# ScalingConfig.MaximumConcurrency) receives up to BatchSize messages, invokes
+# when the batch is full or the window has passed since its first message,
+# deletes what the function did not list in batchItemFailures (a function
+# error or an unreadable answer fails the whole batch) and leaves the rest to
+# reappear after the queue's visibility timeout; moto's ReceiveMessage moves a
+# message to the dead-letter queue once it was received maxReceiveCount times.
+def add_message(self, message):
+    with self._messages_lock:
+        self._messages.append(message)
+        self._messages_lock.notify_all()
+
+
+Queue.add_message = add_message
+POLLERS = {}  # mapping uuid -> thread
+INVOKE_LIMIT = 6 * 1024 * 1024  # Lambda's synchronous payload limit
+
+
+def sqs_event(messages, queue, region):
+    return {"Records": [{
+        "messageId": m.id,
+        "receiptHandle": m.receipt_handle,
+        "body": m.body,
+        "attributes": {
+            "ApproximateReceiveCount": str(m.approximate_receive_count),
+            "SentTimestamp": str(m.sent_timestamp),
+            "SenderId": "AIDAEVENTBRIDGE",
+            "ApproximateFirstReceiveTimestamp": str(m.approximate_first_receive_timestamp),
+        },
+        "messageAttributes": {},
+        "md5OfBody": m.body_md5,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue.queue_arn,
+        "awsRegion": region,
+    } for m in messages]}
+
+
+def deliver(esm, queue, backend, messages):
+    function = lambda_backends[esm.account_id][esm.region].get_function(esm.function_arn)
+    event = sqs_event(messages, queue, esm.region)
+    headers = {}
+    answer = function.invoke(json.dumps(event), {}, headers)
+    failed = {m.id for m in messages}  # unless the answer says otherwise
+    error = None
+    if headers.get("x-amz-function-error"):
+        error = answer.decode(errors="replace") if isinstance(answer, bytes) else str(answer)
+    elif "ReportBatchItemFailures" in (esm.function_response_types or []):
+        try:
+            listed = {f["itemIdentifier"] for f in (json.loads(answer or b"{}") or {}).get("batchItemFailures") or []}
+            if listed - failed:
+                raise ValueError(f"unknown itemIdentifier {sorted(listed - failed)}")
+            failed = listed
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
+            error = f"unreadable partial batch response: {err}"
+    else:
+        failed = set()
+    for m in messages:
+        if m.id not in failed:
+            try:
+                backend.delete_message(queue.name, m.receipt_handle)
+            except Exception as err:  # as Lambda: the message comes back and is delivered again
+                print(f"local cloud: delete after {function.function_name} failed: {err!r}", file=sys.stderr, flush=True)
+    with LOCK:
+        STATE["batches"].append({"function": function.function_name, "size": len(messages),
+                                 "failed": len(failed), "error": error})
+
+
+def poll(esm):
+    backend = sqs_backends[esm.account_id][esm.region]
+    queue = next(q for q in backend.queues.values() if q.queue_arn == esm.event_source_arn)
+    window = float(esm.max_batch_window or 0)
+    limit = int((esm.scaling_config or {}).get("MaximumConcurrency") or 1000)
+    in_flight = threading.BoundedSemaphore(limit)
+    batch, first = [], None
+    while esm.enabled:
+        got = backend.receive_message(queue.name, esm.batch_size - len(batch), 0, int(queue.visibility_timeout))
+        batch += got
+        if batch and first is None:
+            first = time.time()
+        size = sum(len(m.body) for m in batch)
+        if batch and (len(batch) >= esm.batch_size or size >= INVOKE_LIMIT or time.time() - first >= window):
+            in_flight.acquire()
+
+            def run(messages=batch):
+                try:
+                    deliver(esm, queue, backend, messages)
+                except Exception as err:  # the batch stays in the queue, as after a function error
+                    print(f"local cloud: batch to {esm.function_name} failed: {err!r}", file=sys.stderr, flush=True)
+                finally:
+                    in_flight.release()
+
+            threading.Thread(target=run, daemon=True).start()
+            batch, first = [], None
+        elif not got:
+            time.sleep(0.2)
+
+
+ORIGINAL_CREATE_ESM = LambdaBackend.create_event_source_mapping
+
+
+def create_event_source_mapping(self, spec):
+    esm = ORIGINAL_CREATE_ESM(self, spec)
+    if ":sqs:" in esm.event_source_arn:
+        thread = threading.Thread(target=poll, args=(esm,), daemon=True)
+        POLLERS[esm.uuid] = thread
+        thread.start()
+    return esm
+
+
+LambdaBackend.create_event_source_mapping = create_event_source_mapping
+
+
 # --- The control server: how the harness plays Inspector and scripts faults.
 class Control(BaseHTTPRequestHandler):
     def do_POST(self):
@@ -301,6 +511,17 @@ class Control(BaseHTTPRequestHandler):
                 ids = [backend.register_image(name=f"{body['name_prefix']}-{n}").id for n in range(body["count"])]
                 backend.create_tags(ids, body.get("tags", {}))
                 return self._json({"image_ids": ids})
+            elif self.path == "/ondemand/scans":
+                return self._json({"scans": [dict(s) for s in STATE["ondemand"].values()]})
+            elif self.path == "/ondemand/finish":
+                scan = STATE["ondemand"][body["scan_id"]]
+                scan.update({"scanStatus": body["status"], "completedAt": iso_now()})
+                if body.get("reason"):
+                    scan["scanStatusReason"] = body["reason"]
+            elif self.path == "/ondemand/throttle-starts":
+                STATE["ondemand_fail_starts"][body["image_id"]] = body["times"]
+            elif self.path == "/batches":
+                return self._json({"batches": list(STATE["batches"])})
             elif self.path == "/deregister":
                 backend = ec2_backends[body.get("account", "123456789012")][body.get("region", "us-east-1")]
                 for image_id in body["image_ids"]:

@@ -12,6 +12,7 @@ import ctypes.util
 import io
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ import threading
 import time
 import urllib.request
 import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import boto3
@@ -106,13 +108,43 @@ class Behaviour:
         self.scanned_at = scanned_at
 
 
+class SnapshotBehaviour:
+    """What the Inspector stand-in does for the on-demand scans of one AMI.
+
+    kind: "scan" ends SUCCESSFUL with `findings`; "fail" ends FAILED with
+    `reason`; "terminated" deregisters the AMI, then ends FAILED with
+    RESOURCE_TERMINATED; "never" leaves the scan IN_PROGRESS. `first` is what
+    the first scan of the AMI does instead (say, FAILED with INTERNAL_ERROR),
+    the next scans doing `kind`. The delivery faults are EventBridge's: each
+    finding event sent twice, in shuffled order, after the completion event,
+    some finding events or the completion event lost."""
+
+    def __init__(self, kind="scan", findings=(), reason=None, first=None, duplicate=False, shuffle=False,
+                 findings_after_completion=False, lose_findings=0, lose_completion=False, before_start=None):
+        assert kind in ("scan", "fail", "terminated", "never"), kind
+        self.kind = kind
+        self.findings = list(findings)  # (severity, cve, package) as for Behaviour
+        self.reason = reason
+        self.first = first
+        self.duplicate = duplicate
+        self.shuffle = shuffle
+        self.findings_after_completion = findings_after_completion
+        self.lose_findings = lose_findings
+        self.lose_completion = lose_completion
+        self.before_start = before_start
+        self.scans = 0
+
+
 class LocalCloud:
-    def __init__(self, timeout_minutes=1, fail_action="none", log_dir=None):
+    def __init__(self, timeout_minutes=1, fail_action="none", log_dir=None, scan_mode="instance"):
         self.timeout_minutes = timeout_minutes
         self.fail_action = fail_action
+        self.scan_mode = scan_mode
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="amiscan-local-"))
         self.processes = []
         self.behaviours = {}
+        self.snapshot_behaviours = {}
+        self.seen_scans = set()
         self.seen_instances = set()
         self.stand_in_errors = []
         self._stop = threading.Event()
@@ -209,7 +241,7 @@ class LocalCloud:
         sns, sqs = self.client("sns"), self.client("sqs")
         self.topic_arn = sns.create_topic(Name="amiscan")["TopicArn"]
         self.queue_url = sqs.create_queue(QueueName="amiscan-messages")["QueueUrl"]
-        self.findings_queue_url = sqs.create_queue(QueueName="amiscan-findings")["QueueUrl"]
+        self.provision_findings_queue(sqs, key)
         sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs",
                       Endpoint=f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-messages")
         subnet = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]
@@ -235,9 +267,7 @@ class LocalCloud:
             "REPORT_FORMAT": "CSV",
             "SEVERITY_THRESHOLD": "CRITICAL",
             "FAIL_ACTION": self.fail_action,
-            # The local cloud does not emulate Inspector's on-demand scan yet:
-            # the harness scans by instance.
-            "SCAN_MODE": "instance",
+            "SCAN_MODE": self.scan_mode,
             "FINDINGS_GRACE_SECONDS": "5",
         }
         parsed = template()
@@ -252,6 +282,7 @@ class LocalCloud:
                 Code={"ZipFile": archive.getvalue()}, Timeout=900,
                 Environment={"Variables": {v: self.settings[v] for v in variables}},
             )
+        self.provision_findings_delivery(parsed)
         sfn = self.client("stepfunctions")
         for logical, name in MACHINE_NAMES.items():
             props = parsed["Resources"][logical]["Properties"]
@@ -259,6 +290,43 @@ class LocalCloud:
             for key_name in props["DefinitionSubstitutions"]:
                 definition = definition.replace("${" + key_name + "}", self.substitution(key_name))
             sfn.create_state_machine(name=name, definition=definition, roleArn=roles["amiscan-states"])
+
+    # A message a failed batch hands back is visible again after this many
+    # seconds instead of the template's VisibilityTimeout (360 s), so that a
+    # redrive to the dead-letter queue takes seconds, not half an hour.
+    FINDINGS_VISIBILITY_SECONDS = 5
+
+    def provision_findings_queue(self, sqs, key):
+        props = template()["Resources"]["FindingsQueue"]["Properties"]
+        self.findings_dlq_url = sqs.create_queue(QueueName="amiscan-findings-dlq",
+                                                 Attributes={"KmsMasterKeyId": key})["QueueUrl"]
+        redrive = {"deadLetterTargetArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-findings-dlq",
+                   "maxReceiveCount": str(props["RedrivePolicy"]["maxReceiveCount"])}
+        self.findings_queue_url = sqs.create_queue(QueueName="amiscan-findings", Attributes={
+            "KmsMasterKeyId": key, "RedrivePolicy": json.dumps(redrive),
+            "MessageRetentionPeriod": str(props["MessageRetentionPeriod"]),
+            "VisibilityTimeout": str(self.FINDINGS_VISIBILITY_SECONDS)})["QueueUrl"]
+        self.findings_queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-findings"
+
+    def provision_findings_delivery(self, parsed):
+        """The template's two snapshot-scan rules into the findings queue, and
+        the collector's SQS event source mapping with the template's settings
+        (the launcher polls it as Lambda would)."""
+        events = self.client("events")
+        for logical in ("SnapshotFindingsRule", "SnapshotCompletionRule"):
+            props = parsed["Resources"][logical]["Properties"]
+            events.put_rule(Name=f"amiscan-{logical}", EventPattern=json.dumps(props["EventPattern"]))
+            events.put_targets(Rule=f"amiscan-{logical}", Targets=[
+                {"Id": t["Id"], "Arn": self.findings_queue_arn} for t in props["Targets"]])
+        for logical, res in parsed["Resources"].items():
+            for source in res.get("Properties", {}).get("Events", {}).values():
+                if source["Type"] != "SQS":
+                    continue
+                props = source["Properties"]
+                self.client("lambda").create_event_source_mapping(
+                    FunctionName=self.functions[logical][0], EventSourceArn=self.findings_queue_arn,
+                    BatchSize=props["BatchSize"], MaximumBatchingWindowInSeconds=props["MaximumBatchingWindowInSeconds"],
+                    FunctionResponseTypes=props["FunctionResponseTypes"], ScalingConfig=props["ScalingConfig"])
 
     def substitution(self, key_name):
         if key_name == "TopicArn":
@@ -302,9 +370,16 @@ class LocalCloud:
     def expect(self, ami_id, behaviour):
         self.behaviours[ami_id] = behaviour
 
+    def expect_snapshot(self, ami_id, behaviour):
+        self.snapshot_behaviours[ami_id] = behaviour
+
     def _play_inspector(self):
         ec2, events = self.client("ec2"), self.client("events")
         while not self._stop.wait(0.5):
+            try:
+                self._play_snapshot_scans()
+            except Exception as err:  # keep playing; the tests report it
+                self.stand_in_errors.append(repr(err))
             try:
                 reservations = ec2.describe_instances(Filters=[
                     {"Name": f"tag:{MANAGED_TAG}", "Values": ["true"]},
@@ -348,6 +423,70 @@ class LocalCloud:
                                       "instance-id": instance_id, "version": "1.0"}),
                 **({"Time": behaviour.scanned_at} if behaviour.scanned_at else {}),
             }])
+
+    def ondemand_scans(self, ami_id=None):
+        scans = self.control("/ondemand/scans", {})["scans"]
+        return [s for s in scans if ami_id is None or s["resourceId"] == ami_id]
+
+    def _play_snapshot_scans(self):
+        if not self.snapshot_behaviours:
+            return
+        s3 = self.client("s3")
+        for scan in self.ondemand_scans():
+            behaviour = self.snapshot_behaviours.get(scan["resourceId"])
+            if scan["scanId"] in self.seen_scans or scan["scanStatus"] != "IN_PROGRESS" or behaviour is None:
+                continue
+            # Inspector takes minutes; start-scan records the scan right after
+            # starting it. Play the scan once that record is there, as the
+            # findings of a real scan come long after it.
+            marker = f"staging/ondemand/{scan['scanId']}/scan.json"
+            if s3.list_objects_v2(Bucket=BUCKET, Prefix=marker).get("KeyCount", 0) == 0:
+                continue
+            self.seen_scans.add(scan["scanId"])
+            threading.Thread(target=self._play_snapshot_scan, args=(scan, behaviour), daemon=True).start()
+
+    def _play_snapshot_scan(self, scan, behaviour):
+        try:
+            behaviour.scans += 1
+            kind, reason = behaviour.kind, behaviour.reason
+            if behaviour.first and behaviour.scans == 1:
+                kind, reason = "fail", behaviour.first
+            if kind == "never":
+                return
+            scan_id, ami_id = scan["scanId"], scan["resourceId"]
+            if kind == "terminated":
+                self.client("ec2").deregister_image(ImageId=ami_id)
+                kind, reason = "fail", "RESOURCE_TERMINATED"
+            finding_events = []
+            if kind == "scan":
+                finding_events = [ondemand_finding_event(n, scan_id, ami_id, *f) for n, f in enumerate(behaviour.findings)]
+                if behaviour.lose_findings:
+                    finding_events = finding_events[behaviour.lose_findings:]
+                if behaviour.duplicate:
+                    finding_events = finding_events + finding_events
+                if behaviour.shuffle:
+                    random.Random(scan_id).shuffle(finding_events)
+            completion = (ondemand_completion_event(scan_id, ami_id, behaviour.findings) if kind == "scan"
+                          else ondemand_failure_event(scan_id, ami_id, reason))
+            if not behaviour.findings_after_completion:
+                self.put_events(finding_events)
+            self.control("/ondemand/finish", {"scan_id": scan_id, "status": completion["Detail"]["scanStatus"],
+                                              "reason": completion["Detail"].get("scanStatusReason")})
+            if not behaviour.lose_completion:
+                self.put_events([completion])
+            if behaviour.findings_after_completion:
+                time.sleep(2)
+                self.put_events(finding_events)
+        except Exception as err:  # the tests report it
+            self.stand_in_errors.append(repr(err))
+
+    def put_events(self, entries):
+        """Sends events through EventBridge as Inspector does, 10 a call."""
+        events = self.client("events")
+        for start in range(0, len(entries), 10):
+            chunk = [{**e, "Detail": json.dumps(e["Detail"])} for e in entries[start:start + 10]]
+            answer = events.put_events(Entries=chunk)
+            assert answer.get("FailedEntryCount", 0) == 0, answer
 
     # ------------------------------------------------------------ running and reading
     def find_amis(self, event=None):
@@ -469,6 +608,65 @@ class LocalCloud:
 
 
 FINDING_FIXTURE = json.loads((ROOT / "tests/fixtures/finding.json").read_text())
+ONDEMAND = ROOT / "tests/fixtures/ondemand"
+
+
+def iso(epoch=None):
+    moment = datetime.fromtimestamp(epoch if epoch is not None else time.time(), timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def as_entry(event, detail):
+    """A fixture event as a PutEvents entry: EventBridge writes the envelope
+    (version, id, account, time, region) itself."""
+    return {"Source": event["source"], "DetailType": event["detail-type"],
+            "Resources": list(event["resources"]), "Detail": detail}
+
+
+def ondemand_finding_event(n, scan_id, ami_id, severity, cve, package, fix=None, exploit=None):
+    """One "OnDemand AMI Scan Findings" event, from the fixture the Rust
+    tests share, for finding number n of an on-demand scan."""
+    event = json.loads((ONDEMAND / "finding-event.json").read_text())
+    detail = event["detail"]
+    prefix = detail["findingArn"].rsplit("/", 2)[0]
+    scores = FINDING_FIXTURE["scores"]
+    now = iso()
+    vulnerable = detail["packageVulnerabilityDetails"]["vulnerablePackages"][0]
+    vulnerable["name"] = package
+    detail.update({
+        "findingArn": f"{prefix}/{scan_id}/{n:020x}",
+        "scanId": scan_id, "awsAccountId": ACCOUNT, "severity": severity,
+        "title": f"{cve} - {package}", "firstObservedAt": now, "lastObservedAt": now, "updatedAt": now,
+        "inspectorScore": scores.get(severity, scores["default"]),
+        "fixAvailable": fix or "YES", "exploitAvailable": exploit or ("YES" if severity == "CRITICAL" else "NO"),
+    })
+    detail["resources"][0].update({"id": ami_id, "region": REGION})
+    detail["packageVulnerabilityDetails"]["vulnerabilityId"] = cve
+    if detail["fixAvailable"] == "NO":
+        del vulnerable["fixedInVersion"]
+    return as_entry(event, detail)
+
+
+def ondemand_completion_event(scan_id, ami_id, findings):
+    event = json.loads((ONDEMAND / "complete-event.json").read_text())
+    detail = event["detail"]
+    counts = {k: 0 for k in detail["findingSeverityCounts"]}
+    for severity, *_ in findings:
+        counts[severity] += 1
+    counts["TOTAL"] = len(findings)
+    detail.update({"scanId": scan_id, "awsAccountId": ACCOUNT, "resourceId": ami_id, "findingSeverityCounts": counts,
+                   "startedAt": iso(time.time() - 60), "completedAt": iso()})
+    event["resources"] = [ami_id]
+    return as_entry(event, detail)
+
+
+def ondemand_failure_event(scan_id, ami_id, reason):
+    event = json.loads((ONDEMAND / "failed-event.json").read_text())
+    detail = event["detail"]
+    detail.update({"scanId": scan_id, "awsAccountId": ACCOUNT, "resourceId": ami_id, "scanStatusReason": reason,
+                   "startedAt": iso(time.time() - 60), "completedAt": iso()})
+    event["resources"] = [ami_id]
+    return as_entry(event, detail)
 
 
 def finding(n, instance_id, ami_id, severity, cve, package, fix=None, exploit=None, at=None):
