@@ -294,7 +294,7 @@ class LocalCloud:
     # A message a failed batch hands back is visible again after this many
     # seconds instead of the template's VisibilityTimeout (360 s), so that a
     # redrive to the dead-letter queue takes seconds, not half an hour.
-    FINDINGS_VISIBILITY_SECONDS = 5
+    FINDINGS_VISIBILITY_SECONDS = 12
 
     def provision_findings_queue(self, sqs, key):
         props = template()["Resources"]["FindingsQueue"]["Properties"]

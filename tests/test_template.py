@@ -265,6 +265,28 @@ def test_every_sns_message_carries_the_filter_attributes():
     assert seen == event_types - {"NOTHING_TO_SCAN"}  # find-amis publishes that one
 
 
+# The longest value each Subject argument can take: an AMI id, a count, a
+# state name, and Inspector's longest scanStatusReason.
+SUBJECT_ARGUMENT_WIDTH = {"ami_id": 21, "instance_id": 19, "critical": 6, "high": 6, "finding_count": 6,
+                          "findings_expected": 6, "verdict": 13, "status": 20, "failed_state": 48,
+                          "scanStatusReason": len("EXTRACTION_COLLECTION_TIME_LIMIT_EXCEEDED")}
+
+
+def test_every_sns_subject_fits_sns_limit_of_100_characters_at_its_longest():
+    for machine in MACHINES:
+        names = asl(machine)["States"]
+        assert max(len(n) for n in names) <= SUBJECT_ARGUMENT_WIDTH["failed_state"]
+        for name, state in names.items():
+            if state.get("Resource") != "arn:aws:states:::sns:publish":
+                continue
+            subject = state["Parameters"].get("Subject.$") or state["Parameters"]["Subject"]
+            match = re.fullmatch(r"States\.Format\('([^']*)'((?:, \$[.\w]+)*)\)", subject)
+            text, args = (match.group(1), match.group(2).split(", ")[1:]) if match else (subject, [])
+            assert text.count("{}") == len(args), name
+            longest = len(text.replace("{}", "")) + sum(SUBJECT_ARGUMENT_WIDTH[a.split(".")[-1]] for a in args)
+            assert longest <= 100, f"{name}: a subject of up to {longest} characters is refused by SNS"
+
+
 # ------------------------------------------------------------------ template <-> code
 
 
