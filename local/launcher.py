@@ -450,7 +450,7 @@ def poll(esm):
     batch, first = [], None
     while esm.enabled:
         got = backend.receive_message(queue.name, esm.batch_size - len(batch), 0, int(queue.visibility_timeout))
-        batch += got
+        batch += [m for m in got if m.id not in {b.id for b in batch}]
         if batch and first is None:
             first = time.time()
         size = sum(len(m.body) for m in batch)

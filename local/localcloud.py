@@ -293,8 +293,10 @@ class LocalCloud:
 
     # A message a failed batch hands back is visible again after this many
     # seconds instead of the template's VisibilityTimeout (360 s), so that a
-    # redrive to the dead-letter queue takes seconds, not half an hour.
-    FINDINGS_VISIBILITY_SECONDS = 12
+    # redrive to the dead-letter queue takes minutes, not half an hour. It
+    # stays well above what a batch takes on a loaded emulator: a batch still
+    # running when its messages reappear would be delivered twice.
+    FINDINGS_VISIBILITY_SECONDS = 60
 
     def provision_findings_queue(self, sqs, key):
         props = template()["Resources"]["FindingsQueue"]["Properties"]

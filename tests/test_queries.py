@@ -15,7 +15,7 @@ from sqlglot.errors import ErrorLevel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
 from athena_local import DUCKDB_TYPES, TABLES, connect, glue_tables, queries, run  # noqa: E402
-from localcloud import ROOT, Behaviour, LocalCloud, template  # noqa: E402
+from localcloud import ROOT, Behaviour, LocalCloud, SnapshotBehaviour, template  # noqa: E402
 
 QUERY_FILES = queries()
 
@@ -184,12 +184,26 @@ def reports(tmp_path_factory):
         directory = tmp_path_factory.mktemp("reports")
         keys = cloud.save_reports(directory)
         names = {label: cloud.image(ami)["Name"] for label, ami in amis.items()}
-    return {"dir": directory, "keys": keys, "amis": amis, "names": names}
+        # Then snapshot scans (ScanMode auto): one loses a finding event on
+        # the way, Inspector cannot read the other one's snapshots.
+        cloud.start_functions(SCAN_MODE="auto")
+        snapshots = {"partial": cloud.seed_ami("q-partial", "ubuntu/images"),
+                     "unreadable": cloud.seed_ami("q-unreadable", "ubuntu/images")}
+        cloud.expect_snapshot(snapshots["partial"], SnapshotBehaviour(
+            findings=[("HIGH", "CVE-2024-2511", "openssl"), ("LOW", "CVE-2023-1111", "bash")], lose_findings=1))
+        cloud.expect_snapshot(snapshots["unreadable"], SnapshotBehaviour("fail", reason="ACCESS_DENIED"))
+        third = cloud.find_amis({"ami_ids": list(snapshots.values())})
+        cloud.wait_for_executions(7, 300)
+        assert len(third["started"]) == 2 and not cloud.stand_in_errors, (third, cloud.stand_in_errors)
+        with_snapshots = tmp_path_factory.mktemp("reports-with-snapshots")
+        cloud.save_reports(with_snapshots)
+    return {"dir": directory, "keys": keys, "amis": amis, "names": names, "with_snapshots": with_snapshots,
+            "snapshots": snapshots}
 
 
-def results(reports, prefix):
+def results(reports, prefix, directory="dir"):
     (query,) = [q for q in QUERY_FILES if q.path.name.startswith(prefix)]
-    columns, rows = run(connect(reports["dir"]), query)
+    columns, rows = run(connect(reports[directory]), query)
     return [dict(zip(columns, row)) for row in rows]
 
 
@@ -268,6 +282,25 @@ def test_query_6_finds_the_ami_not_scanned_in_the_last_week(reports):
     retired = reports["amis"]["retired"]
     assert pick(results(reports, "06"), "ami_id", "ami_name", "last_scan_date", "last_scanned_at", "days_since") == [
         (retired, "q-retired", TEN_DAYS_AGO.date(), TEN_DAYS_AGO.replace(tzinfo=None), 10)]
+
+
+def test_query_7_lists_the_incomplete_and_the_not_scannable_snapshot_scans_with_why(reports):
+    snapshots = reports["snapshots"]
+    rows = results(reports, "07", "with_snapshots")
+    assert pick(rows, "ami_id", "ami_name", "verdict", "scan_mode", "finding_count", "findings_expected") == [
+        (snapshots["partial"], "q-partial", "INCOMPLETE", "snapshot", 1, 2),
+        (snapshots["unreadable"], "q-unreadable", "NOT_SCANNABLE", "snapshot", 0, None),
+    ]
+    assert "1 of 2 findings arrived" in rows[0]["reason"] and "ACCESS_DENIED" in rows[1]["reason"]
+    assert all(r["inspector_scan_id"] for r in rows)
+    assert results(reports, "07") == [], "instance scans are never incomplete"
+
+
+def test_the_first_six_queries_keep_their_answers_with_snapshot_scans_beside_them(reports):
+    # Snapshot scans add rows of their own; the instance scans' answers stay.
+    golden = reports["amis"]["golden"]
+    assert [r["ami_id"] for r in results(reports, "01", "with_snapshots")] == [golden]
+    assert results(reports, "06", "with_snapshots") == results(reports, "06")
 
 
 def test_the_local_runner_says_what_to_do_without_reports(tmp_path):

@@ -302,6 +302,9 @@ def statements(resource):
     condition (`Fn::If` with `AWS::NoValue`) counted as granted."""
     out = []
     for policy in resource["Properties"].get("Policies", []):
+        if "Fn::If" in policy:
+            _, policy, otherwise = policy["Fn::If"]
+            assert otherwise == {"Ref": "AWS::NoValue"}, policy
         for statement in policy.get("Statement", []):
             if "Fn::If" in statement:
                 _, granted, otherwise = statement["Fn::If"]
@@ -318,6 +321,96 @@ def granted_actions(resource):
         action = statement["Action"]
         actions.update([action] if isinstance(action, str) else action)
     return actions
+
+
+def resolve(node, parameters, conditions):
+    """The template as CloudFormation would deploy it with these parameters:
+    Fn::If decided, AWS::NoValue dropped (other intrinsics are kept)."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            name, yes, no = node["Fn::If"]
+            return resolve(yes if conditions[name] else no, parameters, conditions)
+        out = {k: resolve(v, parameters, conditions) for k, v in node.items()}
+        return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}
+    if isinstance(node, list):
+        return [v for v in (resolve(v, parameters, conditions) for v in node) if v != {"Ref": "AWS::NoValue"}]
+    return node
+
+
+def evaluate(node, parameters, conditions):
+    """A condition or rule expression (Fn::Equals, Not, And, Or, Condition, Ref)."""
+    if isinstance(node, dict):
+        (fn, arg), = node.items()
+        if fn == "Ref":
+            return parameters.get(arg, TEMPLATE["Parameters"].get(arg, {}).get("Default"))
+        if fn == "Condition":
+            return conditions[arg]
+        if fn == "Fn::Split":
+            return evaluate(arg[1], parameters, conditions).split(arg[0])
+        if fn == "Fn::Select":
+            return evaluate(arg[1], parameters, conditions)[int(arg[0])]
+        values = [evaluate(a, parameters, conditions) for a in arg]
+        return {"Fn::Equals": lambda: values[0] == values[1], "Fn::Not": lambda: not values[0],
+                "Fn::And": lambda: all(values), "Fn::Or": lambda: any(values)}[fn]()
+    return node
+
+
+def deployed(**parameters):
+    """(resources that would exist, rule assertions that fail) for these parameters."""
+    conditions = {}
+    for name, expression in TEMPLATE["Conditions"].items():
+        conditions[name] = evaluate(expression, parameters, conditions)
+    failed = [a["AssertDescription"] for rule in TEMPLATE.get("Rules", {}).values()
+              if evaluate(rule.get("RuleCondition", True), parameters, conditions)
+              for a in rule["Assertions"] if not evaluate(a["Assert"], parameters, conditions)]
+    resources = {name: resolve(res, parameters, conditions) for name, res in RESOURCES.items()
+                 if conditions.get(res.get("Condition"), True)}
+    return resources, failed
+
+
+INSTANCE_ONLY_ACTIONS = {"ec2:RunInstances", "ec2:TerminateInstances", "iam:PassRole", "events:PutRule",
+                         "events:PutTargets", "events:DeleteRule", "events:RemoveTargets", "ec2:CreateTags"}
+
+
+def test_a_snapshot_stack_needs_no_network_and_has_no_instance_resource_or_permission():
+    resources, failed = deployed(ScanMode="snapshot", SubnetId="", VpcId="")
+    assert failed == []
+    kinds = {res["Type"] for res in resources.values()}
+    assert not kinds & {"AWS::EC2::SecurityGroup", "AWS::IAM::InstanceProfile"}, kinds
+    roles = [n for n, r in resources.items() if r["Type"] == "AWS::IAM::Role"]
+    assert roles == [], f"the instance and per-instance rule roles exist only when instances can launch: {roles}"
+    text = json.dumps(resources)
+    assert "SubnetId" not in text and "VpcId" not in text
+    for name, res in resources.items():
+        if res["Type"] == "AWS::Serverless::Function":
+            granted = set()
+            for policy in res["Properties"].get("Policies", []):
+                for statement in policy.get("Statement", []):
+                    action = statement["Action"]
+                    granted |= {action} if isinstance(action, str) else set(action)
+            # tag-ami tags AMIs; nothing else may launch, pass a role or touch a rule.
+            allowed = {"ec2:CreateTags"} if name == "TagAmiFunction" else set()
+            assert not (granted & INSTANCE_ONLY_ACTIONS) - allowed, (name, granted & INSTANCE_ONLY_ACTIONS)
+    schedules = resources["CleanupFunction"]["Properties"]["Events"]
+    assert {e["Properties"]["State"] for e in schedules.values()} == {"DISABLED"}, "no sweep without instances"
+
+
+@pytest.mark.parametrize("mode", ["instance", "auto"])
+def test_a_stack_that_can_launch_refuses_to_deploy_without_a_subnet_or_vpc(mode):
+    _, failed = deployed(ScanMode=mode, SubnetId="", VpcId="vpc-0123456789abcdef0")
+    assert len(failed) == 1 and "SubnetId is required" in failed[0], failed
+    _, failed = deployed(ScanMode=mode, SubnetId="subnet-0123456789abcdef0", VpcId="")
+    assert len(failed) == 1 and "VpcId is required" in failed[0], failed
+    _, failed = deployed(ScanMode=mode, SubnetId="subnet-0123456789abcdef0", VpcId="", SecurityGroupId="sg-0123456789abcdef0")
+    assert failed == [], "an existing security group needs no VPC"
+    resources, failed = deployed(ScanMode=mode, SubnetId="subnet-0123456789abcdef0", VpcId="vpc-0123456789abcdef0")
+    assert failed == [] and {"ScannerSecurityGroup", "InstanceProfile", "InstanceRole", "EventsRole"} <= set(resources)
+    env = resources["LaunchInstanceFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["SUBNET_ID"] == {"Ref": "SubnetId"} and "INSTANCE_PROFILE" in env
+
+
+# The stack as deployed in a mode that launches instances.
+LAUNCHING = deployed(ScanMode="auto", SubnetId="subnet-0123456789abcdef0", VpcId="vpc-0123456789abcdef0")[0]
 
 
 def test_the_functions_are_the_workspace_crates():
@@ -337,7 +430,7 @@ def test_every_function_is_granted_exactly_the_actions_its_code_declares():
 
 
 def test_launch_and_terminate_are_fenced_by_the_scanner_tag():
-    launch = RESOURCES["LaunchInstanceFunction"]["Properties"]["Policies"][0]["Statement"]
+    launch = LAUNCHING["LaunchInstanceFunction"]["Properties"]["Policies"][0]["Statement"]
     run = [s for s in launch if s["Action"] == "ec2:RunInstances"]
     by_kind = {}
     for statement in run:
@@ -360,7 +453,7 @@ def test_launch_and_terminate_are_fenced_by_the_scanner_tag():
     pass_role = next(s for s in launch if s["Action"] == "iam:PassRole")
     assert pass_role["Resource"] == {"Fn::GetAtt": ["InstanceRole", "Arn"]}
     assert pass_role["Condition"]["StringEquals"] == {"iam:PassedToService": "ec2.amazonaws.com"}
-    cleanup = RESOURCES["CleanupFunction"]["Properties"]["Policies"][0]["Statement"]
+    cleanup = LAUNCHING["CleanupFunction"]["Properties"]["Policies"][0]["Statement"]
     terminate = next(s for s in cleanup if s["Action"] == "ec2:TerminateInstances")
     assert terminate["Condition"] == {
         "StringEquals": {"ec2:ResourceTag/amiscan:managed": "true"},
@@ -369,7 +462,7 @@ def test_launch_and_terminate_are_fenced_by_the_scanner_tag():
     assert 'pub const MANAGED_TAG: &str = "amiscan:managed";' in (ROOT / "crates/core/src/tags.rs").read_text()
     assert 'pub const RULE_NAME_PREFIX: &str = "amiscan-scan-";' in (ROOT / "crates/core/src/model/ids.rs").read_text()
     for logical in ("CreateScanRuleFunction", "CleanupFunction"):
-        statements = RESOURCES[logical]["Properties"]["Policies"][0]["Statement"]
+        statements = LAUNCHING[logical]["Properties"]["Policies"][0]["Statement"]
         for s in statements:
             if any(a.startswith("events:") and a != "events:ListRules" for a in [s["Action"]] if isinstance(s["Action"], str)) or (
                 isinstance(s["Action"], list) and any(a.startswith("events:") and a != "events:ListRules" for a in s["Action"])
@@ -539,7 +632,7 @@ def test_tag_ami_tags_only_own_images_under_the_prefix_and_acts_only_as_fail_act
 
 
 def test_scan_rules_must_carry_the_scanner_tag_and_target_only_the_report_machine():
-    policy = RESOURCES["CreateScanRuleFunction"]["Properties"]["Policies"][0]["Statement"]
+    policy = LAUNCHING["CreateScanRuleFunction"]["Properties"]["Policies"][0]["Statement"]
     by_sid = {s.get("Sid"): s for s in policy}
     assert set(by_sid["OnlyScannerTaggedRules"]["Action"]) == {"events:PutRule", "events:TagResource"}
     assert by_sid["OnlyScannerTaggedRules"]["Condition"] == {"StringEquals": {"aws:RequestTag/amiscan:managed": "true"}}

@@ -171,7 +171,7 @@ pub fn result_tags(
                 None => remove.push(prefix.key(tags::REASON)),
             }
         }
-        (ScanStatus::InProgress, _) => {}
+        (ScanStatus::InProgress, _) => insert_mode_that_ran(&mut set, prefix, request),
         _ => match request
             .reason
             .as_ref()
@@ -179,15 +179,37 @@ pub fn result_tags(
             .filter(|r| !r.is_empty())
         {
             Some(reason) => {
+                insert_mode_that_ran(&mut set, prefix, request);
                 set.insert(prefix.key(tags::REASON), reason);
             }
-            None => remove.push(prefix.key(tags::REASON)),
+            None => {
+                insert_mode_that_ran(&mut set, prefix, request);
+                remove.push(prefix.key(tags::REASON));
+            }
         },
     }
     for value in set.values_mut() {
         *value = tags::tag_value(value);
     }
     (set, remove)
+}
+
+/// Before a summary exists, the mode is the one the scan is running in: an
+/// instance once one was launched (auto's fallback included), else snapshot
+/// once Inspector's scan was started.
+fn insert_mode_that_ran(
+    set: &mut BTreeMap<String, String>,
+    prefix: &TagPrefix,
+    request: &TagRequest,
+) {
+    let mode = if request.scan.instance_id.is_some() {
+        "instance"
+    } else if request.scan.inspector_scan_id.is_some() {
+        "snapshot"
+    } else {
+        return;
+    };
+    set.insert(prefix.key(tags::SCAN_MODE), mode.to_string());
 }
 
 /// Tags the AMI. An AMI that is gone is `NotFound`, by EC2's own answer.
@@ -272,14 +294,32 @@ mod tests {
     }
 
     #[test]
-    fn a_scan_in_progress_sets_three_tags_and_removes_nothing() {
+    fn a_scan_in_progress_sets_four_tags_and_removes_nothing() {
         let request: TagRequest = parse_event(sample("in-progress.json")).unwrap();
         let (set, remove) = result_tags(&prefix(), &request, Utc::now());
         assert_eq!(
             set.keys().collect::<Vec<_>>(),
-            ["amiscan:scan-id", "amiscan:status", "amiscan:status-at"]
+            [
+                "amiscan:scan-id",
+                "amiscan:scan-mode",
+                "amiscan:status",
+                "amiscan:status-at"
+            ]
         );
+        assert_eq!(set["amiscan:scan-mode"], "instance");
         assert!(remove.is_empty());
+    }
+
+    #[test]
+    fn a_scan_that_ends_without_a_summary_is_tagged_with_the_mode_that_ran() {
+        let mut request: TagRequest = parse_event(sample("timed-out.json")).unwrap();
+        request.scan.instance_id = None;
+        request.scan.inspector_scan_id = Some("8b1e4a9c-2f3d-4e5a-9b6c-7d8e9f0a1b2c".into());
+        let (set, _) = result_tags(&prefix(), &request, Utc::now());
+        assert_eq!(set["amiscan:scan-mode"], "snapshot");
+        request.scan.inspector_scan_id = None;
+        let (set, _) = result_tags(&prefix(), &request, Utc::now());
+        assert!(!set.contains_key("amiscan:scan-mode"), "nothing ran");
     }
 
     #[test]
