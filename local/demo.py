@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from localcloud import BUCKET, LAUNCH_MACHINE, ROOT, SELECTION, Behaviour, LocalCloud  # noqa: E402
+from localcloud import BUCKET, LAUNCH_MACHINE, ROOT, SELECTION, Behaviour, LocalCloud, SnapshotBehaviour  # noqa: E402
 from query import DEFAULT_REPORTS, print_queries, table  # noqa: E402
 
 UBUNTU_FINDINGS = [
@@ -17,18 +17,28 @@ UBUNTU_FINDINGS = [
     ("HIGH", "CVE-2024-2511", "openssl"),
     ("MEDIUM", "CVE-2023-45853", "zlib1g"),
 ]
+WINDOWS_FINDINGS = [("HIGH", "CVE-2025-21298", "Windows OLE")]
+AL2_FINDINGS = [("HIGH", "CVE-2024-2511", "openssl")]
+# Scanned from their snapshots, no instance; al2 Inspector cannot read that
+# way (UNSUPPORTED_OS), so auto scans it on an instance instead.
+BY_SNAPSHOT = ("ubuntu", "al2023", "windows")
 
 
 def seed(cloud):
-    """Three tagged AMIs with different fates, and decoys find-amis must pass over."""
+    """Four tagged AMIs with different fates, and decoys find-amis must pass over."""
     amis = {
         "ubuntu": cloud.seed_ami("ubuntu-22.04-golden", "ubuntu/images"),
         "al2023": cloud.seed_ami("al2023-golden", "amzn2-ami"),
         "windows": cloud.seed_ami("windows-server-2022-golden", "Windows_Server-2016-English-Full-Base"),
+        "al2": cloud.seed_ami("amazon-linux-2-legacy", "amzn2-ami"),
     }
-    cloud.expect(amis["ubuntu"], Behaviour("scan", UBUNTU_FINDINGS))
-    cloud.expect(amis["al2023"], Behaviour("scan", []))
-    cloud.expect(amis["windows"], Behaviour("never", reason="UNMANAGED_EC2_INSTANCE"))
+    # Inspector's events arrive as EventBridge delivers them: at least once,
+    # in any order.
+    cloud.expect_snapshot(amis["ubuntu"], SnapshotBehaviour(findings=UBUNTU_FINDINGS, duplicate=True, shuffle=True))
+    cloud.expect_snapshot(amis["al2023"], SnapshotBehaviour(findings=[]))
+    cloud.expect_snapshot(amis["windows"], SnapshotBehaviour(findings=WINDOWS_FINDINGS))
+    cloud.expect_snapshot(amis["al2"], SnapshotBehaviour("fail", reason="UNSUPPORTED_OS"))
+    cloud.expect(amis["al2"], Behaviour("scan", AL2_FINDINGS))
     ec2 = cloud.client("ec2")
     decoys = {
         "untagged": cloud.seed_ami("untagged-build", "amzn2-ami", tagged=False),
@@ -43,8 +53,11 @@ def seed(cloud):
 EXPECTED = {
     "ubuntu": {"amiscan:status": "COMPLETE", "amiscan:verdict": "FAIL", "amiscan:critical": "1", "amiscan:high": "1"},
     "al2023": {"amiscan:status": "COMPLETE", "amiscan:verdict": "PASS", "amiscan:critical": "0", "amiscan:findings": "0"},
-    "windows": {"amiscan:status": "TIMED_OUT"},
+    "windows": {"amiscan:status": "COMPLETE", "amiscan:verdict": "PASS", "amiscan:high": "1"},
+    "al2": {"amiscan:status": "COMPLETE", "amiscan:verdict": "PASS", "amiscan:high": "1", "amiscan:scan-mode": "instance"},
 }
+for label in BY_SNAPSHOT:
+    EXPECTED[label]["amiscan:scan-mode"] = "snapshot"
 
 
 def check(cloud, amis, decoys, run):
@@ -74,6 +87,17 @@ def check(cloud, amis, decoys, run):
                 csv_lines = cloud.read_object(summary["report_key"]).strip().splitlines()
                 if len(csv_lines) != len(rows) + 1:
                     failures.append(f"{label}: CSV has {len(csv_lines) - 1} rows, expected {len(rows)}")
+    for label in BY_SNAPSHOT:
+        if cloud.scanner_instances_of(amis[label]):
+            failures.append(f"{label} was scanned by snapshot, yet an instance was launched for it")
+    fallback = cloud.scanner_instances_of(amis["al2"])
+    if len(fallback) != 1 or fallback[0]["State"]["Name"] != "terminated":
+        failures.append(f"al2 should have had one scan instance, now terminated: {fallback}")
+    reported = [cloud.report_of(amis[label])[0] for label in BY_SNAPSHOT]
+    for summary in filter(None, reported):
+        prefix = f"staging/ondemand/{summary['inspector_scan_id']}/"
+        if cloud.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("KeyCount", 0):
+            failures.append(f"{summary['ami_id']}: staged findings were not deleted after the report")
     live = cloud.live_scanner_instances()
     if live:
         failures.append(f"scanner instances left running: {[i['InstanceId'] for i in live]}")
@@ -88,7 +112,7 @@ def check(cloud, amis, decoys, run):
 def summary(cloud, amis, launches, started_at):
     print("\nScans")
     by_ami = {cloud.execution_input(e)["scan"]["ami_id"]: e for e in launches}
-    rows = [("AMI", "name", "OS", "status", "verdict", "crit", "high", "med", "low", "report", "time")]
+    rows = [("AMI", "name", "OS", "mode", "status", "verdict", "crit", "high", "med", "low", "report", "time")]
     for label, ami in amis.items():
         image, tags = cloud.image(ami), cloud.image_tags(ami)
         execution = by_ami.get(ami)
@@ -98,7 +122,7 @@ def summary(cloud, amis, launches, started_at):
             took = f"{(done - execution['startDate']).total_seconds():.0f}s"
         report = tags.get("amiscan:report-uri", tags.get("amiscan:reason", "")).replace(f"s3://{BUCKET}/", "")
         rows.append((ami, image.get("Name", ""), image.get("PlatformDetails", image.get("Platform", "")),
-                     tags.get("amiscan:status", "-"), tags.get("amiscan:verdict", "-"),
+                     tags.get("amiscan:scan-mode", "-"), tags.get("amiscan:status", "-"), tags.get("amiscan:verdict", "-"),
                      tags.get("amiscan:critical", "-"), tags.get("amiscan:high", "-"),
                      tags.get("amiscan:medium", "-"), tags.get("amiscan:low", "-"), report, took))
     print(table(rows[0], rows[1:]))
@@ -117,7 +141,7 @@ def summary(cloud, amis, launches, started_at):
 def main():
     started_at = time.time()
     print("Starting the local cloud (moto + cargo lambda watch) on 127.0.0.1 ...", flush=True)
-    with LocalCloud(timeout_minutes=1) as cloud:
+    with LocalCloud(timeout_minutes=1, scan_mode="auto") as cloud:
         amis, decoys = seed(cloud)
         print(f"Seeded {len(amis)} tagged AMIs and {len(decoys)} decoys; invoking find-amis as the weekly schedule does.", flush=True)
         scheduled = json.loads((ROOT / "events/find-amis/scheduled.json").read_text())
@@ -125,7 +149,8 @@ def main():
         print(f"find-amis: found {run['found']}, started {len(run['started'])}, skipped {len(run['skipped'])}", flush=True)
         for skip in run["skipped"]:
             print(f"  skipped {skip['ami_id']}: {skip['reason']}")
-        print("Playing Inspector; the Windows AMI is never scanned, so its scan runs into the 1-minute deadline ...", flush=True)
+        print("ScanMode auto: playing Inspector's snapshot scans (events duplicated and shuffled); "
+              "the Amazon Linux 2 AMI cannot be read that way and falls back to an instance scan ...", flush=True)
         launches, _ = cloud.wait_for_executions(len(run["started"]), 300)
         launches = [e for e in launches if e["stateMachineArn"].endswith(LAUNCH_MACHINE)]
         summary(cloud, amis, launches, started_at)
@@ -133,7 +158,7 @@ def main():
         saved = cloud.save_reports(DEFAULT_REPORTS)
     print("\nStopped everything the demo started.")
     print(f"\nSaved the Athena data ({len(saved)} objects) to {DEFAULT_REPORTS.relative_to(ROOT)}; "
-          "the first two named queries, run in DuckDB as Athena would run them (make query runs all six):")
+          "the first two named queries, run in DuckDB as Athena would run them (make query runs all seven):")
     try:
         print_queries(DEFAULT_REPORTS, ["01-", "02-"])
     except Exception as err:  # a broken query is a failed check, not a crash

@@ -4,8 +4,9 @@
 use std::path::Path;
 
 use amiscan_core::model::{parse_event, ReportInput, ScanContext};
-use amiscan_core::ops::check_scan::CheckResult;
+use amiscan_core::ops::check_scan::{CheckResult, SnapshotCheck};
 use amiscan_core::ops::cleanup::{self, CleanupReport};
+use amiscan_core::ops::collect_findings::{self, BatchResponse, Item, SqsBatch};
 use amiscan_core::ops::create_scan_rule;
 use amiscan_core::ops::find_amis::{self, FindOutput};
 use amiscan_core::ops::tag_ami::{TagOutput, TagRequest};
@@ -48,12 +49,39 @@ fn every_function_accepts_its_sample_inputs_and_its_outputs_parse() {
                 serde_json::from_value::<CheckResult>(event).unwrap();
                 continue;
             }
+            if name.starts_with("snapshot") && dir == "check-scan" {
+                parse_event::<SnapshotCheck>(event).unwrap_or_else(|e| panic!("{dir}/{name}: {e}"));
+                continue;
+            }
             parse_event::<ScanContext>(event).unwrap_or_else(|e| panic!("{dir}/{name}: {e}"));
         }
     }
     let export: ReportInput = parse_event(sample("export-report/scan-complete.json")).unwrap();
     export.scan.require_instance("scan").unwrap();
     serde_json::from_value::<ScanSummary>(sample("export-report/output.json")).unwrap();
+    let snapshot: ReportInput =
+        parse_event(sample("export-report/snapshot-complete.json")).unwrap();
+    assert!(snapshot.scan.inspector_scan_id.is_some() && snapshot.snapshot.is_some());
+    let start: ScanContext = parse_event(sample("start-scan/scan.json")).unwrap();
+    assert!(
+        start.inspector_scan_id.is_none(),
+        "start-scan starts from a scan without one"
+    );
+    let started: ScanContext = parse_event(sample("start-scan/output.json")).unwrap();
+    assert!(started.inspector_scan_id.is_some() && started.wait_seconds.is_some());
+    let batch: SqsBatch = parse_event(sample("collect-findings/batch.json")).unwrap();
+    let kinds: Vec<_> = batch
+        .records
+        .iter()
+        .map(|r| match collect_findings::classify(&r.body) {
+            Item::Finding { .. } => "finding",
+            Item::Waiter(_) => "waiter",
+            Item::Completion { .. } => "completion",
+            other => panic!("collect-findings/batch.json: {other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["finding", "waiter", "completion"]);
+    serde_json::from_value::<BatchResponse>(sample("collect-findings/output.json")).unwrap();
     for (name, event) in samples("tag-ami") {
         if name == "output.json" {
             serde_json::from_value::<TagOutput>(event).unwrap();

@@ -4,9 +4,11 @@
 
 mod check_scan;
 mod cleanup;
+mod collect_findings;
 mod create_scan_rule;
 mod export_report;
 mod find_amis;
 mod launch_instance;
 mod malformed_events;
+mod start_scan;
 mod tag_ami;

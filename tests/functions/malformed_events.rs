@@ -95,6 +95,16 @@ async fn every_function_rejects_a_malformed_event_by_field_and_changes_nothing()
             "scan.scan_id",
         ),
         (
+            "start-scan",
+            stack.start_scan().handle(json!({"scan_id": format!("{ami}-20261123"), "ami_id": "ami-zz"})).await.map(drop),
+            "ami_id",
+        ),
+        (
+            "collect-findings",
+            stack.collect_findings().handle(json!({"Records": [{"body": "{}"}]})).await.map(drop),
+            "Records[0].messageId",
+        ),
+        (
             "find-amis",
             stack
                 .find_amis(20)

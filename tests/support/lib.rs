@@ -13,10 +13,12 @@ use amiscan_core::aws::{ec2, events, inspector, s3, sfn, sns, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::ops::check_scan::CheckSettings;
 use amiscan_core::ops::cleanup::CleanupSettings;
+use amiscan_core::ops::collect_findings::CollectSettings;
 use amiscan_core::ops::create_scan_rule::RuleSettings;
 use amiscan_core::ops::export_report::ExportSettings;
 use amiscan_core::ops::find_amis::FindSettings;
 use amiscan_core::ops::launch_instance::LaunchSettings;
+use amiscan_core::ops::start_scan::StartSettings;
 use amiscan_core::ops::tag_ami::TagSettings;
 use amiscan_core::settings::{EnvReader, FromEnv, MapEnv};
 use serde_json::{json, Value};
@@ -702,6 +704,30 @@ impl Stack {
         ]))
         .unwrap();
         check_scan::Function::new(&self.cloud.config, settings)
+    }
+
+    pub fn start_scan(&self) -> start_scan::Function {
+        let settings = StartSettings::from_env(env(&[
+            ("REPORT_BUCKET", &self.bucket),
+            ("REPORT_KMS_KEY_ARN", &self.kms_key()),
+            ("SCAN_TIMEOUT_MINUTES", "120"),
+        ]))
+        .unwrap();
+        start_scan::Function::new(&self.cloud.config, settings)
+    }
+
+    pub fn collect_findings(&self) -> collect_findings::Function {
+        let settings = CollectSettings::from_env(env(&[
+            ("REPORT_BUCKET", &self.bucket),
+            ("REPORT_KMS_KEY_ARN", &self.kms_key()),
+        ]))
+        .unwrap();
+        collect_findings::Function::new(&self.cloud.config, settings)
+    }
+
+    /// A snapshot scan's context as launch-scan's first step receives it.
+    pub fn snapshot_input(ami_id: &str) -> Value {
+        json!({"scan_id": format!("{ami_id}-20261123"), "ami_id": ami_id, "scan_mode": "snapshot"})
     }
 
     pub fn notifications(&self) -> Vec<Value> {
