@@ -2,7 +2,7 @@
 //! shared event fixtures (tests/fixtures/ondemand), as Inspector sends them.
 
 use amiscan_core::lambda::Handler;
-use amiscan_tests::{Stack, ACCOUNT, SELECTION_KEY, SELECTION_VALUE};
+use amiscan_tests::{Stack, ACCOUNT};
 use serde_json::{json, Value};
 
 fn fixture(name: &str) -> Value {
@@ -44,18 +44,22 @@ fn batch(bodies: &[String]) -> Value {
     json!({ "Records": records })
 }
 
+/// Hands the bodies to the collector as one batch; none may fail. The
+/// bucket's keys afterwards.
+async fn collected(stack: &Stack, bodies: &[String]) -> Vec<String> {
+    let out = stack
+        .collect_findings()
+        .handle(batch(bodies))
+        .await
+        .unwrap();
+    assert!(out.batch_item_failures.is_empty(), "{out:?}");
+    stack.cloud.object_keys(&stack.bucket).await
+}
+
 #[tokio::test]
 async fn collect_findings_stages_each_finding_once_and_ignores_what_is_not_amiscans() {
     let stack = Stack::new("ca-central-1").await;
-    let ami = stack
-        .cloud
-        .register_ami("golden", &[(SELECTION_KEY, SELECTION_VALUE)])
-        .await;
-    let started = stack
-        .start_scan()
-        .handle(Stack::snapshot_input(&ami))
-        .await
-        .unwrap();
+    let (ami, started) = stack.started_snapshot_scan().await;
     let id = started.inspector_scan_id.clone().unwrap();
     let foreign = "00000000-0000-4000-8000-000000000000";
     let bodies: Vec<String> = [
@@ -69,13 +73,7 @@ async fn collect_findings_stages_each_finding_once_and_ignores_what_is_not_amisc
     .map(|v| v.to_string())
     .chain(["{not json".to_string()])
     .collect();
-    let out = stack
-        .collect_findings()
-        .handle(batch(&bodies))
-        .await
-        .unwrap();
-    assert!(out.batch_item_failures.is_empty(), "{out:?}");
-    let keys = stack.cloud.object_keys(&stack.bucket).await;
+    let keys = collected(&stack, &bodies).await;
     let staged: Vec<_> = keys.iter().filter(|k| k.contains("/findings/")).collect();
     assert_eq!(staged.len(), 2, "{keys:?}");
     assert!(staged
@@ -101,13 +99,7 @@ async fn collect_findings_stages_each_finding_once_and_ignores_what_is_not_amisc
         completion_event(&id, &ami, 2).to_string(),
         waiter.to_string(),
     ];
-    let out = stack
-        .collect_findings()
-        .handle(batch(&bodies))
-        .await
-        .unwrap();
-    assert!(out.batch_item_failures.is_empty(), "{out:?}");
-    let keys = stack.cloud.object_keys(&stack.bucket).await;
+    let keys = collected(&stack, &bodies).await;
     for name in ["complete.json", "waiter.json"] {
         assert!(
             keys.contains(&format!("staging/ondemand/{id}/{name}")),

@@ -30,15 +30,7 @@ async fn scans_of(stack: &Stack, ami: &str) -> Vec<(String, String)> {
 #[tokio::test]
 async fn start_scan_starts_one_scan_marks_it_and_a_retry_starts_no_second() {
     let stack = Stack::new("eu-west-3").await;
-    let ami = stack
-        .cloud
-        .register_ami("golden", &[(SELECTION_KEY, SELECTION_VALUE)])
-        .await;
-    let started = stack
-        .start_scan()
-        .handle(Stack::snapshot_input(&ami))
-        .await
-        .unwrap();
+    let (ami, started) = stack.started_snapshot_scan().await;
     let id = started
         .inspector_scan_id
         .clone()

@@ -725,6 +725,21 @@ impl Stack {
         collect_findings::Function::new(&self.cloud.config, settings)
     }
 
+    /// A selected AMI and its snapshot scan, started as launch-scan's first
+    /// snapshot step starts it.
+    pub async fn started_snapshot_scan(&self) -> (String, amiscan_core::model::ScanContext) {
+        let ami = self
+            .cloud
+            .register_ami("golden", &[(SELECTION_KEY, SELECTION_VALUE)])
+            .await;
+        let started = self
+            .start_scan()
+            .handle(Stack::snapshot_input(&ami))
+            .await
+            .unwrap();
+        (ami, started)
+    }
+
     /// A snapshot scan's context as launch-scan's first step receives it.
     pub fn snapshot_input(ami_id: &str) -> Value {
         json!({"scan_id": format!("{ami_id}-20261123"), "ami_id": ami_id, "scan_mode": "snapshot"})
