@@ -58,7 +58,7 @@ async fn collected(stack: &Stack, bodies: &[String]) -> Vec<String> {
 
 #[tokio::test]
 async fn collect_findings_stages_each_finding_once_and_ignores_what_is_not_amiscans() {
-    let stack = Stack::new("ca-central-1").await;
+    let stack = Stack::new("af-south-1").await;
     let (ami, started) = stack.started_snapshot_scan().await;
     let id = started.inspector_scan_id.clone().unwrap();
     let foreign = "00000000-0000-4000-8000-000000000000";

@@ -29,7 +29,7 @@ async fn scans_of(stack: &Stack, ami: &str) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn start_scan_starts_one_scan_marks_it_and_a_retry_starts_no_second() {
-    let stack = Stack::new("eu-west-3").await;
+    let stack = Stack::new("ap-northeast-3").await;
     let (ami, started) = stack.started_snapshot_scan().await;
     let id = started
         .inspector_scan_id
@@ -61,7 +61,7 @@ async fn start_scan_starts_one_scan_marks_it_and_a_retry_starts_no_second() {
 
 #[tokio::test]
 async fn start_scan_attaches_to_a_scan_someone_else_started() {
-    let stack = Stack::new("eu-west-2").await;
+    let stack = Stack::new("ap-east-1").await;
     let ami = stack
         .cloud
         .register_ami("golden", &[(SELECTION_KEY, SELECTION_VALUE)])
