@@ -383,11 +383,7 @@ def test_a_snapshot_stack_needs_no_network_and_has_no_instance_resource_or_permi
     assert "SubnetId" not in text and "VpcId" not in text
     for name, res in resources.items():
         if res["Type"] == "AWS::Serverless::Function":
-            granted = set()
-            for policy in res["Properties"].get("Policies", []):
-                for statement in policy.get("Statement", []):
-                    action = statement["Action"]
-                    granted |= {action} if isinstance(action, str) else set(action)
+            granted = granted_actions(res)
             # tag-ami tags AMIs; nothing else may launch, pass a role or touch a rule.
             allowed = {"ec2:CreateTags"} if name == "TagAmiFunction" else set()
             assert not (granted & INSTANCE_ONLY_ACTIONS) - allowed, (name, granted & INSTANCE_ONLY_ACTIONS)

@@ -110,18 +110,26 @@ pub async fn start_on_demand_scan(
     }
 }
 
-fn outcome_of(scan: &types::OnDemandScan, source: &str) -> SnapshotOutcome {
-    let iso =
-        |t: Option<&aws_smithy_types::DateTime>| t.and_then(time::from_sdk).map(time::timestamp);
+/// An on-demand scan as amiscan records it, from the fields that
+/// ListOnDemandScans' items and GetOnDemandScanStatus' answer share.
+fn outcome(
+    scan_id: &str,
+    resource_id: &str,
+    status: &types::OnDemandScanStatus,
+    reason: Option<&types::OnDemandScanStatusReason>,
+    started_at: &aws_smithy_types::DateTime,
+    completed_at: Option<&aws_smithy_types::DateTime>,
+) -> SnapshotOutcome {
+    let iso = |t: &aws_smithy_types::DateTime| time::from_sdk(t).map(time::timestamp);
     SnapshotOutcome {
-        scan_id: scan.scan_id().to_string(),
-        resource_id: Some(scan.resource_id().to_string()),
-        scan_status: scan.scan_status().as_str().to_string(),
-        scan_status_reason: scan.scan_status_reason().map(|r| r.as_str().to_string()),
-        started_at: iso(Some(scan.started_at())),
-        completed_at: iso(scan.completed_at()),
+        scan_id: scan_id.to_string(),
+        resource_id: Some(resource_id.to_string()),
+        scan_status: status.as_str().to_string(),
+        scan_status_reason: reason.map(|r| r.as_str().to_string()),
+        started_at: iso(started_at),
+        completed_at: completed_at.and_then(iso),
         finding_severity_counts: None,
-        source: Some(source.to_string()),
+        source: Some("status".into()),
         grace_over: None,
     }
 }
@@ -147,7 +155,14 @@ pub async fn running_on_demand_scan(
             .iter()
             .find(|s| s.scan_status() == &types::OnDemandScanStatus::InProgress)
         {
-            return Ok(Some(outcome_of(running, "status")));
+            return Ok(Some(outcome(
+                running.scan_id(),
+                running.resource_id(),
+                running.scan_status(),
+                running.scan_status_reason(),
+                running.started_at(),
+                running.completed_at(),
+            )));
         }
         match out.next_token {
             Some(next) if !next.is_empty() => token = Some(next),
@@ -170,22 +185,14 @@ pub async fn on_demand_scan_status(
         .send()
         .await
     {
-        Ok(out) => {
-            let iso = |t: Option<&aws_smithy_types::DateTime>| {
-                t.and_then(time::from_sdk).map(time::timestamp)
-            };
-            Ok(Some(SnapshotOutcome {
-                scan_id: out.scan_id().to_string(),
-                resource_id: Some(out.resource_id().to_string()),
-                scan_status: out.scan_status().as_str().to_string(),
-                scan_status_reason: out.scan_status_reason().map(|r| r.as_str().to_string()),
-                started_at: iso(Some(out.started_at())),
-                completed_at: iso(out.completed_at()),
-                finding_severity_counts: None,
-                source: Some("status".into()),
-                grace_over: None,
-            }))
-        }
+        Ok(out) => Ok(Some(outcome(
+            out.scan_id(),
+            out.resource_id(),
+            out.scan_status(),
+            out.scan_status_reason(),
+            out.started_at(),
+            out.completed_at(),
+        ))),
         Err(e)
             if e.as_service_error()
                 .is_some_and(|e| e.is_resource_not_found_exception()) =>

@@ -128,6 +128,29 @@ mod tests {
         )
     }
 
+    /// Runs start-scan with S3 accepting only the mark of `inspector_scan_id`;
+    /// the output and how many marks were written.
+    async fn run_marking(
+        inspector_client: &inspector::Client,
+        inspector_scan_id: &str,
+    ) -> (ScanContext, usize) {
+        let key = format!("staging/ondemand/{inspector_scan_id}/scan.json");
+        let put = mock!(s3::Client::put_object)
+            .match_requests(move |r| r.key() == Some(key.as_str()))
+            .then_output(|| PutObjectOutput::builder().build());
+        let s3_client = mock_client!(aws_sdk_s3, [&put]);
+        let out = run(
+            inspector_client,
+            &s3_client,
+            &settings(),
+            scan(),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+        (out, put.num_calls())
+    }
+
     #[tokio::test]
     async fn a_start_is_keyed_by_the_scan_and_recorded_as_amiscans() {
         let start = mock!(inspector::Client::start_on_demand_scan)
@@ -143,22 +166,10 @@ mod tests {
                     .unwrap()
             });
         let inspector_client = mock_client!(aws_sdk_inspector2, [&start]);
-        let put = mock!(s3::Client::put_object)
-            .match_requests(|r| r.key() == Some("staging/ondemand/scan-1/scan.json"))
-            .then_output(|| PutObjectOutput::builder().build());
-        let s3_client = mock_client!(aws_sdk_s3, [&put]);
-        let out = run(
-            &inspector_client,
-            &s3_client,
-            &settings(),
-            scan(),
-            Utc::now(),
-        )
-        .await
-        .unwrap();
+        let (out, puts) = run_marking(&inspector_client, "scan-1").await;
         assert_eq!(out.inspector_scan_id.as_deref(), Some("scan-1"));
         assert_eq!(out.wait_seconds, Some(5400));
-        assert_eq!((start.num_calls(), put.num_calls()), (1, 1));
+        assert_eq!((start.num_calls(), puts), (1, 1));
     }
 
     #[tokio::test]
@@ -190,20 +201,8 @@ mod tests {
         });
         let inspector_client =
             mock_client!(aws_sdk_inspector2, RuleMode::MatchAny, [&start, &list]);
-        let put = mock!(s3::Client::put_object)
-            .match_requests(|r| r.key() == Some("staging/ondemand/theirs/scan.json"))
-            .then_output(|| PutObjectOutput::builder().build());
-        let s3_client = mock_client!(aws_sdk_s3, [&put]);
-        let out = run(
-            &inspector_client,
-            &s3_client,
-            &settings(),
-            scan(),
-            Utc::now(),
-        )
-        .await
-        .unwrap();
+        let (out, puts) = run_marking(&inspector_client, "theirs").await;
         assert_eq!(out.inspector_scan_id.as_deref(), Some("theirs"));
-        assert_eq!(put.num_calls(), 1);
+        assert_eq!(puts, 1);
     }
 }
