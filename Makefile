@@ -6,11 +6,12 @@ PYTHON ?= python3
 ARCH ?= arm64
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv tools build demo query test unit-test lint fmt bench bench-smoke package deploy clean
+.PHONY: help venv tools build demo query guardrail-scp test unit-test lint fmt bench bench-smoke package deploy clean
 
 help:
 	@echo "make demo     the whole workflow end to end on a local AWS emulator (no account needed)"
 	@echo "make query    the Athena named queries (queries/*.sql) in DuckDB over the reports make demo saved"
+	@echo "make guardrail-scp  the launch guardrail as an SCP (MODE=FAIL|FAIL_OR_UNSCANNED, or STACK=name REGION=r)"
 	@echo "make test     every test: lint, unit tests, functions against a local AWS emulator, template checks"
 	@echo "make build    debug build of the workspace"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, cfn-lint, checkov, ASL validation"
@@ -53,6 +54,14 @@ demo: tools build
 REPORTS ?= .local/demo-reports
 query: venv
 	python local/query.py --reports $(REPORTS) $(QUERY)
+
+# The launch guardrail's statements as a service control policy, from
+# template.yaml (MODE=FAIL or FAIL_OR_UNSCANNED, ACCOUNT=id), or with the
+# values of a deployed stack (STACK=name REGION=region, your credentials).
+MODE ?= FAIL
+ACCOUNT ?= 123456789012
+guardrail-scp: venv
+	python local/guardrail.py $(if $(STACK),--stack $(STACK) $(if $(REGION),--region $(REGION)),--mode $(MODE) --account $(ACCOUNT))
 
 lint: tools
 	cargo fmt --all --check

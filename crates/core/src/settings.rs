@@ -33,6 +33,8 @@ pub mod vars {
     pub const FAIL_ACTION: &str = "FAIL_ACTION";
     pub const SCAN_MODE: &str = "SCAN_MODE";
     pub const FINDINGS_GRACE_SECONDS: &str = "FINDINGS_GRACE_SECONDS";
+    pub const SCAN_ON_CREATE: &str = "SCAN_ON_CREATE";
+    pub const MAX_SCAN_AGE_DAYS: &str = "MAX_SCAN_AGE_DAYS";
 }
 
 /// Reads variables through a lookup function and collects every problem.

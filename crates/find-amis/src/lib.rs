@@ -1,5 +1,6 @@
-//! find-amis: the workflow's entry. On the weekly schedule, `{}` or a manual
-//! `{"ami_ids": […], "force": true}`, it picks the AMIs to scan and starts
+//! find-amis: the workflow's entry. On the weekly schedule, `{}`, a manual
+//! `{"ami_ids": […], "force": true}`, EC2's AMI state change event, or a
+//! batch of these from the runs queue, it picks the AMIs to scan and starts
 //! one launch-scan execution per AMI.
 
 use amiscan_core::aws::{ec2, sfn, sns, SdkConfig};

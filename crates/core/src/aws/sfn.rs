@@ -37,6 +37,27 @@ pub async fn start_execution(
     }
 }
 
+/// The names of a state machine's running executions, every page.
+/// ListExecutions is eventually consistent: an execution started a moment
+/// ago may be missing.
+pub async fn running_executions(client: &Client, machine_arn: &str) -> Result<Vec<String>> {
+    let pages: Vec<_> = client
+        .list_executions()
+        .state_machine_arn(machine_arn)
+        .status_filter(types::ExecutionStatus::Running)
+        .max_results(1000)
+        .into_paginator()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| Error::from_sdk("ListExecutions", e))?;
+    Ok(pages
+        .iter()
+        .flat_map(|page| page.executions())
+        .map(|e| e.name().to_string())
+        .collect())
+}
+
 /// Hands a waiting task its result. `false` when the task no longer waits
 /// (it timed out, or another delivery already completed it).
 pub async fn send_task_success(client: &Client, task_token: &str, output: String) -> Result<bool> {

@@ -5,6 +5,7 @@ pub mod ids;
 pub mod scan;
 pub mod severity;
 pub mod snapshot;
+pub mod sqs;
 pub mod time;
 
 pub use ids::{AmiId, InstanceId, RuleName, ScanId, RULE_NAME_PREFIX};

@@ -9,13 +9,14 @@
 use std::collections::{HashMap, HashSet};
 
 use futures::stream::{self, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use tracing::{error, info, warn};
 
 use crate::aws::{s3, sfn};
 use crate::error::{Error, Result};
-use crate::model::{parse_event, Input, SnapshotOutcome, WaiterMessage};
+pub use crate::model::sqs::{BatchResponse, ItemFailure, SqsBatch, SqsRecord};
+use crate::model::{parse_event, SnapshotOutcome, WaiterMessage};
 use crate::report::Staging;
 use crate::settings::{vars, BucketName, EnvReader, FromEnv, KmsKeyArn};
 
@@ -44,35 +45,6 @@ impl FromEnv for CollectSettings {
             })
         })
     }
-}
-
-/// The SQS event, as much of it as the collector reads.
-#[derive(Debug, Clone, Deserialize)]
-pub struct SqsBatch {
-    #[serde(rename = "Records")]
-    pub records: Vec<SqsRecord>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct SqsRecord {
-    #[serde(rename = "messageId")]
-    pub message_id: String,
-    pub body: String,
-}
-
-impl Input for SqsBatch {}
-
-/// The partial batch response: the records SQS should deliver again.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct BatchResponse {
-    pub batch_item_failures: Vec<ItemFailure>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ItemFailure {
-    pub item_identifier: String,
 }
 
 /// What one record is.
