@@ -144,3 +144,154 @@ async fn find_amis_reports_requested_amis_that_are_missing_or_foreign() {
     assert_eq!(reasons[foreign.as_str()], "not owned by this account");
     assert_eq!(reasons["ami-0000000000000dead"], "not found");
 }
+
+/// EC2's "EC2 AMI State Change" event for `ami` (the sample's shape), as the
+/// runs queue delivers it, with the weekly run's `{}` when `weekly`.
+fn runs_batch(amis: &[&str], weekly: bool) -> Value {
+    let sample: Value =
+        serde_json::from_str(include_str!("../../events/find-amis/ami-available.json")).unwrap();
+    let mut bodies: Vec<Value> = amis
+        .iter()
+        .map(|ami| {
+            let mut event = sample.clone();
+            event["detail"]["ImageId"] = json!(ami);
+            event["resources"] = json!([format!("arn:aws:ec2:us-east-1::image/{ami}")]);
+            event
+        })
+        .collect();
+    if weekly {
+        bodies.push(json!({}));
+    }
+    let records: Vec<Value> = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| json!({"messageId": format!("m-{i}"), "body": body.to_string()}))
+        .collect();
+    json!({ "Records": records })
+}
+
+#[tokio::test]
+async fn find_amis_counts_running_executions_against_the_cap() {
+    let stack = Stack::new("eu-south-2").await;
+    let machine = stack
+        .cloud
+        .create_waiting_state_machine("amiscan-launch-scan-waiting")
+        .await;
+    let names: Vec<String> = (0..4).map(|i| format!("golden-{i}")).collect();
+    let amis = stack
+        .cloud
+        .register_amis(&names, &[(SELECTION_KEY, SELECTION_VALUE)])
+        .await;
+    let today = Utc::now().format("%Y%m%d");
+    // Yesterday's scan of the first is still running; today's of the second.
+    let yesterday = format!("{}-20261130", amis[0]);
+    stack.cloud.start_execution(&machine, &yesterday).await;
+    stack
+        .cloud
+        .start_execution(&machine, &format!("{}-{today}", amis[1]))
+        .await;
+
+    let out = stack
+        .find_amis_on(&machine, 3, &[])
+        .handle(json!({}))
+        .await
+        .unwrap();
+    assert_eq!(out.in_flight, 2);
+    assert_eq!(out.started.len(), 1, "{out:?}");
+    assert_eq!(out.already_running.len(), 1);
+    assert_eq!(out.already_running[0].ami_id, amis[1]);
+    let reasons: BTreeMap<&str, &str> = out
+        .skipped
+        .iter()
+        .map(|s| (s.ami_id.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons[amis[0].as_str()],
+        format!("already being scanned by execution {yesterday}")
+    );
+    assert_eq!(reasons.len(), 2);
+    assert!(reasons
+        .values()
+        .any(|r| *r == "concurrent-scan cap of 3 reached; first in line next run"));
+    // Every tagged AMI was never scanned: all four are overdue, and the
+    // deferred one is the one the summary says is not being scanned.
+    assert_eq!(out.overdue.len(), 4);
+    assert_eq!(out.overdue.iter().filter(|o| !o.scanning).count(), 2);
+    // The run started one execution: three now run, the cap.
+    let running = stack.cloud.executions(&machine).await;
+    assert_eq!(running.len(), 3);
+    let messages = stack.notifications();
+    assert_eq!(messages.len(), 1);
+    let (_, body, _) = message_of(&messages[0]);
+    assert_eq!(body["in_flight"], 2);
+    assert_eq!(body["counts"]["overdue_not_scanning"], 2);
+}
+
+#[tokio::test]
+async fn find_amis_scans_new_amis_as_scan_on_create_says() {
+    let stack = Stack::new("ap-southeast-3").await;
+    let tagged = stack
+        .cloud
+        .register_ami("packer-build", &[(SELECTION_KEY, SELECTION_VALUE)])
+        .await;
+    let untagged = stack.cloud.register_ami("scratch", &[]).await;
+
+    // TAGGED: the tagged one is scanned; the untagged one is skipped, and a
+    // batch of only untagged AMIs tells nobody.
+    let quiet = stack
+        .find_amis(20)
+        .handle(runs_batch(&[&untagged], false))
+        .await
+        .unwrap();
+    assert!(quiet.started.is_empty());
+    assert!(quiet.skipped[0].reason.starts_with("not tagged InspectorScan=true"));
+    assert!(stack.notifications().is_empty());
+    // A duplicated event is one scan.
+    let out = stack
+        .find_amis(20)
+        .handle(runs_batch(&[&tagged, &untagged, &tagged], false))
+        .await
+        .unwrap();
+    let started: Vec<&str> = out.started.iter().map(|s| s.ami_id.as_str()).collect();
+    assert_eq!(started, [tagged.as_str()]);
+    let messages = stack.notifications();
+    assert_eq!(messages.len(), 1);
+    let (_, body, event_type) = message_of(&messages[0]);
+    assert_eq!(event_type, "SCAN_BATCH_STARTED");
+    assert_eq!(body["selection"], "2 new AMIs");
+
+    // The weekly run in the same batch covers every tagged AMI as well:
+    // today's scan of the new one already exists.
+    let weekly = stack
+        .find_amis(20)
+        .handle(runs_batch(&[&untagged], true))
+        .await
+        .unwrap();
+    assert!(weekly.started.is_empty());
+    assert_eq!(weekly.already_running.len(), 1);
+
+    // ALL: the untagged one too; OFF: none.
+    let all = stack
+        .find_amis_on(&stack.launch_machine, 20, &[("SCAN_ON_CREATE", "ALL")])
+        .handle(runs_batch(&[&untagged], false))
+        .await
+        .unwrap();
+    assert_eq!(all.started.len(), 1);
+    assert_eq!(all.started[0].ami_id, untagged);
+    let off = stack
+        .find_amis_on(&stack.launch_machine, 20, &[("SCAN_ON_CREATE", "OFF")])
+        .handle(json!({"ami_ids": [], "x": 1}))
+        .await;
+    assert!(off.is_err(), "bad input is refused before any call");
+    let before = stack.cloud.executions(&stack.launch_machine).await.len();
+    let off = stack
+        .find_amis_on(&stack.launch_machine, 20, &[("SCAN_ON_CREATE", "OFF")])
+        .handle(runs_batch(&[&tagged], false))
+        .await
+        .unwrap();
+    assert!(off.skipped[0].reason.starts_with("ScanOnCreate is OFF"));
+    assert_eq!(
+        stack.cloud.executions(&stack.launch_machine).await.len(),
+        before
+    );
+}

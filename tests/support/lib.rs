@@ -223,15 +223,44 @@ impl Cloud {
     }
 
     pub async fn create_state_machine(&self, name: &str) -> String {
+        self.create_state_machine_of(
+            name,
+            r#"{"StartAt":"Done","States":{"Done":{"Type":"Pass","End":true}}}"#,
+        )
+        .await
+    }
+
+    /// A state machine whose executions stay running for an hour, as a
+    /// scan's execution does.
+    pub async fn create_waiting_state_machine(&self, name: &str) -> String {
+        self.create_state_machine_of(
+            name,
+            r#"{"StartAt":"Scan","States":{"Scan":{"Type":"Wait","Seconds":3600,"End":true}}}"#,
+        )
+        .await
+    }
+
+    async fn create_state_machine_of(&self, name: &str, definition: &str) -> String {
         self.sfn()
             .create_state_machine()
             .name(name)
             .role_arn(format!("arn:aws:iam::{ACCOUNT}:role/amiscan-states"))
-            .definition(r#"{"StartAt":"Done","States":{"Done":{"Type":"Pass","End":true}}}"#)
+            .definition(definition)
             .send()
             .await
             .expect("create state machine")
             .state_machine_arn
+    }
+
+    pub async fn start_execution(&self, machine_arn: &str, name: &str) {
+        self.sfn()
+            .start_execution()
+            .state_machine_arn(machine_arn)
+            .name(name)
+            .input("{}")
+            .send()
+            .await
+            .expect("start execution");
     }
 
     pub async fn create_bucket(&self, name: &str) {
@@ -632,16 +661,28 @@ impl Stack {
     }
 
     pub fn find_amis(&self, cap: u32) -> find_amis::Function {
-        let settings = FindSettings::from_env(env(&[
+        self.find_amis_on(&self.launch_machine, cap, &[])
+    }
+
+    /// find-amis starting `machine`, with more settings (SCAN_ON_CREATE, …).
+    pub fn find_amis_on(
+        &self,
+        machine: &str,
+        cap: u32,
+        more: &[(&str, &str)],
+    ) -> find_amis::Function {
+        let cap = cap.to_string();
+        let mut pairs = vec![
             ("SELECTION_TAG_KEY", SELECTION_KEY),
             ("SELECTION_TAG_VALUE", SELECTION_VALUE),
             ("TAG_PREFIX", TAG_PREFIX),
-            ("MAX_CONCURRENT_SCANS", &cap.to_string()),
+            ("MAX_CONCURRENT_SCANS", cap.as_str()),
             ("SCAN_MODE", "instance"),
-            ("LAUNCH_STATE_MACHINE_ARN", &self.launch_machine),
+            ("LAUNCH_STATE_MACHINE_ARN", machine),
             ("TOPIC_ARN", &self.topic_arn),
-        ]))
-        .unwrap();
+        ];
+        pairs.extend_from_slice(more);
+        let settings = FindSettings::from_env(env(&pairs)).unwrap();
         find_amis::Function::new(&self.cloud.config, settings)
     }
 
