@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -117,10 +118,11 @@ class SnapshotBehaviour:
     the first scan of the AMI does instead (say, FAILED with INTERNAL_ERROR),
     the next scans doing `kind`. The delivery faults are EventBridge's: each
     finding event sent twice, in shuffled order, after the completion event,
-    some finding events or the completion event lost."""
+    some finding events or the completion event lost. `hold`, a
+    threading.Event, keeps each scan in progress until it is set."""
 
     def __init__(self, kind="scan", findings=(), reason=None, first=None, duplicate=False, shuffle=False,
-                 findings_after_completion=False, lose_findings=0, lose_completion=False, before_start=None):
+                 findings_after_completion=False, lose_findings=0, lose_completion=False, hold=None):
         assert kind in ("scan", "fail", "terminated", "never"), kind
         self.kind = kind
         self.findings = list(findings)  # (severity, cve, package) as for Behaviour
@@ -131,7 +133,7 @@ class SnapshotBehaviour:
         self.findings_after_completion = findings_after_completion
         self.lose_findings = lose_findings
         self.lose_completion = lose_completion
-        self.before_start = before_start
+        self.hold = hold
         self.scans = 0
 
 
@@ -242,6 +244,7 @@ class LocalCloud:
         self.topic_arn = sns.create_topic(Name="amiscan")["TopicArn"]
         self.queue_url = sqs.create_queue(QueueName="amiscan-messages")["QueueUrl"]
         self.provision_findings_queue(sqs, key)
+        self.provision_runs_queue(sqs, key)
         sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs",
                       Endpoint=f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-messages")
         subnet = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]
@@ -269,6 +272,8 @@ class LocalCloud:
             "FAIL_ACTION": self.fail_action,
             "SCAN_MODE": self.scan_mode,
             "FINDINGS_GRACE_SECONDS": "5",
+            "SCAN_ON_CREATE": "TAGGED",
+            "MAX_SCAN_AGE_DAYS": "7",
         }
         parsed = template()
         self.functions = template_functions(parsed)
@@ -310,25 +315,52 @@ class LocalCloud:
             "VisibilityTimeout": str(self.FINDINGS_VISIBILITY_SECONDS)})["QueueUrl"]
         self.findings_queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-findings"
 
+    def provision_runs_queue(self, sqs, key):
+        """The FIFO queue every automatic find-amis run goes through, and its
+        dead-letter queue, with the template's settings (visibility as for
+        the findings queue)."""
+        resources = template()["Resources"]
+        props = resources["RunsQueue"]["Properties"]
+        dlq_props = resources["RunsDeadLetterQueue"]["Properties"]
+        sqs.create_queue(QueueName="amiscan-runs-dlq.fifo", Attributes={
+            "FifoQueue": str(dlq_props["FifoQueue"]).lower(), "KmsMasterKeyId": key})
+        redrive = {"deadLetterTargetArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-runs-dlq.fifo",
+                   "maxReceiveCount": str(props["RedrivePolicy"]["maxReceiveCount"])}
+        self.runs_queue_url = sqs.create_queue(QueueName="amiscan-runs.fifo", Attributes={
+            "FifoQueue": "true", "ContentBasedDeduplication": str(props["ContentBasedDeduplication"]).lower(),
+            "KmsMasterKeyId": key, "RedrivePolicy": json.dumps(redrive),
+            "MessageRetentionPeriod": str(props["MessageRetentionPeriod"]),
+            "VisibilityTimeout": str(self.FINDINGS_VISIBILITY_SECONDS)})["QueueUrl"]
+        self.runs_queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-runs.fifo"
+
     def provision_findings_delivery(self, parsed):
-        """The template's two snapshot-scan rules into the findings queue, and
-        the collector's SQS event source mapping with the template's settings
-        (the launcher polls it as Lambda would)."""
+        """The template's rules into their queues (the two snapshot-scan
+        rules into the findings queue, the AMI-available rule into the runs
+        queue, with its message group), and every SQS event source mapping
+        with the template's settings (the launcher polls them as Lambda
+        would)."""
+        queues = {"FindingsQueue": self.findings_queue_arn, "RunsQueue": self.runs_queue_arn}
         events = self.client("events")
-        for logical in ("SnapshotFindingsRule", "SnapshotCompletionRule"):
+        for logical in ("SnapshotFindingsRule", "SnapshotCompletionRule", "AmiAvailableRule"):
             props = parsed["Resources"][logical]["Properties"]
             events.put_rule(Name=f"amiscan-{logical}", EventPattern=json.dumps(props["EventPattern"]))
-            events.put_targets(Rule=f"amiscan-{logical}", Targets=[
-                {"Id": t["Id"], "Arn": self.findings_queue_arn} for t in props["Targets"]])
+            targets = []
+            for t in props["Targets"]:
+                target = {"Id": t["Id"], "Arn": queues[t["Arn"]["Fn::GetAtt"][0]]}
+                if "SqsParameters" in t:
+                    target["SqsParameters"] = t["SqsParameters"]
+                targets.append(target)
+            events.put_targets(Rule=f"amiscan-{logical}", Targets=targets)
         for logical, res in parsed["Resources"].items():
             for source in res.get("Properties", {}).get("Events", {}).values():
                 if source["Type"] != "SQS":
                     continue
                 props = source["Properties"]
+                optional = {k: props[k] for k in ("MaximumBatchingWindowInSeconds", "FunctionResponseTypes",
+                                                  "ScalingConfig") if k in props}
                 self.client("lambda").create_event_source_mapping(
-                    FunctionName=self.functions[logical][0], EventSourceArn=self.findings_queue_arn,
-                    BatchSize=props["BatchSize"], MaximumBatchingWindowInSeconds=props["MaximumBatchingWindowInSeconds"],
-                    FunctionResponseTypes=props["FunctionResponseTypes"], ScalingConfig=props["ScalingConfig"])
+                    FunctionName=self.functions[logical][0], EventSourceArn=queues[props["Queue"]["Fn::GetAtt"][0]],
+                    BatchSize=props["BatchSize"], **optional)
 
     def substitution(self, key_name):
         if key_name == "TopicArn":
@@ -455,6 +487,8 @@ class LocalCloud:
                 kind, reason = "fail", behaviour.first
             if kind == "never":
                 return
+            if behaviour.hold is not None and not behaviour.hold.wait(timeout=900):
+                return
             scan_id, ami_id = scan["scanId"], scan["resourceId"]
             if kind == "terminated":
                 self.client("ec2").deregister_image(ImageId=ami_id)
@@ -481,6 +515,37 @@ class LocalCloud:
                 self.put_events(finding_events)
         except Exception as err:  # the tests report it
             self.stand_in_errors.append(repr(err))
+
+    def announce(self, ami_ids):
+        """EC2's "EC2 AMI State Change" event (state available) for each AMI,
+        as EC2 sends it when an AMI becomes available, through EventBridge."""
+        self.put_events([{
+            "Source": "aws.ec2", "DetailType": "EC2 AMI State Change",
+            "Resources": [f"arn:aws:ec2:{REGION}::image/{ami}"],
+            "Detail": {"RequestId": str(uuid.uuid4()), "ImageId": ami, "State": "available", "ErrorMessage": ""},
+        } for ami in ami_ids])
+
+    def weekly_run(self):
+        """What the weekly schedule sends: its input `{}` into the runs queue,
+        in the one message group."""
+        props = template()["Resources"]["WeeklySchedule"]["Properties"]["Target"]
+        self.client("sqs").send_message(QueueUrl=self.runs_queue_url, MessageBody=props["Input"],
+                                        MessageGroupId=props["SqsParameters"]["MessageGroupId"])
+
+    def runs(self):
+        """The find-amis batches the runs queue delivered so far."""
+        return [b for b in self.control("/batches", {})["batches"] if b["function"] == "find-amis"]
+
+    def wait_for_runs(self, seconds=120):
+        """Waits until the runs queue is empty and no find-amis batch is in flight."""
+        sqs, deadline = self.client("sqs"), time.time() + seconds
+        while time.time() < deadline:
+            attrs = sqs.get_queue_attributes(QueueUrl=self.runs_queue_url, AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            if attrs["ApproximateNumberOfMessages"] == "0" and attrs["ApproximateNumberOfMessagesNotVisible"] == "0":
+                return self.runs()
+            time.sleep(0.5)
+        raise TimeoutError(f"the runs queue still holds messages after {seconds}s")
 
     def put_events(self, entries):
         """Sends events through EventBridge as Inspector does, 10 a call."""
@@ -589,9 +654,11 @@ class LocalCloud:
         return keys
 
     # ------------------------------------------------------------ seeding
-    def seed_ami(self, name, source_name_prefix=None, tagged=True, platform_of=None):
+    def seed_ami(self, name, source_name_prefix=None, tagged=True, platform_of=None, announce=False):
         """An AMI of this account, made from one of moto's public images, so
-        it carries that image's platform (Windows included)."""
+        it carries that image's platform (Windows included). `announce`
+        sends EC2's AMI-available event once it is tagged, as EC2 does when
+        an image made with its tags becomes available."""
         ec2 = self.client("ec2")
         base = self.public_image(source_name_prefix or "amzn")
         instance = ec2.run_instances(ImageId=base, MinCount=1, MaxCount=1, InstanceType="t3.micro")["Instances"][0]
@@ -599,6 +666,8 @@ class LocalCloud:
         ec2.terminate_instances(InstanceIds=[instance["InstanceId"]])
         if tagged:
             ec2.create_tags(Resources=[ami], Tags=[{"Key": SELECTION[0], "Value": SELECTION[1]}])
+        if announce:
+            self.announce([ami])
         return ami
 
     def public_image(self, name_prefix):
