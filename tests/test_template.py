@@ -5,6 +5,7 @@ drifting apart: placeholders, functions, retries, catches, cleanup on every
 path, IAM actions and environment variables.
 """
 
+import fnmatch
 import json
 import re
 import shutil
@@ -378,7 +379,7 @@ def test_a_snapshot_stack_needs_no_network_and_has_no_instance_resource_or_permi
     kinds = {res["Type"] for res in resources.values()}
     assert not kinds & {"AWS::EC2::SecurityGroup", "AWS::IAM::InstanceProfile"}, kinds
     roles = [n for n, r in resources.items() if r["Type"] == "AWS::IAM::Role"]
-    assert roles == [], f"the instance and per-instance rule roles exist only when instances can launch: {roles}"
+    assert roles == ["SchedulerRole"], f"the instance and per-instance rule roles exist only when instances can launch: {roles}"
     text = json.dumps(resources)
     assert "SubnetId" not in text and "VpcId" not in text
     for name, res in resources.items():
@@ -406,7 +407,8 @@ def test_a_stack_that_can_launch_refuses_to_deploy_without_a_subnet_or_vpc(mode)
 
 
 # The stack as deployed in a mode that launches instances.
-LAUNCHING = deployed(ScanMode="auto", SubnetId="subnet-0123456789abcdef0", VpcId="vpc-0123456789abcdef0")[0]
+NETWORK = dict(ScanMode="auto", SubnetId="subnet-0123456789abcdef0", VpcId="vpc-0123456789abcdef0")
+LAUNCHING = deployed(**NETWORK)[0]
 
 
 def test_the_functions_are_the_workspace_crates():
@@ -558,17 +560,26 @@ def test_a_failed_invocation_of_any_function_alarms_on_the_topic():
 
 
 def test_undeliverable_scheduled_invocations_land_in_a_dead_letter_queue_that_alarms():
+    dead_letters = {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}
     schedules = [
         (logical, event["Properties"])
         for logical, res in RESOURCES.items() if res["Type"] == "AWS::Serverless::Function"
         for event in res["Properties"].get("Events", {}).values() if event["Type"] == "ScheduleV2"
     ]
-    assert {logical for logical, _ in schedules} == {"FindAmisFunction", "CleanupFunction"}
+    assert {logical for logical, _ in schedules} == {"CleanupFunction"}
     for logical, props in schedules:
-        assert props["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}, logical
-        # and an event Lambda itself gives up on after its retries
+        assert props["DeadLetterConfig"] == dead_letters, logical
+    # and an event Lambda itself gives up on after its retries
+    for logical in ("FindAmisFunction", "CleanupFunction"):
         assert RESOURCES[logical]["Properties"]["DeadLetterQueue"] == {
             "Type": "SQS", "TargetArn": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}, logical
+    # The weekly run is a schedule of its own, into the runs queue; the
+    # AMI-available rule's target gives up into the same queue.
+    assert RESOURCES["WeeklySchedule"]["Properties"]["Target"]["DeadLetterConfig"] == dead_letters
+    (target,) = RESOURCES["AmiAvailableRule"]["Properties"]["Targets"]
+    assert target["DeadLetterConfig"] == dead_letters
+    policy = RESOURCES["ScheduleDeadLetterQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert [s["Condition"]["ArnEquals"]["aws:SourceArn"] for s in policy] == [{"Fn::GetAtt": ["AmiAvailableRule", "Arn"]}]
     assert any(a["Namespace"] == "AWS/SQS" and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "QueueName"]}
                for a in alarms())
 
@@ -653,3 +664,202 @@ def test_every_checkov_skip_is_listed_in_one_file_with_its_reason():
     for i, check in skips:
         assert lines[i - 1].strip().startswith("#"), f"{check} is skipped without a reason"
     assert "--config-file .checkov.yaml" in (ROOT / "Makefile").read_text()
+
+
+# ------------------------------------------------------------------ scan on creation
+
+
+def test_new_amis_and_the_weekly_run_reach_find_amis_through_one_fifo_message_group():
+    queue = RESOURCES["RunsQueue"]["Properties"]
+    assert queue["FifoQueue"] is True and queue["ContentBasedDeduplication"] is True, queue
+    assert RESOURCES["RunsDeadLetterQueue"]["Properties"]["FifoQueue"] is True
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["RunsDeadLetterQueue", "Arn"]}
+    # A run still in flight must not be delivered twice: Lambda's advice is
+    # six times the function's timeout.
+    assert queue["VisibilityTimeout"] >= 6 * RESOURCES["FindAmisFunction"]["Properties"]["Timeout"]
+    assert any(a["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["RunsDeadLetterQueue", "QueueName"]} for a in alarms())
+
+    rule = RESOURCES["AmiAvailableRule"]["Properties"]
+    assert rule["EventPattern"] == {"source": ["aws.ec2"], "detail-type": ["EC2 AMI State Change"],
+                                    "detail": {"State": ["available"]}}
+    (target,) = rule["Targets"]
+    schedule = RESOURCES["WeeklySchedule"]["Properties"]
+    assert target["Arn"] == schedule["Target"]["Arn"] == {"Fn::GetAtt": ["RunsQueue", "Arn"]}
+    assert target["SqsParameters"] == schedule["Target"]["SqsParameters"], "one message group: one run at a time"
+    assert schedule["Target"]["Input"] == "{}"
+    (mapping,) = RESOURCES["FindAmisFunction"]["Properties"]["Events"].values()
+    assert mapping["Type"] == "SQS" and mapping["Properties"]["Queue"] == {"Fn::GetAtt": ["RunsQueue", "Arn"]}
+    assert mapping["Properties"]["BatchSize"] <= 10, "a FIFO queue delivers at most 10 a batch"
+    assert "MaximumBatchingWindowInSeconds" not in mapping["Properties"], "FIFO queues have no batching window"
+    (allowed,) = RESOURCES["RunsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert allowed["Principal"] == {"Service": "events.amazonaws.com"}
+    assert allowed["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["AmiAvailableRule", "Arn"]}
+    scheduler = {s["Action"] if isinstance(s["Action"], str) else tuple(s["Action"]): s["Resource"]
+                 for p in RESOURCES["SchedulerRole"]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]}
+    assert scheduler["sqs:SendMessage"] == [{"Fn::GetAtt": ["RunsQueue", "Arn"]},
+                                            {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}]
+
+
+@pytest.mark.parametrize("value", ["TAGGED", "ALL", "OFF"])
+def test_scan_on_create_off_creates_no_rule_and_every_value_reaches_find_amis(value):
+    resources, failed = deployed(ScanOnCreate=value, **NETWORK)
+    assert failed == []
+    assert ("AmiAvailableRule" in resources) == (value != "OFF")
+    assert ("RunsQueuePolicy" in resources) == (value != "OFF")
+    assert "WeeklySchedule" in resources and "RunsQueue" in resources, "the weekly run uses the queue in every mode"
+    variables = resources["FindAmisFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["SCAN_ON_CREATE"] == {"Ref": "ScanOnCreate"}
+    assert variables["MAX_SCAN_AGE_DAYS"] == {"Ref": "MaxScanAgeDays"}
+    assert TEMPLATE["Parameters"]["ScanOnCreate"]["AllowedValues"] == ["TAGGED", "ALL", "OFF"]
+    assert TEMPLATE["Parameters"]["ScanOnCreate"]["Default"] == "TAGGED"
+    assert TEMPLATE["Parameters"]["MaxScanAgeDays"]["Default"] == 7
+
+
+# ------------------------------------------------------------------ launch guardrail
+# moto does not evaluate IAM conditions (nor does any local emulator we
+# have), so the guardrail is checked here: its statements exactly as the
+# template resolves them, its sizes against IAM's limits, and what it
+# decides for the requests that matter, by a minimal evaluator of the
+# operators it uses. The evaluator is ours, not IAM's.
+
+sys.path.insert(0, str(ROOT / "local"))
+import guardrail  # noqa: E402
+
+ACCOUNT = "111122223333"
+LAUNCH_ROLE = f"arn:aws:iam::{ACCOUNT}:role/amiscan-LaunchInstanceFunctionRole-ABC"
+TAG_ROLE = f"arn:aws:iam::{ACCOUNT}:role/amiscan-TagAmiFunctionRole-DEF"
+IMAGES = "arn:aws:ec2:*::image/*"
+
+
+def guardrail_policy(mode, tag_prefix=None):
+    return guardrail.managed_policy(mode, account=ACCOUNT, tag_prefix=tag_prefix, launch_role=LAUNCH_ROLE,
+                                    tag_role=TAG_ROLE)
+
+
+def expected_statements(mode, prefix="amiscan:"):
+    verdicts = ["FAIL", "INCOMPLETE"] if mode == "FAIL_OR_UNSCANNED" else ["FAIL"]
+    launcher = {"ArnNotEquals": {"aws:PrincipalArn": LAUNCH_ROLE}}
+    tagger = {"ArnNotEquals": {"aws:PrincipalArn": TAG_ROLE}}
+    out = [{"Sid": "DenyLaunchingFailedAmis", "Effect": "Deny", "Action": "ec2:RunInstances", "Resource": IMAGES,
+            "Condition": {"StringEquals": {"ec2:Owner": ACCOUNT, f"ec2:ResourceTag/{prefix}verdict": verdicts},
+                          **launcher}}]
+    if mode == "FAIL_OR_UNSCANNED":
+        out.append({"Sid": "DenyLaunchingUnscannedAmis", "Effect": "Deny", "Action": "ec2:RunInstances",
+                    "Resource": IMAGES, "Condition": {"StringEquals": {"ec2:Owner": ACCOUNT},
+                                                      "Null": {f"ec2:ResourceTag/{prefix}verdict": "true"},
+                                                      **launcher}})
+    out += [{"Sid": "DenyChangingAmiscanTagsOnAmis", "Effect": "Deny", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+             "Resource": IMAGES, "Condition": {"ForAnyValue:StringLike": {"aws:TagKeys": f"{prefix}*"}, **tagger}},
+            {"Sid": "DenyDeletingEveryTagOfAnAmi", "Effect": "Deny", "Action": "ec2:DeleteTags", "Resource": IMAGES,
+             "Condition": {"Null": {"aws:TagKeys": "true"}, **tagger}}]
+    return out
+
+
+@pytest.mark.parametrize("mode", ["FAIL", "FAIL_OR_UNSCANNED"])
+def test_the_guardrail_policy_has_exactly_its_statements_within_iam_size_limits(mode):
+    resources, failed = deployed(LaunchGuardrail=mode, **NETWORK)
+    assert failed == [] and resources["LaunchGuardrailPolicy"]["Type"] == "AWS::IAM::ManagedPolicy"
+    policy = guardrail_policy(mode)
+    assert policy["Version"] == "2012-10-17"
+    assert policy["Statement"] == expected_statements(mode)
+    assert guardrail_policy(mode, tag_prefix="corp/scan:")["Statement"] == expected_statements(mode, "corp/scan:")
+    assert guardrail.managed_size(policy) <= guardrail.MANAGED_POLICY_MAX
+    # The SCP: the same statements, for every account of an organization.
+    scp = guardrail.scp(policy, ACCOUNT)
+    text = guardrail.scp_text(scp)
+    assert len(text) <= guardrail.SCP_MAX and json.loads(text) == scp
+    for in_policy, in_scp in zip(policy["Statement"], scp["Statement"], strict=True):
+        role = in_policy["Condition"]["ArnNotEquals"]["aws:PrincipalArn"].split(":role/")[1]
+        assert in_scp["Condition"]["ArnNotLike"] == {"aws:PrincipalArn": f"arn:aws:iam::*:role/{role}"}
+        owner = in_scp["Condition"].get("StringEquals", {}).get("ec2:Owner")
+        assert owner in (None, "${aws:PrincipalAccount}")
+        assert {k: v for k, v in in_scp.items() if k != "Condition"} == {
+            k: v for k, v in in_policy.items() if k != "Condition"}
+    # The longest tag prefix the template allows still fits.
+    longest = guardrail_policy(mode, tag_prefix="p" * 112)
+    assert guardrail.managed_size(longest) <= guardrail.MANAGED_POLICY_MAX
+    assert len(guardrail.scp_text(guardrail.scp(longest, ACCOUNT))) <= guardrail.SCP_MAX
+
+
+def test_the_guardrail_is_off_by_default_and_then_creates_nothing():
+    resources, _ = deployed(**NETWORK)
+    assert "LaunchGuardrailPolicy" not in resources
+    assert TEMPLATE["Outputs"]["LaunchGuardrailPolicyArn"]["Condition"] == "GuardrailOn"
+    assert TEMPLATE["Parameters"]["LaunchGuardrail"]["AllowedValues"] == ["OFF", "FAIL", "FAIL_OR_UNSCANNED"]
+    # The exceptions are the roles of the two functions that need them.
+    text = json.dumps(RESOURCES["LaunchGuardrailPolicy"])
+    assert "LaunchInstanceFunctionRole.Arn" in text and "TagAmiFunctionRole.Arn" in text
+
+
+@pytest.mark.parametrize("mode", ["OFF", "FAIL", "FAIL_OR_UNSCANNED"])
+def test_cfn_lint_reports_nothing_with_each_guardrail_value(mode, tmp_path):
+    result = subprocess.run([str(VENV_BIN / "cfn-lint"), "--parameters", f"LaunchGuardrail={mode}",
+                             "--", str(ROOT / "template.yaml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def denied(policy, action, principal, owner=None, tags=None, tag_keys=None):
+    """Whether one of the policy's Deny statements matches the request: an
+    action on an image (owner and tags as EC2 reports them) by a principal,
+    with the tag keys of a CreateTags/DeleteTags request (None: omitted)."""
+    context = {"aws:PrincipalArn": principal, "ec2:Owner": owner,
+               **{f"ec2:ResourceTag/{k}": v for k, v in (tags or {}).items()}}
+
+    def holds(operator, key, expected):
+        expected = expected if isinstance(expected, list) else [expected]
+        if operator == "Null":
+            absent = key not in context or context[key] is None
+            if key == "aws:TagKeys":
+                absent = not tag_keys
+            return absent == (expected == ["true"])
+        if operator == "ForAnyValue:StringLike":
+            return any(fnmatch.fnmatchcase(k, e) for k in tag_keys or [] for e in expected)
+        value = context.get(key)
+        if operator == "StringEquals":
+            return value is not None and value in expected
+        if operator == "ArnNotEquals":
+            return value not in expected
+        raise AssertionError(f"the evaluator does not know {operator}")
+
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if statement["Effect"] == "Deny" and action in actions and all(
+                holds(op, key, expected) for op, pairs in statement["Condition"].items()
+                for key, expected in pairs.items()):
+            return True
+    return False
+
+
+PERSON = f"arn:aws:iam::{ACCOUNT}:role/developer"
+
+
+@pytest.mark.parametrize("mode", ["FAIL", "FAIL_OR_UNSCANNED"])
+def test_the_guardrail_blocks_failed_amis_and_verdict_changes_but_not_amiscan_or_others_images(mode):
+    policy = guardrail_policy(mode)
+    launch = lambda tags, who=PERSON, owner=ACCOUNT: denied(policy, "ec2:RunInstances", who, owner, tags)
+    assert launch({"amiscan:verdict": "FAIL"})
+    assert not launch({"amiscan:verdict": "PASS"})
+    # A weekly rescan in progress leaves the last completed scan's verdict.
+    assert not launch({"amiscan:verdict": "PASS", "amiscan:status": "IN_PROGRESS"})
+    assert launch({"amiscan:verdict": "FAIL", "amiscan:status": "IN_PROGRESS"})
+    assert launch({"amiscan:verdict": "INCOMPLETE"}) == (mode == "FAIL_OR_UNSCANNED")
+    assert launch({}) == (mode == "FAIL_OR_UNSCANNED")
+    assert launch({"amiscan:status": "IN_PROGRESS"}) == (mode == "FAIL_OR_UNSCANNED")
+    # Other accounts' images (Amazon's, the Marketplace's) are Allowed AMIs' job.
+    assert not launch({}, owner="amazon")
+    assert not launch({"amiscan:verdict": "FAIL"}, owner="444455556666")
+    # amiscan's launch-instance boots a failed AMI to scan it again.
+    assert not launch({"amiscan:verdict": "FAIL"}, who=LAUNCH_ROLE)
+    assert not launch({}, who=LAUNCH_ROLE)
+
+    tag = lambda action, keys, who=PERSON: denied(policy, action, who, ACCOUNT, {"amiscan:verdict": "FAIL"}, keys)
+    assert tag("ec2:CreateTags", ["amiscan:verdict"])
+    assert tag("ec2:CreateTags", ["Name", "amiscan:status"])
+    assert tag("ec2:DeleteTags", ["amiscan:verdict"])
+    assert tag("ec2:DeleteTags", None), "DeleteTags without keys removes every tag"
+    assert not tag("ec2:CreateTags", ["Name", "team"])
+    assert not tag("ec2:DeleteTags", ["Name"])
+    assert not tag("ec2:CreateTags", ["amiscan:verdict"], who=TAG_ROLE)
+    assert not tag("ec2:DeleteTags", ["amiscan:reason"], who=TAG_ROLE)
+    # Only tag-ami is excepted from the tag statements, not launch-instance.
+    assert tag("ec2:CreateTags", ["amiscan:verdict"], who=LAUNCH_ROLE)
