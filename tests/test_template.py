@@ -793,8 +793,18 @@ def test_the_guardrail_is_off_by_default_and_then_creates_nothing():
 
 @pytest.mark.parametrize("mode", ["OFF", "FAIL", "FAIL_OR_UNSCANNED"])
 def test_cfn_lint_reports_nothing_with_each_guardrail_value(mode, tmp_path):
-    result = subprocess.run([str(VENV_BIN / "cfn-lint"), "--parameters", f"LaunchGuardrail={mode}",
-                             "--", str(ROOT / "template.yaml")], capture_output=True, text=True)
+    """cfn-lint over a copy whose LaunchGuardrail allows this one value, so
+    every condition it governs is decided as a deployment with it would be.
+    W1028 (an Fn::If branch no value reaches) is what pinning one value
+    means, so only it is ignored."""
+    text = (ROOT / "template.yaml").read_text()
+    block = '    Default: "OFF"\n    AllowedValues: ["OFF", FAIL, FAIL_OR_UNSCANNED]\n'
+    assert text.count(block) == 1
+    pinned = tmp_path / "template.yaml"
+    pinned.write_text(text.replace(block, f'    Default: "{mode}"\n    AllowedValues: ["{mode}"]\n'))
+    shutil.copytree(ROOT / "statemachines", tmp_path / "statemachines")
+    result = subprocess.run([str(VENV_BIN / "cfn-lint"), "--ignore-checks", "W1028", "--", str(pinned)],
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
