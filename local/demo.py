@@ -11,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from localcloud import BUCKET, LAUNCH_MACHINE, ROOT, SELECTION, Behaviour, LocalCloud, SnapshotBehaviour  # noqa: E402
 from query import DEFAULT_REPORTS, print_queries, table  # noqa: E402
+import guardrail  # noqa: E402
 
 UBUNTU_FINDINGS = [
     ("CRITICAL", "CVE-2024-6387", "openssh-server"),
@@ -58,14 +59,22 @@ EXPECTED = {
 }
 for label in BY_SNAPSHOT:
     EXPECTED[label]["amiscan:scan-mode"] = "snapshot"
+# Built after the weekly run and scanned as soon as it is available.
+NEW_FINDINGS = [("CRITICAL", "CVE-2024-3094", "xz-utils")]
+EXPECTED["new"] = {"amiscan:status": "COMPLETE", "amiscan:verdict": "FAIL", "amiscan:critical": "1",
+                   "amiscan:scan-mode": "snapshot"}
+DEVELOPER = "arn:aws:iam::123456789012:role/developer"
 
 
 def check(cloud, amis, decoys, run):
     """Every check the demo promises; returns the failures."""
     failures = []
     started = {s["ami_id"] for s in run["started"]}
-    if started != set(amis.values()):
-        failures.append(f"find-amis started {sorted(started)}, expected {sorted(amis.values())}")
+    weekly = {ami for label, ami in amis.items() if label != "new"}
+    if started != weekly:
+        failures.append(f"find-amis started {sorted(started)}, expected {sorted(weekly)}")
+    if len([e for e in cloud.executions(LAUNCH_MACHINE) if e["name"].startswith(amis["new"])]) != 1:
+        failures.append("the new AMI was not scanned exactly once on its creation event")
     skipped = {s["ami_id"]: s["reason"] for s in run["skipped"]}
     if "not available" not in skipped.get(decoys["disabled"], ""):
         failures.append(f"the disabled decoy was not skipped as unavailable: {skipped}")
@@ -138,6 +147,32 @@ def summary(cloud, amis, launches, started_at):
     print(f"\nWall time {time.time() - started_at:.0f}s; logs in {cloud.log_dir}")
 
 
+def show_guardrail(cloud, amis, failures):
+    """The AMIs a scan tagged FAIL beside the guardrail policy that keeps
+    them from being launched (LaunchGuardrail=FAIL_OR_UNSCANNED, resolved
+    from template.yaml), and what it decides for each."""
+    policy = guardrail.managed_policy("FAIL_OR_UNSCANNED", account="123456789012",
+                                      launch_role="arn:aws:iam::123456789012:role/amiscan-launch-instance",
+                                      tag_role="arn:aws:iam::123456789012:role/amiscan-tag-ami")
+    print("\nLaunch guardrail (LaunchGuardrail=FAIL_OR_UNSCANNED): the policy the stack creates for you to attach")
+    print(json.dumps(policy, indent=2))
+    print(f"({guardrail.managed_size(policy)} of IAM's {guardrail.MANAGED_POLICY_MAX} characters; "
+          "`make guardrail-scp` prints it as an SCP.) The emulator does not evaluate IAM conditions; "
+          "these decisions are the policy's statements applied to each AMI's tags:")
+    rows = [("AMI", "name", "verdict", f"RunInstances by {DEVELOPER.split(':')[-1]}", "CreateTags amiscan:verdict=PASS")]
+    for label, ami in amis.items():
+        tags = cloud.image_tags(ami)
+        launch = guardrail.denied_by(policy, "ec2:RunInstances", DEVELOPER, "123456789012", tags)
+        retag = guardrail.denied_by(policy, "ec2:CreateTags", DEVELOPER, "123456789012", tags, ["amiscan:verdict"])
+        rows.append((ami, cloud.image(ami).get("Name", ""), tags.get("amiscan:verdict", "(none)"),
+                     f"DENIED ({launch})" if launch else "allowed", f"DENIED ({retag})" if retag else "allowed"))
+        if (launch is not None) != (tags.get("amiscan:verdict") in ("FAIL", "INCOMPLETE", None)):
+            failures.append(f"{label}: the guardrail decided {launch} for verdict {tags.get('amiscan:verdict')}")
+        if retag is None:
+            failures.append(f"{label}: the guardrail lets a person rewrite the verdict")
+    print(table(rows[0], rows[1:]))
+
+
 def main():
     started_at = time.time()
     print("Starting the local cloud (moto + cargo lambda watch) on 127.0.0.1 ...", flush=True)
@@ -151,10 +186,18 @@ def main():
             print(f"  skipped {skip['ami_id']}: {skip['reason']}")
         print("ScanMode auto: playing Inspector's snapshot scans (events duplicated and shuffled); "
               "the Amazon Linux 2 AMI cannot be read that way and falls back to an instance scan ...", flush=True)
-        launches, _ = cloud.wait_for_executions(len(run["started"]), 300)
+        cloud.wait_for_executions(len(run["started"]), 300)
+        amis["new"] = cloud.seed_ami("ubuntu-24.04-golden-rc1", "ubuntu/images")
+        cloud.expect_snapshot(amis["new"], SnapshotBehaviour(findings=NEW_FINDINGS))
+        print(f"A pipeline built {amis['new']} (tagged) after the weekly run: EC2 announces it available, "
+              "and ScanOnCreate=TAGGED scans it through the runs queue, with no schedule ...", flush=True)
+        cloud.announce([amis["new"]])
+        cloud.wait_for_runs()
+        launches, _ = cloud.wait_for_executions(len(run["started"]) + 1, 300)
         launches = [e for e in launches if e["stateMachineArn"].endswith(LAUNCH_MACHINE)]
         summary(cloud, amis, launches, started_at)
         failures = check(cloud, amis, decoys, run)
+        show_guardrail(cloud, amis, failures)
         saved = cloud.save_reports(DEFAULT_REPORTS)
     print("\nStopped everything the demo started.")
     print(f"\nSaved the Athena data ({len(saved)} objects) to {DEFAULT_REPORTS.relative_to(ROOT)}; "

@@ -17,6 +17,7 @@ roles are matched by name in any account (`arn:aws:iam::*:role/<name>`).
 """
 
 import argparse
+import fnmatch
 import json
 import re
 import sys
@@ -124,6 +125,39 @@ def scp(policy, account):
         name = principal.split(":role/", 1)[1]
         condition["ArnNotLike"] = {"aws:PrincipalArn": f"arn:{principal.split(':')[1]}:iam::*:role/{name}"}
     return document
+
+
+def denied_by(policy, action, principal, owner=None, tags=None, tag_keys=None):
+    """The Sid of the first Deny statement that matches a request, or None:
+    `action` on an image (its owner and tags as EC2 reports them) by
+    `principal`, with the tag keys of a CreateTags/DeleteTags request (None
+    when the request names none). A minimal evaluator of the operators the
+    guardrail uses, to show and test its decisions where no emulator
+    evaluates IAM conditions; it is not IAM's policy engine."""
+    context = {"aws:PrincipalArn": principal, "ec2:Owner": owner,
+               **{f"ec2:ResourceTag/{k}": v for k, v in (tags or {}).items()}}
+
+    def holds(operator, key, expected):
+        expected = expected if isinstance(expected, list) else [expected]
+        if operator == "Null":
+            absent = not tag_keys if key == "aws:TagKeys" else context.get(key) is None
+            return absent == (expected == ["true"])
+        if operator == "ForAnyValue:StringLike":
+            return any(fnmatch.fnmatchcase(k, e) for k in tag_keys or [] for e in expected)
+        value = context.get(key)
+        if operator == "StringEquals":
+            return value is not None and value in expected
+        if operator == "ArnNotEquals":
+            return value not in expected
+        raise ValueError(f"the evaluator does not know {operator}")
+
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if statement["Effect"] == "Deny" and action in actions and all(
+                holds(op, key, expected) for op, pairs in statement["Condition"].items()
+                for key, expected in pairs.items()):
+            return statement["Sid"]
+    return None
 
 
 def managed_size(document):

@@ -5,7 +5,6 @@ drifting apart: placeholders, functions, retries, catches, cleanup on every
 path, IAM actions and environment variables.
 """
 
-import fnmatch
 import json
 import re
 import shutil
@@ -809,35 +808,7 @@ def test_cfn_lint_reports_nothing_with_each_guardrail_value(mode, tmp_path):
 
 
 def denied(policy, action, principal, owner=None, tags=None, tag_keys=None):
-    """Whether one of the policy's Deny statements matches the request: an
-    action on an image (owner and tags as EC2 reports them) by a principal,
-    with the tag keys of a CreateTags/DeleteTags request (None: omitted)."""
-    context = {"aws:PrincipalArn": principal, "ec2:Owner": owner,
-               **{f"ec2:ResourceTag/{k}": v for k, v in (tags or {}).items()}}
-
-    def holds(operator, key, expected):
-        expected = expected if isinstance(expected, list) else [expected]
-        if operator == "Null":
-            absent = key not in context or context[key] is None
-            if key == "aws:TagKeys":
-                absent = not tag_keys
-            return absent == (expected == ["true"])
-        if operator == "ForAnyValue:StringLike":
-            return any(fnmatch.fnmatchcase(k, e) for k in tag_keys or [] for e in expected)
-        value = context.get(key)
-        if operator == "StringEquals":
-            return value is not None and value in expected
-        if operator == "ArnNotEquals":
-            return value not in expected
-        raise AssertionError(f"the evaluator does not know {operator}")
-
-    for statement in policy["Statement"]:
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        if statement["Effect"] == "Deny" and action in actions and all(
-                holds(op, key, expected) for op, pairs in statement["Condition"].items()
-                for key, expected in pairs.items()):
-            return True
-    return False
+    return guardrail.denied_by(policy, action, principal, owner, tags, tag_keys) is not None
 
 
 PERSON = f"arn:aws:iam::{ACCOUNT}:role/developer"
