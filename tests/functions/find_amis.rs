@@ -244,7 +244,9 @@ async fn find_amis_scans_new_amis_as_scan_on_create_says() {
         .await
         .unwrap();
     assert!(quiet.started.is_empty());
-    assert!(quiet.skipped[0].reason.starts_with("not tagged InspectorScan=true"));
+    assert!(quiet.skipped[0]
+        .reason
+        .starts_with("not tagged InspectorScan=true"));
     assert!(stack.notifications().is_empty());
     // A duplicated event is one scan.
     let out = stack

@@ -431,14 +431,13 @@ pub fn plan_scans(
 }
 
 /// The AMIs found that are overdue, oldest first (never scanned before any).
-pub fn overdue(
-    candidates: &[AmiCandidate],
-    max_age_days: u32,
-    now: DateTime<Utc>,
-) -> Vec<Overdue> {
+pub fn overdue(candidates: &[AmiCandidate], max_age_days: u32, now: DateTime<Utc>) -> Vec<Overdue> {
     let mut out: Vec<Overdue> = candidates
         .iter()
-        .filter(|c| c.scan_age_days(now).is_none_or(|d| d > i64::from(max_age_days)))
+        .filter(|c| {
+            c.scan_age_days(now)
+                .is_none_or(|d| d > i64::from(max_age_days))
+        })
         .map(|c| Overdue {
             ami_id: c.ami_id.clone(),
             last_scanned: c.last_scanned,
@@ -841,7 +840,10 @@ pub async fn run(
         )
         .await?;
     } else {
-        info!(skipped = output.skipped.len(), "nothing to tell: no new AMI selected");
+        info!(
+            skipped = output.skipped.len(),
+            "nothing to tell: no new AMI selected"
+        );
     }
     if let Some(first) = output.failed.first() {
         return Err(Error::Aws {
@@ -895,12 +897,19 @@ mod tests {
             parse_request(sample("find-amis/scheduled.json")).unwrap(),
             FindRequest::tagged(false)
         );
-        assert_eq!(parse_request(json!({})).unwrap(), FindRequest::tagged(false));
+        assert_eq!(
+            parse_request(json!({})).unwrap(),
+            FindRequest::tagged(false)
+        );
         assert_eq!(
             parse_request(sample("find-amis/manual.json")).unwrap(),
             named(&["ami-0123456789abcdef0", "ami-0fedcba9876543210"], false)
         );
-        assert!(parse_request(sample("find-amis/rescan-today.json")).unwrap().force);
+        assert!(
+            parse_request(sample("find-amis/rescan-today.json"))
+                .unwrap()
+                .force
+        );
         let duplicated =
             parse_request(json!({"ami_ids": ["ami-12345678", "ami-12345678"]})).unwrap();
         assert_eq!(duplicated.named.len(), 1);
@@ -965,7 +974,10 @@ mod tests {
         assert_eq!(field_of(event.clone()), "detail.ImageId");
         event["detail"] = json!({"State": "available"});
         assert_eq!(field_of(event), "detail.ImageId");
-        assert_eq!(field_of(json!({"Records": [{"body": "{}"}]})), "Records[0].messageId");
+        assert_eq!(
+            field_of(json!({"Records": [{"body": "{}"}]})),
+            "Records[0].messageId"
+        );
     }
 
     #[test]
@@ -978,7 +990,10 @@ mod tests {
             ami("ami-00000005", "available", None),
         ];
         let busy = HashMap::from([
-            ("ami-00000005".to_string(), Busy::Instance("i-0000000a".into())),
+            (
+                "ami-00000005".to_string(),
+                Busy::Instance("i-0000000a".into()),
+            ),
             (
                 "ami-00000006".to_string(),
                 Busy::Execution("ami-00000006-20261130".into()),
@@ -1147,7 +1162,10 @@ mod tests {
         };
         assert!(!worth_alerting(&untagged, &created));
         // The weekly run always reports, even with nothing to do.
-        assert!(worth_alerting(&FindOutput::default(), &FindRequest::tagged(false)));
+        assert!(worth_alerting(
+            &FindOutput::default(),
+            &FindRequest::tagged(false)
+        ));
         let capped = FindOutput {
             skipped: vec![Skipped {
                 ami_id: "ami-00000001".into(),
@@ -1171,7 +1189,10 @@ mod tests {
             ("SELECTION_TAG_VALUE", "true"),
             ("TAG_PREFIX", "amiscan:"),
             ("MAX_CONCURRENT_SCANS", "20"),
-            ("LAUNCH_STATE_MACHINE_ARN", "arn:aws:states:us-east-1:123456789012:stateMachine:x"),
+            (
+                "LAUNCH_STATE_MACHINE_ARN",
+                "arn:aws:states:us-east-1:123456789012:stateMachine:x",
+            ),
             ("TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:t"),
         ];
         let read = |extra: &[(&'static str, &'static str)]| {
@@ -1182,7 +1203,10 @@ mod tests {
         assert_eq!(defaults.scan_on_create, ScanOnCreate::Tagged);
         assert_eq!(defaults.max_scan_age_days, 7);
         let all = read(&[("SCAN_ON_CREATE", "ALL"), ("MAX_SCAN_AGE_DAYS", "30")]).unwrap();
-        assert_eq!((all.scan_on_create, all.max_scan_age_days), (ScanOnCreate::All, 30));
+        assert_eq!(
+            (all.scan_on_create, all.max_scan_age_days),
+            (ScanOnCreate::All, 30)
+        );
         for (var, value) in [("SCAN_ON_CREATE", "SOMETIMES"), ("MAX_SCAN_AGE_DAYS", "0")] {
             let err = read(&[(var, value)]).unwrap_err().to_string();
             assert!(err.contains(var), "{err}");
