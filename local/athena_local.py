@@ -21,6 +21,17 @@ DUCKDB_TYPES = {"string": "VARCHAR", "bigint": "BIGINT", "int": "INTEGER", "doub
                 "boolean": "BOOLEAN", "timestamp": "TIMESTAMP", "date": "DATE"}
 
 
+def duckdb_type(kind):
+    """A Glue (Hive) type in DuckDB's words, `array<struct<a:string,…>>` included."""
+    if kind in DUCKDB_TYPES:
+        return DUCKDB_TYPES[kind]
+    inner = re.fullmatch(r"array<struct<(.+)>>", kind)
+    if not inner:
+        raise ValueError(f"no DuckDB type for Glue type {kind}")
+    fields = ", ".join(f"{name} {DUCKDB_TYPES[t]}" for name, t in (f.split(":") for f in inner.group(1).split(",")))
+    return f"STRUCT({fields})[]"
+
+
 class Query:
     def __init__(self, path):
         self.path = path
@@ -57,7 +68,7 @@ def connect(reports_dir):
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")  # Athena sessions are UTC
     for table, (columns, partitions) in glue_tables().items():
-        spec = ", ".join(f"'{name}': '{DUCKDB_TYPES[kind]}'" for name, kind in columns)
+        spec = ", ".join(f"'{name}': '{duckdb_type(kind)}'" for name, kind in columns)
         hive_types = ", ".join(f"'{name}': '{DUCKDB_TYPES[kind]}'" for name, kind in partitions)
         files = sorted((reports_dir / table).glob("scan_date=*/*.json*"))
         if files:
@@ -66,7 +77,7 @@ def connect(reports_dir):
                       f"hive_partitioning = true, hive_types = {{{hive_types}}}, "
                       f"timestampformat = '%Y-%m-%dT%H:%M:%S.%gZ')")
         else:  # no reports yet: an empty table of the right shape
-            typed = ", ".join(f"CAST(NULL AS {DUCKDB_TYPES[k]}) AS {n}" for n, k in columns + partitions)
+            typed = ", ".join(f"CAST(NULL AS {duckdb_type(k)}) AS {n}" for n, k in columns + partitions)
             source = f"(SELECT {typed} WHERE false)"
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM {source}")
     return con

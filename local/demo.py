@@ -173,6 +173,24 @@ def show_guardrail(cloud, amis, failures):
     print(table(rows[0], rows[1:]))
 
 
+def show_email(cloud, ami, failures):
+    """The Ubuntu AMI's AMI_VULNERABLE alert as the topic's email subscriber
+    received it (SNS picks the `email` body of the per-protocol message)."""
+    emails = [e for e in cloud.emails()
+              if e["attributes"].get("event_type") == "AMI_VULNERABLE" and f"AMI: {ami}" in e["body"]]
+    if not emails:
+        failures.append(f"no AMI_VULNERABLE email for {ami}")
+        return
+    email = emails[-1]
+    print(f"\nOne alert as the email subscriber ({email['to']}) reads it:")
+    print("  " + "-" * 76)
+    print(f"  Subject: {email['subject']}\n")
+    print("\n".join("  " + line for line in email["body"].splitlines()))
+    print("  " + "-" * 76)
+    if email["body"].lstrip().startswith("{"):
+        failures.append("the email body is JSON, not text")
+
+
 def main():
     started_at = time.time()
     print("Starting the local cloud (moto + cargo lambda watch) on 127.0.0.1 ...", flush=True)
@@ -197,11 +215,12 @@ def main():
         launches = [e for e in launches if e["stateMachineArn"].endswith(LAUNCH_MACHINE)]
         summary(cloud, amis, launches, started_at)
         failures = check(cloud, amis, decoys, run)
+        show_email(cloud, amis["ubuntu"], failures)
         show_guardrail(cloud, amis, failures)
         saved = cloud.save_reports(DEFAULT_REPORTS)
     print("\nStopped everything the demo started.")
     print(f"\nSaved the Athena data ({len(saved)} objects) to {DEFAULT_REPORTS.relative_to(ROOT)}; "
-          "the first two named queries, run in DuckDB as Athena would run them (make query runs all seven):")
+          "the first two named queries, run in DuckDB as Athena would run them (make query runs all nine):")
     try:
         print_queries(DEFAULT_REPORTS, ["01-", "02-"])
     except Exception as err:  # a broken query is a failed check, not a crash

@@ -46,6 +46,7 @@ from moto.inspector2 import urls as inspector2_urls  # noqa: E402
 from moto.inspector2.models import Inspector2Backend  # noqa: E402
 from moto.inspector2.responses import Inspector2Response  # noqa: E402
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: E402
+from moto.sns.models import Subscription  # noqa: E402
 from moto.sqs.models import Queue, sqs_backends  # noqa: E402
 from moto.awslambda.models import LambdaBackend, lambda_backends  # noqa: E402
 
@@ -65,6 +66,7 @@ STATE = {
     "ondemand_tokens": {},  # (resource id, clientToken) -> scan id
     "ondemand_fail_starts": {},  # image id -> how many more StartOnDemandScan calls answer ThrottlingException
     "batches": [],  # what the event source poller did: {function, size, failed, error}
+    "emails": [],  # what email subscriptions received: {to, subject, body, attributes}
 }
 
 
@@ -486,6 +488,31 @@ def create_event_source_mapping(self, spec):
 LambdaBackend.create_event_source_mapping = create_event_source_mapping
 
 
+# --- SNS email: moto sends no email. An email subscription records what it
+# would have received instead: the subject, and moto's own choice of body
+# (the `email` entry of a per-protocol message, else `default`), after the
+# subscription's filter policy.
+ORIGINAL_SUBSCRIPTION_PUBLISH = Subscription.publish
+
+
+def subscription_publish(self, message, message_id, subject=None, message_attributes=None, group_id=None,
+                         deduplication_id=None, message_structure=None):
+    if self.protocol != "email":
+        return ORIGINAL_SUBSCRIPTION_PUBLISH(self, message, message_id, subject=subject,
+                                             message_attributes=message_attributes, group_id=group_id,
+                                             deduplication_id=deduplication_id, message_structure=message_structure)
+    if self._filter_policy_matcher is not None and not self._filter_policy_matcher.matches(message_attributes, message):
+        return None
+    body = self._parse_message_structure(message, self.protocol) if message_structure == "json" else message
+    attributes = {k: v.get("Value") for k, v in (message_attributes or {}).items()}
+    with LOCK:
+        STATE["emails"].append({"to": self.endpoint, "subject": subject, "body": body, "attributes": attributes})
+    return None
+
+
+Subscription.publish = subscription_publish
+
+
 # --- The control server: how the harness plays Inspector and scripts faults.
 class Control(BaseHTTPRequestHandler):
     def do_POST(self):
@@ -522,6 +549,8 @@ class Control(BaseHTTPRequestHandler):
                 STATE["ondemand_fail_starts"][body["image_id"]] = body["times"]
             elif self.path == "/batches":
                 return self._json({"batches": list(STATE["batches"])})
+            elif self.path == "/emails":
+                return self._json({"emails": list(STATE["emails"])})
             elif self.path == "/deregister":
                 backend = ec2_backends[body.get("account", "123456789012")][body.get("region", "us-east-1")]
                 for image_id in body["image_ids"]:

@@ -247,6 +247,8 @@ class LocalCloud:
         self.provision_runs_queue(sqs, key)
         sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs",
                       Endpoint=f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-messages")
+        # What an email subscriber reads (the launcher records it).
+        sns.subscribe(TopicArn=self.topic_arn, Protocol="email", Endpoint="security-team@example.com")
         subnet = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]
         group = ec2.create_security_group(GroupName="amiscan-scanner", VpcId=subnet["VpcId"],
                                           Description="amiscan scan instances")["GroupId"]
@@ -274,6 +276,7 @@ class LocalCloud:
             "FINDINGS_GRACE_SECONDS": "5",
             "SCAN_ON_CREATE": "TAGGED",
             "MAX_SCAN_AGE_DAYS": "7",
+            "ALERT_ON": "NEW",
         }
         parsed = template()
         self.functions = template_functions(parsed)
@@ -599,6 +602,10 @@ class LocalCloud:
                 out.append({"subject": envelope.get("Subject"), "attributes": attrs,
                             "message": json.loads(envelope["Message"])})
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    def emails(self):
+        """What the topic's email subscriber received so far: {to, subject, body, attributes}."""
+        return self.control("/emails", {})["emails"]
 
     def image(self, ami_id):
         images = self.client("ec2").describe_images(ImageIds=[ami_id])["Images"]

@@ -14,7 +14,7 @@ from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
-from athena_local import DUCKDB_TYPES, TABLES, connect, glue_tables, queries, run  # noqa: E402
+from athena_local import TABLES, connect, duckdb_type, glue_tables, queries, run  # noqa: E402
 from localcloud import ROOT, Behaviour, LocalCloud, SnapshotBehaviour, template  # noqa: E402
 
 QUERY_FILES = queries()
@@ -34,7 +34,7 @@ def resources_of(parsed, kind):
 
 def test_the_template_carries_every_query_file_unchanged(parsed):
     named = resources_of(parsed, "AWS::Athena::NamedQuery")
-    assert len(QUERY_FILES) >= 6 and len(named) == len(QUERY_FILES), (sorted(named), QUERY_FILES)
+    assert len(QUERY_FILES) >= 9 and len(named) == len(QUERY_FILES), (sorted(named), QUERY_FILES)
     by_name = {props["Name"]: (logical, props) for logical, props in named.items()}
     for query in QUERY_FILES:
         assert query.name in by_name, f"{query.path.name}: no AWS::Athena::NamedQuery named {query.name}"
@@ -110,7 +110,7 @@ def test_the_tables_project_their_partitions_and_type_every_column(parsed):
         assert serde["SerializationLibrary"] == "org.apache.hive.hcatalog.data.JsonSerDe"
         assert serde["Parameters"]["timestamp.formats"] == "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
         for column in table["StorageDescriptor"]["Columns"]:
-            assert column["Type"] in DUCKDB_TYPES, column
+            assert duckdb_type(column["Type"]), column
             kind, col = column["Type"], column["Name"]
             if col.endswith("_at"):
                 assert kind == "timestamp", column
@@ -145,6 +145,7 @@ NOW = datetime.now(timezone.utc).replace(microsecond=0)
 TODAY = NOW.date()
 A_WEEK_AGO = NOW - timedelta(days=8)      # the golden image's previous scan
 TEN_DAYS_AGO = NOW - timedelta(days=10)   # an image no longer in the weekly run
+IN_TEN_DAYS = TODAY + timedelta(days=10)  # when the accepted risk expires
 
 
 @pytest.fixture(scope="module")
@@ -197,8 +198,20 @@ def reports(tmp_path_factory):
         assert len(third["started"]) == 2 and not cloud.stand_in_errors, (third, cloud.stand_in_errors)
         with_snapshots = tmp_path_factory.mktemp("reports-with-snapshots")
         cloud.save_reports(with_snapshots)
+        # Then an accepted risk: an exception for openssl on q-accepted*.
+        cloud.client("s3").put_object(Bucket="amiscan-reports-local", Key="config/exceptions.json", Body=json.dumps(
+            {"exceptions": [{"vulnerability_id": "CVE-2024-2511", "ami": "q-accepted*", "package": "openssl",
+                             "reason": "no TLS listener in this image", "expires": str(IN_TEN_DAYS)}]}).encode())
+        accepted = cloud.seed_ami("q-accepted", "ubuntu/images")
+        cloud.expect_snapshot(accepted, SnapshotBehaviour(
+            findings=[("HIGH", "CVE-2024-2511", "openssl"), ("LOW", "CVE-2023-1111", "bash")]))
+        fourth = cloud.find_amis({"ami_ids": [accepted]})
+        cloud.wait_for_executions(8, 300)
+        assert len(fourth["started"]) == 1 and not cloud.stand_in_errors, (fourth, cloud.stand_in_errors)
+        with_exceptions = tmp_path_factory.mktemp("reports-with-exceptions")
+        cloud.save_reports(with_exceptions)
     return {"dir": directory, "keys": keys, "amis": amis, "names": names, "with_snapshots": with_snapshots,
-            "snapshots": snapshots}
+            "snapshots": snapshots, "with_exceptions": with_exceptions, "accepted": accepted}
 
 
 def results(reports, prefix, directory="dir"):
@@ -294,6 +307,37 @@ def test_query_7_lists_the_incomplete_and_the_not_scannable_snapshot_scans_with_
     assert "1 of 2 findings arrived" in rows[0]["reason"] and "ACCESS_DENIED" in rows[1]["reason"]
     assert all(r["inspector_scan_id"] for r in rows)
     assert results(reports, "07") == [], "instance scans are never incomplete"
+
+
+def test_query_8_lists_what_is_new_in_each_amis_latest_scan_most_severe_first(reports):
+    amis = reports["amis"]
+    rows = results(reports, "08")
+    by_severity = {"CRITICAL": 1, "HIGH": 2, "MEDIUM": 3, "LOW": 4}
+    expected = sorted([
+        (amis["golden"], "q-golden", False, "CRITICAL", "CVE-2024-6387", "openssh-server"),
+        (amis["golden"], "q-golden", False, "MEDIUM", "CVE-2023-45853", "zlib1g"),
+        (amis["patched"], "q-patched", False, "HIGH", "CVE-2024-2511", "openssl"),
+        (amis["patched"], "q-patched", False, "LOW", "CVE-2023-1111", "bash"),
+        (amis["retired"], "q-retired", True, "HIGH", "CVE-2021-44228", "log4j-core"),
+    ], key=lambda r: (by_severity[r[3]], r[0], r[4], r[5]))
+    assert pick(rows, "ami_id", "ami_name", "first_scan", "severity", "vulnerability_id", "package_name") == expected
+    previous = {r["ami_id"]: r["previous_scan_id"] for r in rows}
+    assert previous[amis["retired"]] is None
+    for label in ("golden", "patched"):
+        assert previous[amis[label]].startswith(f"{amis[label]}-") and "-r" not in previous[amis[label]], previous
+    assert all(r["exception_reason"] is None for r in rows)
+
+
+def test_query_9_lists_the_accepted_findings_with_their_expiry(reports):
+    assert results(reports, "09") == [], "no exceptions file before the last run"
+    rows = results(reports, "09", "with_exceptions")
+    assert pick(rows, "ami_id", "ami_name", "severity", "vulnerability_id", "package_name", "exception_reason",
+                "exception_expires", "days_left") == [
+        (reports["accepted"], "q-accepted", "HIGH", "CVE-2024-2511", "openssl", "no TLS listener in this image",
+         IN_TEN_DAYS, 10)]
+    # The accepted finding is written, and does not count towards the verdict.
+    scans = results(reports, "05", "with_exceptions")
+    assert pick([r for r in scans if r["ami_id"] == reports["accepted"]], "verdict", "high", "low") == [("PASS", 0, 1)]
 
 
 def test_the_first_six_queries_keep_their_answers_with_snapshot_scans_beside_them(reports):

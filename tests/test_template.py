@@ -259,10 +259,33 @@ def test_every_sns_message_carries_the_filter_attributes():
                 attrs = params["MessageAttributes"]
                 assert attrs["event_type"]["StringValue"] in event_types, name
                 assert "severity" in attrs, name
-                assert params["Message.$"].startswith("States.JsonToString("), name
+                # One body per protocol: JSON for all, plain text for email.
+                assert params["MessageStructure"] == "json" and "Message.$" not in params, name
+                assert set(params["Message"]) == {"default.$", "email.$"}, name
+                assert params["Message"]["default.$"].startswith("States.JsonToString("), name
+                email = params["Message"]["email.$"]
+                assert email.startswith("States.Format('amiscan"), name
+                if "$.summary" in params["Message"]["default.$"]:
+                    assert "$.summary.digest" in email, f"{name}: the email body carries the scan's digest"
                 assert "Subject" in params or "Subject.$" in params, name
                 seen.add(attrs["event_type"]["StringValue"])
     assert seen == event_types - {"NOTHING_TO_SCAN"}  # find-amis publishes that one
+
+
+def test_every_email_body_reads_only_paths_its_subject_or_the_input_guarantees():
+    """A path an intrinsic reads that is missing fails the execution with
+    States.Runtime, which no Catch catches: an email body reads only the
+    scan's ids, the summary (with its digest), and what its subject reads."""
+    allowed = {"$.scan.ami_id", "$.scan.scan_id", "$.scan.instance_id", "$.scan.inspector_scan_id",
+               "$.summary.ami_id", "$.summary.digest", "$.error", "$.cleanup_error", "$.check"}
+    for machine in MACHINES:
+        for name, state in asl(machine)["States"].items():
+            if state.get("Resource") != "arn:aws:states:::sns:publish":
+                continue
+            params = state["Parameters"]
+            subject_paths = set(re.findall(r"\$[.\w]+", params.get("Subject.$", "")))
+            for path in re.findall(r"\$[.\w]+", params["Message"]["email.$"]):
+                assert path in allowed | subject_paths, f"{name}: the email reads {path}"
 
 
 # The longest value each Subject argument can take: an AMI id, a count, a

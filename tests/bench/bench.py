@@ -22,7 +22,7 @@ import time
 import urllib.request
 import uuid
 import zipfile
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -71,6 +71,11 @@ TARGETS = {
     "collector_20000_peak_rss_mib": 32,
     "snapshot_clean_scan_transitions": 15,
     "snapshot_export_20000_peak_rss_mib": 256,
+    # exceptions and the delta: 20,000 findings against a previous scan of
+    # 20,000 and 1,000 exceptions, beside the same export as a first scan
+    # with no exceptions file
+    "delta_export_peak_rss_mib": 256,
+    "delta_export_time_ratio": 1.2,
 }
 
 
@@ -642,6 +647,62 @@ class Bench:
                               "ms_per_finding": round(statistics.median(walls) * 1000 / size, 4)}
         return out
 
+    def delta_and_exceptions(self, size, runs):
+        """export-report over `size` findings twice: as an AMI's first scan
+        with no exceptions file, and as its next scan against a previous one
+        of `size` with 1,000 exceptions (a tenth of them matching)."""
+        s3 = self.cloud.client("s3")
+        packages = ["openssl", "openssh-server", "zlib1g", "bash", "curl", "glibc", "sudo", "python3"]
+        severities = ["CRITICAL", "HIGH", "MEDIUM", "LOW", "INFORMATIONAL"]
+        expires = (datetime.now(timezone.utc) + timedelta(days=30)).strftime("%Y-%m-%d")
+        exceptions = {"exceptions": [
+            {"vulnerability_id": f"CVE-2024-{(n * 10 + 5 if n < 100 else 90000 + n):05d}", "ami": "bench-delta-*",
+             "package": packages[(n * 10 + 5) % 8] if n < 100 else "nothing", "reason": "bench", "expires": expires}
+            for n in range(1000)]}
+
+        def export(ami, tag, shift):
+            instance_id = f"i-0de{size:08x}{tag:02x}"
+            # The next scan: a tenth of the findings changed.
+            found = [finding(n, instance_id, ami, severities[n % 5],
+                             f"CVE-2024-{(n + shift if n % 10 == 0 else n):05d}", packages[n % 8]) for n in range(size)]
+            self.cloud.control("/findings", {"instance_id": instance_id, "findings": found})
+            now = datetime.now(timezone.utc)
+            scan = {"scan_id": f"{ami}-{now:%Y%m%d}-r{tag:06d}", "ami_id": ami, "ami_name": "bench-delta-x",
+                    "platform": "Linux/UNIX", "instance_id": instance_id, "instance_type": "t3.small",
+                    "launched_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "deadline_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "rule_name": f"amiscan-scan-{instance_id}"}
+            process = self.start("export-report")
+            try:
+                ok, body, took, _ = process.invoke({"scan": scan, "inspector": {
+                    "event_time": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "source": "event"}})
+                check(ok, f"export-report with the delta over {size}: {str(body)[:300]}")
+                return body, took, process.peak_rss_mib()
+            finally:
+                process.stop()
+                self.cloud.control("/findings", {"instance_id": instance_id, "findings": []})
+
+        first_walls, next_walls, rss = [], [], []
+        for run in range(runs):
+            s3.delete_object(Bucket=BUCKET, Key="config/exceptions.json")
+            ami = self.cloud.seed_ami(f"bench-delta-{run}", "amzn2-ami")
+            body, took, _ = export(ami, 2 * run, 0)
+            check(body["first_scan"] and body["new_count"] == size and body["excepted"] == 0, f"first scan: {body['delta']}")
+            first_walls.append(took)
+            s3.put_object(Bucket=BUCKET, Key="config/exceptions.json", Body=json.dumps(exceptions).encode())
+            body, took, peak = export(ami, 2 * run + 1, 1)
+            changed = -(-size // 10)
+            check(not body["first_scan"] and body["new_count"] == changed and body["fixed_count"] == changed
+                  and body["still_open_count"] == size - changed, f"next scan: {body['delta']}")
+            check(body["excepted"] > 0 and body["exceptions_error"] is None, f"next scan excepted {body['excepted']}")
+            next_walls.append(took)
+            rss.append(peak)
+            print(f"  delta run {run + 1}: first {first_walls[-1]:.2f}s, next {took:.2f}s/{peak:.1f}MiB, "
+                  f"{body['excepted']} excepted", flush=True)
+        s3.delete_object(Bucket=BUCKET, Key="config/exceptions.json")
+        return {"findings": size, "exceptions": 1000, "first_wall_s": summary(first_walls),
+                "next_wall_s": summary(next_walls), "peak_rss_mib": round(max(rss), 2),
+                "time_ratio": round(statistics.median(next_walls) / statistics.median(first_walls), 3)}
+
     # ------------------------------------------------------------ 4. whole scans
     def whole_scans(self):
         cloud = self.cloud
@@ -884,6 +945,12 @@ def verdicts(results, smoke):
     if "20000" in export:
         rows.append(("export-report over 20,000 findings, peak RSS", export["20000"]["peak_rss_mib"]["max"], "MiB",
                      TARGETS["export_20000_peak_rss_mib"]))
+    delta_run = results.get("delta_and_exceptions")
+    if delta_run:
+        rows.append((f"export with delta and 1,000 exceptions over {delta_run['findings']:,}, peak RSS",
+                     delta_run["peak_rss_mib"], "MiB", TARGETS["delta_export_peak_rss_mib"]))
+        rows.append(("export time, next scan with delta and exceptions / first scan without",
+                     delta_run["time_ratio"], "x", TARGETS["delta_export_time_ratio"]))
     scans = results.get("whole_scans", {})
     if "clean" in scans:
         rows.append(("state transitions, clean scan", scans["clean"]["state_transitions"], "", TARGETS["clean_scan_transitions"]))
@@ -1007,6 +1074,8 @@ def main():
             results["find_amis_scaling"] = bench.find_amis_scaling([10] if args.smoke else [10, 100, 1000, 10000], runs)
             print("export-report scaling ...", flush=True)
             results["export_scaling"] = bench.export_scaling([100] if args.smoke else [100, 2000, 20000], runs)
+            print("Exceptions and the delta ...", flush=True)
+            results["delta_and_exceptions"] = bench.delta_and_exceptions(1000 if args.smoke else 20000, runs)
             print("Whole scans ...", flush=True)
             results["whole_scans"] = bench.whole_scans()
             print("collect-findings and the snapshot export ...", flush=True)

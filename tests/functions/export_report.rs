@@ -123,3 +123,78 @@ async fn export_report_with_no_findings_still_writes_the_summary() {
     assert_eq!(record["finding_count"], 0);
     assert_eq!(record["verdict"], "PASS");
 }
+
+#[tokio::test]
+async fn export_report_compares_with_the_previous_scan_and_a_retry_does_not_compare_with_itself() {
+    let stack = Stack::new("me-south-1").await;
+    let ami = stack.cloud.register_ami("golden-delta", &[]).await;
+    let first = stack.launched_scan(&ami).await;
+    let instance_id = first["instance_id"].as_str().unwrap().to_string();
+    let export = |scan: &Value, day: &str| json!({"scan": scan, "inspector": {"event_time": format!("2026-11-{day}T10:00:00Z"), "source": "event"}});
+    stack.cloud.set_findings(
+        &instance_id,
+        vec![
+            finding(
+                1,
+                &instance_id,
+                &ami,
+                "CRITICAL",
+                "CVE-2026-1000",
+                "openssl",
+            ),
+            finding(2, &instance_id, &ami, "HIGH", "CVE-2026-2000", "curl"),
+        ],
+    );
+    let a = stack
+        .export_report("NONE")
+        .handle(export(&first, "23"))
+        .await
+        .unwrap();
+    assert!(a.first_scan && a.previous_scan_id.is_none());
+
+    let mut second = first.clone();
+    second["scan_id"] = json!(format!("{ami}-20261124"));
+    stack.cloud.set_findings(
+        &instance_id,
+        vec![
+            finding(
+                1,
+                &instance_id,
+                &ami,
+                "CRITICAL",
+                "CVE-2026-1000",
+                "openssl",
+            ),
+            finding(3, &instance_id, &ami, "MEDIUM", "CVE-2026-3000", "zlib"),
+        ],
+    );
+    for attempt in 0..2 {
+        let b = stack
+            .export_report("NONE")
+            .handle(export(&second, "24"))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.previous_scan_id.as_deref(),
+            Some(a.scan_id.as_str()),
+            "attempt {attempt}"
+        );
+        assert_eq!(
+            b.delta, "1 new: CVE-2026-3000 (MEDIUM); 1 fixed; 1 still open",
+            "attempt {attempt}"
+        );
+        assert_eq!(b.fixed[0].vulnerability_id, "CVE-2026-2000");
+    }
+    let (pointer, _) = stack
+        .cloud
+        .object_text(&stack.bucket, &format!("state/latest/{ami}.json"))
+        .await;
+    let pointer: Value = serde_json::from_str(&pointer).unwrap();
+    assert_eq!(pointer["scan_id"], json!(format!("{ami}-20261124")));
+    assert_eq!(pointer["previous"]["scan_id"], json!(a.scan_id));
+    assert_eq!(
+        pointer["previous"]["previous"],
+        Value::Null,
+        "the chain stays two long"
+    );
+}

@@ -680,6 +680,7 @@ impl Stack {
             ("SCAN_MODE", "instance"),
             ("LAUNCH_STATE_MACHINE_ARN", machine),
             ("TOPIC_ARN", &self.topic_arn),
+            ("REPORT_BUCKET", &self.bucket),
         ];
         pairs.extend_from_slice(more);
         let settings = FindSettings::from_env(env(&pairs)).unwrap();

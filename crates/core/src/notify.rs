@@ -1,5 +1,7 @@
-//! SNS messages: JSON bodies with a one-line subject and the `event_type` and
-//! `severity` attributes that subscriptions filter on.
+//! SNS messages: one body per protocol (`MessageStructure: json`), a short
+//! plain text for email and JSON for every other protocol, with a one-line
+//! subject and the `event_type` and `severity` attributes that
+//! subscriptions filter on.
 
 use std::fmt;
 
@@ -50,6 +52,15 @@ pub struct Notification {
     /// `INFO`, or the highest finding severity for scan results.
     pub severity: String,
     pub body: serde_json::Value,
+    /// What an email subscriber reads: plain text, a few lines.
+    pub text: String,
+}
+
+/// The per-protocol message: `email` gets the text, the rest the JSON.
+pub fn per_protocol(note: &Notification) -> Result<String> {
+    let body = serde_json::to_string(&note.body)
+        .map_err(|e| Error::Internal(format!("encoding the message: {e}")))?;
+    Ok(serde_json::json!({ "default": body, "email": note.text }).to_string())
 }
 
 /// A subject SNS accepts: one line of printable ASCII, at most 100 characters.
@@ -74,13 +85,11 @@ pub fn subject_line(text: &str) -> String {
 
 /// Publishes one notification.
 pub async fn publish(client: &sns::Client, topic_arn: &str, note: &Notification) -> Result<String> {
-    let body = serde_json::to_string(&note.body)
-        .map_err(|e| Error::Internal(format!("encoding the message: {e}")))?;
     let id = sns::publish(
         client,
         topic_arn,
         &subject_line(&note.subject),
-        body,
+        per_protocol(note)?,
         &[
             ("event_type", note.event_type.as_str()),
             ("severity", &note.severity),
@@ -109,13 +118,17 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn publish_sends_json_with_filterable_attributes() {
+    async fn publish_sends_text_to_email_and_json_to_the_rest_with_filterable_attributes() {
         let rule = mock!(sns::Client::publish)
             .match_requests(|req| {
                 let attrs = req.message_attributes().unwrap();
+                let message: serde_json::Value =
+                    serde_json::from_str(req.message().unwrap_or("null")).unwrap();
                 req.topic_arn() == Some("arn:aws:sns:us-east-1:123456789012:amiscan")
                     && req.subject() == Some("amiscan: nothing to scan")
-                    && req.message() == Some(r#"{"found":0}"#)
+                    && req.message_structure() == Some("json")
+                    && message["default"] == r#"{"found":0}"#
+                    && message["email"] == "Nothing to scan.\nNo AMI is tagged."
                     && attrs["event_type"].string_value() == Some("NOTHING_TO_SCAN")
                     && attrs["severity"].string_value() == Some("INFO")
             })
@@ -130,6 +143,7 @@ mod tests {
             event_type: EventType::NothingToScan,
             severity: "INFO".into(),
             body: serde_json::json!({"found": 0}),
+            text: "Nothing to scan.\nNo AMI is tagged.".into(),
         };
         let id = publish(&client, "arn:aws:sns:us-east-1:123456789012:amiscan", &note)
             .await

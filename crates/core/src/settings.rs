@@ -35,6 +35,7 @@ pub mod vars {
     pub const FINDINGS_GRACE_SECONDS: &str = "FINDINGS_GRACE_SECONDS";
     pub const SCAN_ON_CREATE: &str = "SCAN_ON_CREATE";
     pub const MAX_SCAN_AGE_DAYS: &str = "MAX_SCAN_AGE_DAYS";
+    pub const ALERT_ON: &str = "ALERT_ON";
 }
 
 /// Reads variables through a lookup function and collects every problem.

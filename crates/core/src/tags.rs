@@ -28,6 +28,8 @@ pub const LAST_SCAN: &str = "last-scan";
 pub const VERDICT: &str = "verdict";
 pub const REPORT_URI: &str = "report-uri";
 pub const FINDINGS: &str = "findings";
+/// Active findings an exception in force accepts (not in the counts).
+pub const EXCEPTED: &str = "excepted";
 /// `snapshot` or `instance`: how the last completed scan read the image.
 pub const SCAN_MODE: &str = "scan-mode";
 

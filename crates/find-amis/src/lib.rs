@@ -3,7 +3,7 @@
 //! batch of these from the runs queue, it picks the AMIs to scan and starts
 //! one launch-scan execution per AMI.
 
-use amiscan_core::aws::{ec2, sfn, sns, SdkConfig};
+use amiscan_core::aws::{ec2, s3, sfn, sns, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::ops::find_amis::{self, FindOutput, FindSettings};
 use amiscan_core::Error;
@@ -13,6 +13,7 @@ pub struct Function {
     ec2: ec2::Client,
     sfn: sfn::Client,
     sns: sns::Client,
+    s3: s3::Client,
     settings: FindSettings,
 }
 
@@ -25,6 +26,7 @@ impl Handler for Function {
             ec2: ec2::Client::new(config),
             sfn: sfn::Client::new(config),
             sns: sns::Client::new(config),
+            s3: s3::Client::new(config),
             settings,
         }
     }
@@ -35,6 +37,7 @@ impl Handler for Function {
             &self.ec2,
             &self.sfn,
             &self.sns,
+            &self.s3,
             &self.settings,
             &request,
             chrono::Utc::now(),

@@ -5,19 +5,21 @@ pub use aws_sdk_sns::{config, error, operation, types, Client};
 use crate::error::{Error, Result};
 use types::MessageAttributeValue;
 
-/// Publishes a message; returns its id.
+/// Publishes a per-protocol message (`MessageStructure: json`: an object
+/// of one body per protocol, `default` for the rest); returns its id.
 pub async fn publish(
     client: &Client,
     topic_arn: &str,
     subject: &str,
-    message: String,
+    per_protocol: String,
     attributes: &[(&str, &str)],
 ) -> Result<String> {
     let mut request = client
         .publish()
         .topic_arn(topic_arn)
         .subject(subject)
-        .message(message);
+        .message_structure("json")
+        .message(per_protocol);
     for (name, value) in attributes {
         let value = MessageAttributeValue::builder()
             .data_type("String")

@@ -1,6 +1,7 @@
 //! The domain: typed ids, one scan's context and status, severities and the
 //! verdict, times, and how an event becomes one of these.
 
+pub mod exceptions;
 pub mod ids;
 pub mod scan;
 pub mod severity;

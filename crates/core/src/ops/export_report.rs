@@ -4,19 +4,30 @@
 //! the human report), write the per-scan summary last, and return it with
 //! the verdict. A snapshot scan whose findings have not all arrived is
 //! `FindingsPending` within the grace and `INCOMPLETE` after it.
+//!
+//! Each active finding is checked against the accepted risks in
+//! `config/exceptions.json` (an invalid file applies none, and says why) and
+//! against the AMI's previous completed scan (`state/latest/<ami>.json`
+//! points at its summary record): the summary carries what is new, fixed
+//! and still open.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::aws::inspector;
 use crate::aws::s3::{self, ObjectWriter};
 use crate::error::{Error, Result};
+use crate::model::exceptions::{self, ForAmi, EXCEPTIONS_KEY};
 use crate::model::scan::{SNAPSHOT_FAILED, SNAPSHOT_SUCCESSFUL};
 use crate::model::{
     time, InspectorFacts, InstanceId, ReportInput, ScanContext, SnapshotOutcome, Verdict,
 };
+use crate::report::summary::{delta, keys_of};
 use crate::report::{self, HumanReport, ReportFormat, ScanSummary, Source, Staging, Tally};
 use crate::settings::{vars, Bounded, BucketName, EnvReader, FromEnv, KmsKeyArn, Threshold};
 
@@ -33,6 +44,27 @@ pub struct ExportSettings {
     /// How long after a snapshot scan completes its late findings are
     /// waited for before the scan is reported `INCOMPLETE`.
     pub findings_grace_seconds: u64,
+    pub alert_on: AlertOn,
+}
+
+/// When a failed scan raises `AMI_VULNERABLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOn {
+    /// Only when a finding new since the previous scan reaches the threshold.
+    New,
+    /// On every `FAIL`.
+    EveryFail,
+}
+
+impl std::str::FromStr for AlertOn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "NEW" => Ok(AlertOn::New),
+            "EVERY_FAIL" => Ok(AlertOn::EveryFail),
+            _ => Err("expected NEW or EVERY_FAIL".into()),
+        }
+    }
 }
 
 /// The default grace for late finding events.
@@ -46,6 +78,7 @@ impl FromEnv for ExportSettings {
         let threshold: Option<Threshold> = env.required(vars::SEVERITY_THRESHOLD);
         let grace: Option<Bounded<0, 3600>> =
             env.optional(vars::FINDINGS_GRACE_SECONDS, Bounded(DEFAULT_GRACE_SECONDS));
+        let alert_on: Option<AlertOn> = env.optional(vars::ALERT_ON, AlertOn::New);
         env.finish(|| {
             Some(ExportSettings {
                 report_bucket: bucket?,
@@ -53,6 +86,7 @@ impl FromEnv for ExportSettings {
                 report_format: format?,
                 severity_threshold: threshold?,
                 findings_grace_seconds: u64::from(grace?.0),
+                alert_on: alert_on?,
             })
         })
     }
@@ -80,10 +114,43 @@ pub fn scan_time(inspector: &InspectorFacts, now: DateTime<Utc>) -> DateTime<Utc
     }
 }
 
-/// The objects one export writes as it streams.
+/// What each active finding is checked against: the exceptions naming the
+/// AMI, and the previous completed scan's active vulnerabilities (`None`:
+/// this is the AMI's first scan).
+pub struct Judge {
+    pub exceptions: ForAmi,
+    pub previous: Option<HashSet<(String, Option<String>)>>,
+    pub at: DateTime<Utc>,
+}
+
+impl Judge {
+    /// Marks an active finding excepted and new, as it is.
+    pub fn annotate(&self, row: &mut report::FindingRow) {
+        if !row.is_active() {
+            return;
+        }
+        if let Some(e) = self.exceptions.covering(
+            row.vulnerability_id.as_deref(),
+            row.package_name.as_deref(),
+            &row.ami_id,
+            row.ami_name.as_deref(),
+            self.at,
+        ) {
+            row.exception_reason = Some(e.reason.clone());
+            row.exception_expires = Some(e.expires.to_string());
+        }
+        row.is_new = self
+            .previous
+            .as_ref()
+            .is_none_or(|keys| !keys.contains(&row.vulnerability().key()));
+    }
+}
+
+/// The objects one export writes as it streams, and how rows are judged.
 struct Writers<'a> {
     findings: ObjectWriter<'a>,
     report: Option<(ObjectWriter<'a>, HumanReport)>,
+    judge: Judge,
 }
 
 impl Writers<'_> {
@@ -93,11 +160,12 @@ impl Writers<'_> {
         &mut self,
         tally: &mut Tally,
         scan: &ScanContext,
-        rows: Vec<(Value, report::FindingRow)>,
+        mut rows: Vec<(Value, report::FindingRow)>,
     ) -> Result<()> {
         let mut lines = Vec::new();
         let mut human_bytes = Vec::new();
-        for (raw, row) in &rows {
+        for (raw, row) in &mut rows {
+            self.judge.annotate(row);
             tally.add(row);
             serde_json::to_writer(&mut lines, row)
                 .map_err(|e| Error::Internal(format!("encoding a finding row: {e}")))?;
@@ -248,6 +316,76 @@ pub fn should_wait(
     (waited < grace_seconds).then_some(expected)
 }
 
+/// Where the AMI's last completed scan's summary is: the previous scan of
+/// the next one. `previous` is the one before, for a retried export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latest {
+    pub scan_id: String,
+    pub summary_key: String,
+    #[serde(default)]
+    pub previous: Option<Box<Latest>>,
+}
+
+/// The accepted risks in force for this scan, and why none applies when
+/// the file is invalid (a missing file is no exceptions).
+pub async fn load_exceptions(
+    s3_client: &s3::Client,
+    bucket: &str,
+    at: DateTime<Utc>,
+) -> Result<(Vec<exceptions::Exception>, Option<String>)> {
+    let Some(bytes) = s3::get_bytes(s3_client, bucket, EXCEPTIONS_KEY).await? else {
+        return Ok((Vec::new(), None));
+    };
+    let file = format!("s3://{bucket}/{EXCEPTIONS_KEY}");
+    match exceptions::parse(&file, &bytes, at.date_naive()) {
+        Ok(list) => Ok((list, None)),
+        Err(invalid) => {
+            warn!(error = %invalid, "exceptions file invalid; no exception applies");
+            Ok((Vec::new(), Some(invalid.to_string())))
+        }
+    }
+}
+
+/// The AMI's previous completed scan (whatever its mode): its pointer, and
+/// its summary record with every open vulnerability. A retried export of
+/// the scan the pointer already names compares with the one before.
+pub async fn load_previous(
+    s3_client: &s3::Client,
+    bucket: &str,
+    scan: &ScanContext,
+) -> Result<(Option<Latest>, Option<ScanSummary>)> {
+    let key = report::latest_key(scan.ami_id.as_str());
+    let Some(bytes) = s3::get_bytes(s3_client, bucket, &key).await? else {
+        return Ok((None, None));
+    };
+    let latest: Latest = match serde_json::from_slice(&bytes) {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, key, "the previous scan's pointer is unreadable; treated as a first scan");
+            return Ok((None, None));
+        }
+    };
+    let previous = if latest.scan_id == scan.scan_id.as_str() {
+        latest.previous.map(|b| *b)
+    } else {
+        Some(latest)
+    };
+    let Some(previous) = previous else {
+        return Ok((None, None));
+    };
+    let summary = match s3::get_bytes(s3_client, bucket, &previous.summary_key).await? {
+        Some(bytes) => serde_json::from_slice::<ScanSummary>(&bytes)
+            .map_err(|e| warn!(error = %e, "the previous summary is unreadable"))
+            .ok(),
+        None => None,
+    };
+    // An expired or unreadable record: this scan is compared with nothing.
+    Ok(match summary {
+        Some(summary) => (Some(previous), Some(summary)),
+        None => (None, None),
+    })
+}
+
 /// Exports the scan's findings and returns its summary.
 pub async fn run(
     inspector: &inspector::Client,
@@ -302,6 +440,19 @@ pub async fn run(
         None => Some(scan.require_instance("scan")?.clone()),
     };
 
+    let (exception_list, exceptions_error) = load_exceptions(s3_client, bucket, scanned_at).await?;
+    let (previous_ref, previous) = load_previous(s3_client, bucket, &scan).await?;
+    let judge = Judge {
+        exceptions: ForAmi::new(
+            &exception_list,
+            scan.ami_id.as_str(),
+            scan.ami_name.as_deref(),
+        ),
+        previous: previous.as_ref().map(|p| keys_of(p.open())),
+        at: scanned_at,
+    };
+    drop(exception_list);
+
     let human = settings.report_format.writer();
     let keys = report::report_keys(&scan, scanned_at, human.as_ref().map(|h| h.extension()));
     let object = |key: &str, content_type: &'static str| {
@@ -314,6 +465,7 @@ pub async fn run(
             .as_deref()
             .zip(human)
             .map(|(key, human)| (object(key, human.content_type()), human)),
+        judge,
     };
     let streamed = match (&snapshot, &instance_id) {
         (Some((outcome, staging)), _) => {
@@ -342,7 +494,9 @@ pub async fn run(
             return Err(err);
         }
     };
-    let Writers { findings, report } = writers;
+    let Writers {
+        findings, report, ..
+    } = writers;
     let data_bytes = findings.finish().await?;
     let report_bytes = match report {
         Some((w, _)) => w.finish().await?,
@@ -354,6 +508,15 @@ pub async fn run(
         Some((outcome, _)) => snapshot_verdict(outcome, tally.rows, from_findings),
         None => (from_findings, None),
     };
+    let changes = delta(&tally.open, previous.as_ref().map(|p| p.open()));
+    drop(previous);
+    let alert = verdict == Verdict::Fail
+        && match settings.alert_on {
+            AlertOn::EveryFail => true,
+            AlertOn::New => {
+                Verdict::of(&tally.new_unexcepted, settings.severity_threshold.0) == Verdict::Fail
+            }
+        };
     let summary = ScanSummary {
         scan_id: scan.scan_id.to_string(),
         ami_id: scan.ami_id.to_string(),
@@ -385,6 +548,19 @@ pub async fn run(
             .map(|c| c.total),
         reason,
         counts: tally.active,
+        excepted: tally.excepted,
+        exceptions_error,
+        previous_scan_id: previous_ref.as_ref().map(|p| p.scan_id.clone()),
+        first_scan: changes.first_scan,
+        new_count: changes.new.len() as u64,
+        fixed_count: changes.fixed.len() as u64,
+        still_open_count: changes.still_open.len() as u64,
+        delta: changes.line(),
+        new: changes.new,
+        fixed: changes.fixed,
+        still_open: changes.still_open,
+        alert,
+        digest: String::new(),
         bucket: bucket.to_string(),
         findings_key: keys.findings.clone(),
         summary_key: keys.summary.clone(),
@@ -394,6 +570,8 @@ pub async fn run(
         ),
         report_key: keys.report.clone(),
     };
+    let mut summary = summary;
+    summary.digest = summary.digest_text();
     // The summary goes last: its presence means the scan's data is complete.
     let mut line = serde_json::to_vec(&summary)
         .map_err(|e| Error::Internal(format!("encoding the summary: {e}")))?;
@@ -401,6 +579,26 @@ pub async fn run(
     let mut writer = object(&keys.summary, "application/x-ndjson");
     writer.write(&line).await?;
     writer.finish().await?;
+    drop(line);
+    // Only a full scan is what the next one compares with.
+    if matches!(summary.verdict, Verdict::Pass | Verdict::Fail) {
+        let latest = Latest {
+            scan_id: summary.scan_id.clone(),
+            summary_key: keys.summary.clone(),
+            // One scan back is all a retry needs: the chain stays two long.
+            previous: previous_ref.map(|p| {
+                Box::new(Latest {
+                    previous: None,
+                    ..p
+                })
+            }),
+        };
+        let body = serde_json::to_vec(&latest)
+            .map_err(|e| Error::Internal(format!("encoding the pointer: {e}")))?;
+        let mut writer = object(&report::latest_key(&summary.ami_id), "application/json");
+        writer.write(&body).await?;
+        writer.finish().await?;
+    }
     if let Some((_, staging)) = &snapshot {
         // The report holds them now; the lifecycle rule is the backstop.
         match s3::delete_under(s3_client, bucket, staging.prefix()).await {
@@ -422,11 +620,13 @@ pub async fn run(
         critical = summary.counts.critical,
         high = summary.counts.high,
         verdict = summary.verdict.as_str(),
+        excepted = summary.excepted,
+        delta = %summary.delta,
         data_bytes,
         report_bytes,
         "report exported"
     );
-    Ok(summary)
+    Ok(summary.listed())
 }
 
 #[cfg(test)]
@@ -446,6 +646,7 @@ mod tests {
             report_format: ReportFormat::None,
             severity_threshold: Threshold(Some(Severity::High)),
             findings_grace_seconds: 600,
+            alert_on: AlertOn::New,
         }
     }
 
@@ -543,7 +744,25 @@ mod tests {
         let summary = mock!(s3::Client::put_object)
             .match_requests(|r| r.key().is_some_and(|k| k.starts_with("scans/scan_date=")))
             .then_output(|| PutObjectOutput::builder().build());
-        let s3_client = mock_client!(aws_sdk_s3, RuleMode::Sequential, [&data, &summary]);
+        let missing = || {
+            s3::operation::get_object::GetObjectError::NoSuchKey(
+                s3::types::error::NoSuchKey::builder().build(),
+            )
+        };
+        let no_exceptions = mock!(s3::Client::get_object)
+            .match_requests(|r| r.key() == Some("config/exceptions.json"))
+            .then_error(missing);
+        let first_scan = mock!(s3::Client::get_object)
+            .match_requests(|r| r.key() == Some("state/latest/ami-0123456789abcdef0.json"))
+            .then_error(missing);
+        let pointer = mock!(s3::Client::put_object)
+            .match_requests(|r| r.key() == Some("state/latest/ami-0123456789abcdef0.json"))
+            .then_output(|| PutObjectOutput::builder().build());
+        let s3_client = mock_client!(
+            aws_sdk_s3,
+            RuleMode::Sequential,
+            [&no_exceptions, &first_scan, &data, &summary, &pointer]
+        );
         let request: ReportInput = serde_json::from_str(include_str!(
             "../../../../events/export-report/scan-complete.json"
         ))
@@ -557,14 +776,23 @@ mod tests {
             (1, 1, 1)
         );
         assert_eq!(out.verdict, Verdict::Fail);
+        assert!(
+            out.first_scan && out.alert,
+            "a first FAIL is new, so it alerts"
+        );
+        assert_eq!(
+            out.new_count, 1,
+            "the three findings are one vulnerability in one package"
+        );
         assert_eq!(
             (
                 first.num_calls(),
                 second.num_calls(),
                 data.num_calls(),
-                summary.num_calls()
+                summary.num_calls(),
+                pointer.num_calls()
             ),
-            (1, 1, 1, 1)
+            (1, 1, 1, 1, 1)
         );
     }
 }

@@ -12,15 +12,16 @@ use tracing::{error, info, warn};
 
 use crate::aws::ec2::{self, Images, Instances};
 use crate::aws::sfn::{self, Started};
-use crate::aws::sns;
+use crate::aws::{s3, sns};
 use crate::error::{Error, Result};
+use crate::model::exceptions::{self, AmiMatch, EXCEPTIONS_KEY};
 use crate::model::sqs::SqsBatch;
 use crate::model::ScanMode;
 use crate::model::{parse_event, AmiId, Input, ScanContext, ScanId};
 use crate::naming;
 use crate::notify::{self, EventType, Notification};
 use crate::settings::{
-    vars, Bounded, EnvReader, FromEnv, MaxConcurrentScans, StateMachineArn, TopicArn,
+    vars, Bounded, BucketName, EnvReader, FromEnv, MaxConcurrentScans, StateMachineArn, TopicArn,
     MAX_CONCURRENT_INSTANCE_SCANS,
 };
 use crate::tags::{self, TagPrefix};
@@ -72,6 +73,8 @@ pub struct FindSettings {
     pub scan_mode: ScanMode,
     pub scan_on_create: ScanOnCreate,
     pub max_scan_age_days: u32,
+    /// Where `config/exceptions.json` is, to list what expires soon.
+    pub report_bucket: BucketName,
 }
 
 impl FromEnv for FindSettings {
@@ -86,6 +89,7 @@ impl FromEnv for FindSettings {
         let on_create: Option<ScanOnCreate> =
             env.optional(vars::SCAN_ON_CREATE, ScanOnCreate::Tagged);
         let max_age: Option<MaxScanAgeDays> = env.optional(vars::MAX_SCAN_AGE_DAYS, Bounded(7));
+        let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
         let settings = env.finish(|| {
             Some(FindSettings {
                 selection_tag_key: key?,
@@ -97,6 +101,7 @@ impl FromEnv for FindSettings {
                 scan_mode: mode?,
                 scan_on_create: on_create?,
                 max_scan_age_days: max_age?.0,
+                report_bucket: bucket?,
             })
         })?;
         if settings.scan_mode.can_launch()
@@ -350,6 +355,76 @@ pub struct FindOutput {
     /// Queue messages that were no trigger amiscan knows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<Skipped>,
+    /// Exceptions in force that expire within 14 days, soonest first.
+    #[serde(default)]
+    pub expiring: Vec<Expiring>,
+    /// Why `config/exceptions.json` is invalid (then no exception applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exceptions_error: Option<String>,
+}
+
+/// Exceptions expiring within this many days are listed in the run summary.
+pub const EXPIRING_WITHIN_DAYS: i64 = 14;
+
+/// An accepted risk that expires soon: renew it, or fix what it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expiring {
+    pub vulnerability_id: String,
+    /// The AMI id or name glob it names; `null`: every AMI.
+    pub ami: Option<String>,
+    pub package: Option<String>,
+    pub expires: String,
+    /// Days from today (UTC) to its last day in force.
+    pub days_left: i64,
+    pub reason: String,
+    pub owner: Option<String>,
+}
+
+/// The exceptions in force that expire within [`EXPIRING_WITHIN_DAYS`],
+/// soonest first, from a parsed file.
+pub fn expiring(list: &[exceptions::Exception], now: DateTime<Utc>) -> Vec<Expiring> {
+    let today = now.date_naive();
+    let mut out: Vec<Expiring> = list
+        .iter()
+        .map(|e| (e, (e.expires - today).num_days()))
+        .filter(|(_, days)| (0..=EXPIRING_WITHIN_DAYS).contains(days))
+        .map(|(e, days_left)| Expiring {
+            vulnerability_id: e.vulnerability_id.clone(),
+            ami: match &e.ami {
+                AmiMatch::Every => None,
+                AmiMatch::Id(id) => Some(id.to_string()),
+                AmiMatch::Name(glob) => Some(glob.clone()),
+            },
+            package: e.package.clone(),
+            expires: e.expires.to_string(),
+            days_left,
+            reason: e.reason.clone(),
+            owner: e.owner.clone(),
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        a.expires
+            .cmp(&b.expires)
+            .then_with(|| a.vulnerability_id.cmp(&b.vulnerability_id))
+    });
+    out
+}
+
+/// What expires soon in the bucket's exceptions file, or why it is invalid.
+async fn exceptions_report(
+    s3_client: &s3::Client,
+    settings: &FindSettings,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Expiring>, Option<String>)> {
+    let bucket = settings.report_bucket.0.as_str();
+    let Some(bytes) = s3::get_bytes(s3_client, bucket, EXCEPTIONS_KEY).await? else {
+        return Ok((Vec::new(), None));
+    };
+    let file = format!("s3://{bucket}/{EXCEPTIONS_KEY}");
+    Ok(match exceptions::parse(&file, &bytes, now.date_naive()) {
+        Ok(list) => (expiring(&list, now), None),
+        Err(invalid) => (Vec::new(), Some(invalid.to_string())),
+    })
 }
 
 /// What is already scanning an AMI.
@@ -581,17 +656,22 @@ pub fn summary(
             ),
         )
     };
-    let severity = if !output.failed.is_empty() || !output.ignored.is_empty() {
+    let severity = if !output.failed.is_empty()
+        || !output.ignored.is_empty()
+        || output.exceptions_error.is_some()
+    {
         "ERROR"
-    } else if overdue_left > 0 {
+    } else if overdue_left > 0 || !output.expiring.is_empty() {
         "WARNING"
     } else {
         "INFO"
     };
+    let text = summary_text(output, settings, &selection);
     Notification {
-        subject,
+        subject: subject.clone(),
         event_type,
         severity: severity.into(),
+        text: format!("{subject}\n\n{text}"),
         body: json!({
             "event_type": event_type,
             "selection": selection,
@@ -606,7 +686,10 @@ pub fn summary(
                 "overdue": output.overdue.len(),
                 "overdue_not_scanning": overdue_left,
                 "ignored": output.ignored.len(),
+                "expiring": output.expiring.len(),
             },
+            "expiring": first_listed(&output.expiring),
+            "exceptions_error": output.exceptions_error,
             "started": first_listed(&output.started),
             "already_running": first_listed(&output.already_running),
             "skipped": first_listed(&output.skipped),
@@ -624,6 +707,105 @@ pub fn summary(
         }),
     }
 }
+
+/// What an email subscriber reads of a run: what it looked at, what it
+/// started, deferred and could not start, and what is overdue.
+fn summary_text(output: &FindOutput, settings: &FindSettings, selection: &str) -> String {
+    let mut lines = vec![format!(
+        "Looked at {selection}: {} found, {} scans already in flight.",
+        output.found, output.in_flight
+    )];
+    let list = |ids: Vec<&str>| {
+        let shown: Vec<&str> = ids.iter().take(TEXT_LISTED).copied().collect();
+        let more = ids.len().saturating_sub(TEXT_LISTED);
+        if more > 0 {
+            format!("{} and {more} more", shown.join(", "))
+        } else {
+            shown.join(", ")
+        }
+    };
+    if !output.started.is_empty() {
+        lines.push(format!(
+            "Started {}: {}",
+            output.started.len(),
+            list(output.started.iter().map(|s| s.ami_id.as_str()).collect())
+        ));
+    }
+    if !output.already_running.is_empty() {
+        lines.push(format!(
+            "Already scanned or scanning today: {}",
+            output.already_running.len()
+        ));
+    }
+    let capped: Vec<&str> = output
+        .skipped
+        .iter()
+        .filter(|s| deferred(s))
+        .map(|s| s.ami_id.as_str())
+        .collect();
+    if !capped.is_empty() {
+        lines.push(format!(
+            "Deferred to the next run (concurrent-scan cap of {}): {}",
+            settings.max_concurrent_scans,
+            list(capped)
+        ));
+    }
+    let other = output.skipped.iter().filter(|s| !deferred(s)).count();
+    if other > 0 {
+        lines.push(format!(
+            "Skipped for another reason: {other} (see the JSON message or find-amis' output)"
+        ));
+    }
+    let late: Vec<&str> = output
+        .overdue
+        .iter()
+        .filter(|o| !o.scanning)
+        .map(|o| o.ami_id.as_str())
+        .collect();
+    if !late.is_empty() {
+        lines.push(format!(
+            "Overdue (no completed scan in {} days) and not scanned by this run: {}",
+            settings.max_scan_age_days,
+            list(late)
+        ));
+    }
+    for failed in output.failed.iter().take(TEXT_LISTED) {
+        lines.push(format!(
+            "Could not start {}: {}",
+            failed.ami_id, failed.reason
+        ));
+    }
+    for ignored in &output.ignored {
+        lines.push(format!("Ignored {}: {}", ignored.ami_id, ignored.reason));
+    }
+    if let Some(error) = &output.exceptions_error {
+        lines.push(format!(
+            "The exceptions file is invalid, so no exception applies: {error}"
+        ));
+    }
+    for e in output.expiring.iter().take(TEXT_LISTED) {
+        lines.push(format!(
+            "Exception expiring in {} days ({}): {}{} on {}: {}",
+            e.days_left,
+            e.expires,
+            e.vulnerability_id,
+            e.package
+                .as_ref()
+                .map(|p| format!(" in {p}"))
+                .unwrap_or_default(),
+            e.ami.as_deref().unwrap_or("every AMI"),
+            e.reason
+        ));
+    }
+    lines.push(
+        "Query: run amiscan-not-scanned-recently in the stack's Athena workgroup for every AMI's last scan."
+            .into(),
+    );
+    lines.join("\n")
+}
+
+/// AMIs each line of the email text names.
+const TEXT_LISTED: usize = 20;
 
 /// Entries of each kind the run's alert lists. SNS refuses a message over
 /// 256 KiB, and a weekly run over thousands of tagged AMIs skips thousands
@@ -756,10 +938,12 @@ async fn in_flight(
 /// Lists, plans, starts and reports. Returns an error after publishing the
 /// summary when any execution could not be started, so the run is retried;
 /// executions already started are then reported as already running.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     ec2_client: &ec2::Client,
     sfn_client: &sfn::Client,
     sns_client: &sns::Client,
+    s3_client: &s3::Client,
     settings: &FindSettings,
     request: &FindRequest,
     now: DateTime<Utc>,
@@ -774,6 +958,7 @@ pub async fn run(
     drop(images);
     let mut overdue = overdue(&candidates, settings.max_scan_age_days, now);
     let (in_flight, busy) = in_flight(ec2_client, sfn_client, settings).await?;
+    let (soon, exceptions_error) = exceptions_report(s3_client, settings, now).await?;
     let plan = plan_scans(
         candidates,
         not_scannable,
@@ -805,6 +990,8 @@ pub async fn run(
         skipped: plan.skipped,
         in_flight,
         ignored: request.ignored.clone(),
+        expiring: soon,
+        exceptions_error,
         already_running: plan
             .already_running
             .iter()
@@ -1093,6 +1280,7 @@ mod tests {
             scan_mode: ScanMode::Auto,
             scan_on_create: ScanOnCreate::Tagged,
             max_scan_age_days: 7,
+            report_bucket: "amiscan-reports".parse().unwrap(),
         }
     }
 
@@ -1146,6 +1334,25 @@ mod tests {
     }
 
     #[test]
+    fn exceptions_expiring_within_fourteen_days_are_listed_soonest_first() {
+        let now = Utc.with_ymd_and_hms(2026, 12, 1, 23, 0, 0).unwrap();
+        let file = serde_json::json!({"exceptions": [
+            {"vulnerability_id": "CVE-far", "reason": "r", "expires": "2026-12-16"},
+            {"vulnerability_id": "CVE-edge", "reason": "r", "expires": "2026-12-15", "ami": "golden-*"},
+            {"vulnerability_id": "CVE-today", "reason": "r", "expires": "2026-12-01", "package": "openssl"},
+            {"vulnerability_id": "CVE-gone", "reason": "r", "expires": "2026-11-30"},
+        ]});
+        let list = exceptions::parse("f", file.to_string().as_bytes(), now.date_naive()).unwrap();
+        let soon = expiring(&list, now);
+        let listed: Vec<_> = soon
+            .iter()
+            .map(|e| (e.vulnerability_id.as_str(), e.days_left))
+            .collect();
+        assert_eq!(listed, [("CVE-today", 0), ("CVE-edge", 14)]);
+        assert_eq!(soon[1].ami.as_deref(), Some("golden-*"));
+    }
+
+    #[test]
     fn a_creation_run_alerts_only_when_it_starts_defers_or_fails_a_scan() {
         let settings = summary_settings();
         let created = FindRequest {
@@ -1194,6 +1401,7 @@ mod tests {
                 "arn:aws:states:us-east-1:123456789012:stateMachine:x",
             ),
             ("TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:t"),
+            ("REPORT_BUCKET", "amiscan-reports"),
         ];
         let read = |extra: &[(&'static str, &'static str)]| {
             let pairs: Vec<_> = base.iter().chain(extra).copied().collect();

@@ -94,6 +94,11 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// The pointer to the AMI's last completed scan's summary record.
+pub fn latest_key(ami_id: &str) -> String {
+    format!("state/latest/{ami_id}.json")
+}
+
 pub fn report_keys(scan: &ScanContext, at: DateTime<Utc>, report_ext: Option<&str>) -> ReportKeys {
     let day = at.format("%Y-%m-%d");
     ReportKeys {

@@ -75,6 +75,17 @@ pub struct FindingRow {
     pub first_observed_at: Option<String>,
     pub last_observed_at: Option<String>,
     pub remediation: Option<String>,
+    /// Why an exception in force accepts this finding (`config/exceptions.json`).
+    #[serde(default)]
+    pub exception_reason: Option<String>,
+    /// The day that exception expires (UTC, inclusive).
+    #[serde(default)]
+    pub exception_expires: Option<String>,
+    /// An active finding whose vulnerability (id and package) was not active
+    /// in the AMI's previous completed scan; every active finding of a
+    /// first scan.
+    #[serde(default)]
+    pub is_new: bool,
     /// The whole finding in Inspector's field names, as one JSON string.
     pub finding_json: String,
 }
@@ -86,6 +97,33 @@ impl FindingRow {
 
     pub fn is_active(&self) -> bool {
         self.status == "ACTIVE"
+    }
+
+    /// What the delta compares: the vulnerability and its package.
+    pub fn vulnerability(&self) -> Vulnerability {
+        Vulnerability {
+            vulnerability_id: self
+                .vulnerability_id
+                .clone()
+                .unwrap_or_else(|| self.title.clone().unwrap_or_default()),
+            package: self.package_name.clone(),
+            severity: self.severity().as_str().to_string(),
+        }
+    }
+}
+
+/// A vulnerability as the delta between two scans counts it: by id and
+/// package; `severity` is the finding's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vulnerability {
+    pub vulnerability_id: String,
+    pub package: Option<String>,
+    pub severity: String,
+}
+
+impl Vulnerability {
+    pub fn key(&self) -> (String, Option<String>) {
+        (self.vulnerability_id.clone(), self.package.clone())
     }
 }
 
@@ -281,6 +319,9 @@ pub fn finding_row(
         first_observed_at: time_text(&f["firstObservedAt"]),
         last_observed_at: time_text(&f["lastObservedAt"]),
         remediation: text(&f["remediation"]["recommendation"]["text"]),
+        exception_reason: None,
+        exception_expires: None,
+        is_new: false,
         finding_json: f.to_string(),
     }
 }

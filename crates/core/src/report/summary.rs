@@ -1,10 +1,17 @@
 //! One scan's outcome: the `scans` table row, export-report's result and the
 //! source of the AMI's result tags; and the tally it is drawn from.
 
+use std::collections::{BTreeMap, HashSet};
+
 use serde::{Deserialize, Serialize};
 
-use super::rows::FindingRow;
-use crate::model::{SeverityCounts, Verdict};
+use super::rows::{FindingRow, Vulnerability};
+use crate::model::{Severity, SeverityCounts, Verdict};
+
+/// Vulnerabilities each list of the delta names in what export-report
+/// returns (Step Functions caps a state's data at 256 KiB) and in the alert;
+/// the summary record in S3 lists every one.
+pub const DELTA_LISTED: usize = 20;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScanSummary {
@@ -40,9 +47,50 @@ pub struct ScanSummary {
     /// Why the verdict is `INCOMPLETE` or `NOT_SCANNABLE`.
     #[serde(default)]
     pub reason: Option<String>,
-    /// Active findings per severity; the verdict is drawn from these.
+    /// Active findings per severity that no exception in force accepts;
+    /// the verdict is drawn from these.
     #[serde(flatten)]
     pub counts: SeverityCounts,
+    /// Active findings an exception in force accepts (not in `counts`).
+    #[serde(default)]
+    pub excepted: u64,
+    /// Why `config/exceptions.json` was not applied: then no exception is.
+    #[serde(default)]
+    pub exceptions_error: Option<String>,
+    /// The AMI's previous completed scan (`PASS` or `FAIL`, either mode);
+    /// `None` for a first scan.
+    #[serde(default)]
+    pub previous_scan_id: Option<String>,
+    #[serde(default)]
+    pub first_scan: bool,
+    /// Active vulnerabilities (by id and package) not in the previous scan.
+    #[serde(default)]
+    pub new_count: u64,
+    /// Active in the previous scan, not in this one.
+    #[serde(default)]
+    pub fixed_count: u64,
+    /// Active in both.
+    #[serde(default)]
+    pub still_open_count: u64,
+    #[serde(default)]
+    pub new: Vec<Vulnerability>,
+    #[serde(default)]
+    pub fixed: Vec<Vulnerability>,
+    #[serde(default)]
+    pub still_open: Vec<Vulnerability>,
+    /// The delta in one line for people: "2 new: CVE-…(CRITICAL), …; 1
+    /// fixed; 37 still open", or that this is the AMI's first scan.
+    #[serde(default)]
+    pub delta: String,
+    /// Whether the `AMI_VULNERABLE` alert fires: the verdict is `FAIL` and,
+    /// with `ALERT_ON=NEW`, a finding new since the previous scan is at or
+    /// above the threshold and accepted by no exception.
+    #[serde(default)]
+    pub alert: bool,
+    /// The scan for people, a few plain lines: what email subscribers read
+    /// under each alert's first line.
+    #[serde(default)]
+    pub digest: String,
     pub bucket: String,
     pub findings_key: String,
     pub summary_key: String,
@@ -55,19 +103,197 @@ fn instance_mode() -> String {
     "instance".into()
 }
 
+impl ScanSummary {
+    /// The AMI, what changed since the previous scan, the verdict, counts
+    /// by severity, the report and the named query to run.
+    pub fn digest_text(&self) -> String {
+        let c = &self.counts;
+        let mut lines = vec![
+            format!(
+                "AMI: {} ({})",
+                self.ami_id,
+                self.ami_name.as_deref().unwrap_or("no name")
+            ),
+            format!("Since the previous scan: {}", self.delta),
+            format!(
+                "Verdict: {} (threshold {}), {} scan {} at {}",
+                self.verdict.as_str(),
+                self.severity_threshold,
+                self.scan_mode,
+                self.scan_id,
+                self.scanned_at
+            ),
+            format!(
+                "Active findings: {} critical, {} high, {} medium, {} low{}",
+                c.critical,
+                c.high,
+                c.medium,
+                c.low,
+                if self.excepted > 0 {
+                    format!(" ({} more accepted by exceptions)", self.excepted)
+                } else {
+                    String::new()
+                }
+            ),
+        ];
+        if let Some(reason) = &self.reason {
+            lines.push(format!("Why: {reason}"));
+        }
+        if let Some(error) = &self.exceptions_error {
+            lines.push(format!(
+                "Exceptions NOT applied, the file is invalid: {error}"
+            ));
+        }
+        lines.push(format!("Report: {}", self.report_uri));
+        lines.push(
+            "Query: run amiscan-new-since-previous-scan (or amiscan-failing-amis) in the stack's Athena workgroup."
+                .into(),
+        );
+        lines.join("\n")
+    }
+
+    /// The summary with each delta list cut to [`DELTA_LISTED`], as
+    /// export-report returns it.
+    pub fn listed(mut self) -> ScanSummary {
+        for list in [&mut self.new, &mut self.fixed, &mut self.still_open] {
+            list.truncate(DELTA_LISTED);
+        }
+        self
+    }
+
+    /// The active vulnerabilities of this scan, from its record in S3.
+    pub fn open(&self) -> impl Iterator<Item = &Vulnerability> {
+        self.new.iter().chain(&self.still_open)
+    }
+}
+
 /// Tallies rows as they stream past.
 #[derive(Debug, Default)]
 pub struct Tally {
     pub rows: u64,
+    /// Active findings no exception accepts, per severity.
     pub active: SeverityCounts,
+    /// Active findings an exception accepts.
+    pub excepted: u64,
+    /// Active, accepted by no exception, and new since the previous scan.
+    pub new_unexcepted: SeverityCounts,
+    /// Every active vulnerability, by id and package, at its most severe.
+    pub open: BTreeMap<(String, Option<String>), Vulnerability>,
 }
 
 impl Tally {
     pub fn add(&mut self, row: &FindingRow) {
         self.rows += 1;
-        if row.is_active() {
-            self.active.add(row.severity());
+        if !row.is_active() {
+            return;
         }
+        if row.exception_reason.is_some() {
+            self.excepted += 1;
+        } else {
+            self.active.add(row.severity());
+            if row.is_new {
+                self.new_unexcepted.add(row.severity());
+            }
+        }
+        let v = row.vulnerability();
+        let worse = |a: &str, b: &str| Severity::from_inspector(a) < Severity::from_inspector(b);
+        self.open
+            .entry(v.key())
+            .and_modify(|held| {
+                if worse(&v.severity, &held.severity) {
+                    held.severity = v.severity.clone();
+                }
+            })
+            .or_insert(v);
+    }
+}
+
+/// What changed since the previous completed scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delta {
+    pub first_scan: bool,
+    pub new: Vec<Vulnerability>,
+    pub fixed: Vec<Vulnerability>,
+    pub still_open: Vec<Vulnerability>,
+}
+
+/// Most severe first, then by id and package.
+fn sorted(mut list: Vec<Vulnerability>) -> Vec<Vulnerability> {
+    list.sort_by(|a, b| {
+        Severity::from_inspector(&a.severity)
+            .cmp(&Severity::from_inspector(&b.severity))
+            .then_with(|| a.key().cmp(&b.key()))
+    });
+    list
+}
+
+/// Compares this scan's active vulnerabilities with the previous completed
+/// scan's (`None`: this is the first).
+pub fn delta<'a>(
+    open: &BTreeMap<(String, Option<String>), Vulnerability>,
+    previous: Option<impl IntoIterator<Item = &'a Vulnerability>>,
+) -> Delta {
+    let Some(previous) = previous else {
+        return Delta {
+            first_scan: true,
+            new: sorted(open.values().cloned().collect()),
+            ..Delta::default()
+        };
+    };
+    let before: BTreeMap<_, _> = previous.into_iter().map(|v| (v.key(), v)).collect();
+    let (still, new): (Vec<_>, Vec<_>) = open
+        .values()
+        .cloned()
+        .partition(|v| before.contains_key(&v.key()));
+    let fixed = before
+        .iter()
+        .filter(|(k, _)| !open.contains_key(*k))
+        .map(|(_, v)| (*v).clone())
+        .collect();
+    Delta {
+        first_scan: false,
+        new: sorted(new),
+        fixed: sorted(fixed),
+        still_open: sorted(still),
+    }
+}
+
+/// The keys of a previous scan's active vulnerabilities, for `is_new`.
+pub fn keys_of<'a>(
+    previous: impl IntoIterator<Item = &'a Vulnerability>,
+) -> HashSet<(String, Option<String>)> {
+    previous.into_iter().map(Vulnerability::key).collect()
+}
+
+impl Delta {
+    /// "2 new: CVE-a (CRITICAL), CVE-b (HIGH); 1 fixed; 37 still open",
+    /// listing at most [`DELTA_LISTED`] new ones.
+    pub fn line(&self) -> String {
+        if self.first_scan {
+            return format!(
+                "first scan of this AMI: {} open vulnerabilities",
+                self.new.len()
+            );
+        }
+        let mut new = format!("{} new", self.new.len());
+        if !self.new.is_empty() {
+            let listed: Vec<String> = self
+                .new
+                .iter()
+                .take(DELTA_LISTED)
+                .map(|v| format!("{} ({})", v.vulnerability_id, v.severity))
+                .collect();
+            new.push_str(": ");
+            new.push_str(&listed.join(", "));
+            if self.new.len() > DELTA_LISTED {
+                new.push_str(&format!(", and {} more", self.new.len() - DELTA_LISTED));
+            }
+        }
+        format!(
+            "{new}; {} fixed; {} still open",
+            self.fixed.len(),
+            self.still_open.len()
+        )
     }
 }
 
@@ -78,6 +304,80 @@ mod tests {
     use crate::report::rows::instance_finding_row;
     use crate::report::rows::tests::{instance, sample_finding, scan};
     use chrono::Utc;
+
+    fn vuln(id: &str, package: &str, severity: &str) -> Vulnerability {
+        Vulnerability {
+            vulnerability_id: id.into(),
+            package: Some(package.into()),
+            severity: severity.into(),
+        }
+    }
+
+    #[test]
+    fn the_delta_compares_vulnerabilities_by_id_and_package() {
+        let mut tally = Tally::default();
+        for (arn, sev, cve, pkg) in [
+            ("arn:1", "HIGH", "CVE-1", "openssl"),
+            ("arn:2", "CRITICAL", "CVE-2", "openssh"),
+            ("arn:3", "LOW", "CVE-3", "zlib"),
+            // The same vulnerability in another package is another one.
+            ("arn:4", "MEDIUM", "CVE-3", "zlib-dev"),
+            // Found twice: counted once, at its most severe.
+            ("arn:5", "CRITICAL", "CVE-1", "openssl"),
+        ] {
+            let f = sample_finding(arn, sev, "ACTIVE");
+            let (_, mut row) = instance_finding_row(&f, &scan(), &instance(), Utc::now());
+            row.vulnerability_id = Some(cve.into());
+            row.package_name = Some(pkg.into());
+            tally.add(&row);
+        }
+        assert_eq!(tally.open.len(), 4);
+        assert_eq!(
+            tally.open[&("CVE-1".to_string(), Some("openssl".to_string()))].severity,
+            "CRITICAL"
+        );
+        let previous = [
+            vuln("CVE-1", "openssl", "HIGH"),
+            vuln("CVE-3", "zlib", "LOW"),
+            vuln("CVE-9", "bash", "HIGH"),
+        ];
+        let d = delta(&tally.open, Some(&previous));
+        let ids = |l: &[Vulnerability]| -> Vec<String> {
+            l.iter()
+                .map(|v| {
+                    format!(
+                        "{}/{}",
+                        v.vulnerability_id,
+                        v.package.as_deref().unwrap_or("")
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(ids(&d.new), ["CVE-2/openssh", "CVE-3/zlib-dev"]);
+        assert_eq!(ids(&d.fixed), ["CVE-9/bash"]);
+        assert_eq!(ids(&d.still_open), ["CVE-1/openssl", "CVE-3/zlib"]);
+        assert_eq!(
+            d.line(),
+            "2 new: CVE-2 (CRITICAL), CVE-3 (MEDIUM); 1 fixed; 2 still open"
+        );
+        let first = delta(&tally.open, None::<&[Vulnerability]>);
+        assert!(first.first_scan && first.new.len() == 4 && first.fixed.is_empty());
+        assert_eq!(
+            first.line(),
+            "first scan of this AMI: 4 open vulnerabilities"
+        );
+        let many: Vec<Vulnerability> = (0..25)
+            .map(|n| vuln(&format!("CVE-{n:02}"), "p", "LOW"))
+            .collect();
+        let open = many.iter().map(|v| (v.key(), v.clone())).collect();
+        let d = delta(&open, Some(&[] as &[Vulnerability]));
+        assert!(
+            d.line()
+                .ends_with("CVE-19 (LOW), and 5 more; 0 fixed; 0 still open"),
+            "{}",
+            d.line()
+        );
+    }
 
     #[test]
     fn only_active_findings_count_towards_the_verdict() {
