@@ -39,29 +39,31 @@ def template():
     return parsed
 
 
+def evaluate(node, parameters, conditions, parsed):
+    """A condition or rule expression (Fn::Equals, Not, And, Or, Condition,
+    Ref, Split, Select) with these parameters (the template's defaults for
+    the rest) and the conditions decided so far."""
+    if not isinstance(node, dict):
+        return node
+    (fn, arg), = node.items()
+    if fn == "Ref":
+        return parameters.get(arg, parsed["Parameters"].get(arg, {}).get("Default"))
+    if fn == "Condition":
+        return conditions[arg]
+    if fn == "Fn::Split":
+        return evaluate(arg[1], parameters, conditions, parsed).split(arg[0])
+    if fn == "Fn::Select":
+        return evaluate(arg[1], parameters, conditions, parsed)[int(arg[0])]
+    values = [evaluate(a, parameters, conditions, parsed) for a in arg]
+    return {"Fn::Equals": lambda: values[0] == values[1], "Fn::Not": lambda: not values[0],
+            "Fn::And": lambda: all(values), "Fn::Or": lambda: any(values)}[fn]()
+
+
 def conditions_of(parsed, parameters):
-    def value(name):
-        return parameters.get(name, parsed["Parameters"].get(name, {}).get("Default"))
-
-    def evaluate(node, done):
-        if not isinstance(node, dict):
-            return node
-        (fn, arg), = node.items()
-        if fn == "Ref":
-            return value(arg)
-        if fn == "Condition":
-            return done[arg]
-        if fn == "Fn::Split":
-            return evaluate(arg[1], done).split(arg[0])
-        if fn == "Fn::Select":
-            return evaluate(arg[1], done)[int(arg[0])]
-        values = [evaluate(a, done) for a in arg]
-        return {"Fn::Equals": lambda: values[0] == values[1], "Fn::Not": lambda: not values[0],
-                "Fn::And": lambda: all(values), "Fn::Or": lambda: any(values)}[fn]()
-
+    """Every condition of the template, decided for these parameters."""
     done = {}
     for name, expression in parsed["Conditions"].items():
-        done[name] = evaluate(expression, done)
+        done[name] = evaluate(expression, parameters, done, parsed)
     return done
 
 

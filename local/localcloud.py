@@ -581,6 +581,21 @@ class LocalCloud:
             time.sleep(1)
         raise TimeoutError(f"executions still running after {seconds}s")
 
+    def launches_of(self, ami_id):
+        """The launch executions of one AMI's scans (named after the scan id)."""
+        return [e for e in self.executions(LAUNCH_MACHINE) if e["name"].startswith(f"{ami_id}-")]
+
+    def wait_for_scans(self, ami_ids, seconds=180):
+        """Waits until these AMIs have a launch execution each and none of
+        them runs; returns them."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            launches = [e for ami in ami_ids for e in self.launches_of(ami)]
+            if len(launches) >= len(ami_ids) and all(e["status"] != "RUNNING" for e in launches):
+                return launches
+            time.sleep(1)
+        raise TimeoutError(f"the scans of {ami_ids} did not end within {seconds}s")
+
     def execution_input(self, execution):
         sfn = self.client("stepfunctions")
         return json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
@@ -634,13 +649,14 @@ class LocalCloud:
         return self.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read().decode()
 
     def report_of(self, ami_id):
-        """The latest summary record and finding rows of an AMI's scans."""
-        s3 = self.client("s3")
-        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="scans/").get("Contents", [])]
-        summaries = [json.loads(self.read_object(k)) for k in sorted(keys) if f"/{ami_id}-" in k]
+        """The summary record and finding rows of an AMI's latest scan (by
+        Inspector's time, then id: a forced `-r` re-scan the same day is later)."""
+        pages = self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="scans/")
+        keys = [o["Key"] for page in pages for o in page.get("Contents", []) if f"/{ami_id}-" in o["Key"]]
+        summaries = [json.loads(self.read_object(k)) for k in keys]
         if not summaries:
             return None, []
-        summary = summaries[-1]
+        summary = max(summaries, key=lambda s: (s["scanned_at"], s["scan_id"]))
         rows = [json.loads(line) for line in self.read_object(summary["findings_key"]).splitlines()]
         return summary, rows
 

@@ -10,14 +10,13 @@ JSON every protocol but email receives) and what the email subscriber got.
 
 import json
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
-from localcloud import BUCKET, LAUNCH_MACHINE, LocalCloud, SnapshotBehaviour  # noqa: E402
+from localcloud import BUCKET, LocalCloud, SnapshotBehaviour  # noqa: E402
 
 TODAY = datetime.now(timezone.utc).date()
 OPENSSH = ("CRITICAL", "CVE-2024-6387", "openssh-server")
@@ -40,21 +39,12 @@ def scan(cloud, ami, findings, force=False):
     """One scan of `ami` with these findings, to its end; its summary, rows and alerts."""
     cloud.expect_snapshot(ami, SnapshotBehaviour("scan", findings))
     cloud.notifications()
-    before = {e["executionArn"] for e in cloud.executions(LAUNCH_MACHINE)}
     out = cloud.find_amis({"ami_ids": [ami], "force": force})
     assert len(out["started"]) == 1, out
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        new = [e for e in cloud.executions(LAUNCH_MACHINE) if e["executionArn"] not in before]
-        if new and all(e["status"] != "RUNNING" for e in new):
-            break
-        time.sleep(1)
-    assert new and new[0]["status"] == "SUCCEEDED", new
-    scan_id = out["started"][0]["scan_id"]
-    pages = cloud.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="scans/")
-    (key,) = [o["Key"] for p in pages for o in p.get("Contents", []) if o["Key"].endswith(f"/{scan_id}.json")]
-    summary = json.loads(cloud.read_object(key))
-    rows = [json.loads(line) for line in cloud.read_object(summary["findings_key"]).splitlines()]
+    (launch,) = [e for e in cloud.wait_for_scans([ami]) if e["name"] == out["started"][0]["scan_id"]]
+    assert launch["status"] == "SUCCEEDED", launch
+    summary, rows = cloud.report_of(ami)
+    assert summary["scan_id"] == out["started"][0]["scan_id"], "this scan is the AMI's latest"
     alerts = [n for n in cloud.notifications() if n["message"].get("ami_id") == ami]
     return summary, rows, alerts
 

@@ -10,7 +10,6 @@ tags, queue contents and the alerts on the topic.
 
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -29,20 +28,6 @@ def cloud():
         yield local
 
 
-def launches_of(cloud, ami_id):
-    return [e for e in cloud.executions(LAUNCH_MACHINE) if e["name"].startswith(f"{ami_id}-")]
-
-
-def wait_until_ended(cloud, ami_ids, seconds=180):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        launches = [e for ami in ami_ids for e in launches_of(cloud, ami)]
-        if len(launches) >= len(ami_ids) and all(e["status"] != "RUNNING" for e in launches):
-            return launches
-        time.sleep(1)
-    raise TimeoutError(f"the scans of {ami_ids} did not end within {seconds}s")
-
-
 def summaries(notes):
     return [n for n in notes if n["attributes"]["event_type"] in SUMMARIES]
 
@@ -59,11 +44,11 @@ def test_a_tagged_ami_is_scanned_when_it_becomes_available_and_an_untagged_one_i
     cloud.announce([tagged, untagged])
     runs = cloud.wait_for_runs()[runs_before:]
     assert sum(r["size"] for r in runs) == 2 and all(r["error"] is None for r in runs), runs
-    (launch,) = wait_until_ended(cloud, [tagged])
+    (launch,) = cloud.wait_for_scans([tagged])
     assert launch["status"] == "SUCCEEDED", launch
     tags = cloud.image_tags(tagged)
     assert (tags["amiscan:status"], tags["amiscan:verdict"], tags["amiscan:critical"]) == ("COMPLETE", "FAIL", "1")
-    assert launches_of(cloud, untagged) == []
+    assert cloud.launches_of(untagged) == []
     assert not any(k.startswith("amiscan:") for k in cloud.image_tags(untagged)), "the untagged AMI is untouched"
 
     # One run summary, naming the scan it started; a batch of only the
@@ -82,14 +67,14 @@ def test_creation_and_the_weekly_run_the_same_day_scan_an_ami_once(cloud):
     cloud.expect_snapshot(ami, SnapshotBehaviour("scan", []))
     cloud.announce([ami])
     cloud.wait_for_runs()
-    wait_until_ended(cloud, [ami])
+    cloud.wait_for_scans([ami])
     assert cloud.image_tags(ami)["amiscan:verdict"] == "PASS"
     cloud.notifications()
 
     cloud.weekly_run()  # what the schedule sends, through the same queue
     runs = cloud.wait_for_runs()
     assert runs[-1]["size"] == 1 and runs[-1]["error"] is None, runs[-1]
-    assert len(launches_of(cloud, ami)) == 1, "one scan of the AMI today"
+    assert len(cloud.launches_of(ami)) == 1, "one scan of the AMI today"
     (summary,) = summaries(cloud.notifications())
     body = summary["message"]
     assert body["selection"] == f"AMIs tagged {SELECTION[0]}={SELECTION[1]}"
@@ -117,7 +102,7 @@ def test_a_burst_beyond_the_cap_starts_scans_up_to_the_cap_and_defers_the_rest(c
         assert all(r["error"] is None and r["size"] <= 10 for r in runs), runs
         # Scans are held in progress: had two runs raced, more than five
         # would be running now.
-        started = [e for ami in ids for e in launches_of(cloud, ami)]
+        started = [e for ami in ids for e in cloud.launches_of(ami)]
         assert len(started) == 5 and all(e["status"] == "RUNNING" for e in started), started
         notes = summaries(cloud.notifications())
         assert sum(n["message"]["counts"]["started"] for n in notes) == 5
@@ -127,12 +112,12 @@ def test_a_burst_beyond_the_cap_starts_scans_up_to_the_cap_and_defers_the_rest(c
 
         # The next run reaches the AMIs the burst deferred, never-scanned first.
         hold.set()
-        wait_until_ended(cloud, [e["name"].rsplit("-", 1)[0] for e in started])
+        cloud.wait_for_scans([e["name"].rsplit("-", 1)[0] for e in started])
         first = {e["name"].rsplit("-", 1)[0] for e in started}
         out = cloud.find_amis({})
         nxt = {s["ami_id"] for s in out["started"]}
         assert len(nxt) == 5 and nxt <= set(ids) - first, (nxt, first)
-        wait_until_ended(cloud, sorted(nxt))
+        cloud.wait_for_scans(sorted(nxt))
     finally:
         hold.set()
         cloud.start_functions(MAX_CONCURRENT_SCANS="20")

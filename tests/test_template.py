@@ -17,6 +17,8 @@ import pytest
 from cfnlint.decode import decode_str
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "local"))
+import guardrail  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 ASL_VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
 MACHINES = {
@@ -361,28 +363,13 @@ def resolve(node, parameters, conditions):
 
 
 def evaluate(node, parameters, conditions):
-    """A condition or rule expression (Fn::Equals, Not, And, Or, Condition, Ref)."""
-    if isinstance(node, dict):
-        (fn, arg), = node.items()
-        if fn == "Ref":
-            return parameters.get(arg, TEMPLATE["Parameters"].get(arg, {}).get("Default"))
-        if fn == "Condition":
-            return conditions[arg]
-        if fn == "Fn::Split":
-            return evaluate(arg[1], parameters, conditions).split(arg[0])
-        if fn == "Fn::Select":
-            return evaluate(arg[1], parameters, conditions)[int(arg[0])]
-        values = [evaluate(a, parameters, conditions) for a in arg]
-        return {"Fn::Equals": lambda: values[0] == values[1], "Fn::Not": lambda: not values[0],
-                "Fn::And": lambda: all(values), "Fn::Or": lambda: any(values)}[fn]()
-    return node
+    """A condition or rule expression, as local/guardrail.py decides it."""
+    return guardrail.evaluate(node, parameters, conditions, TEMPLATE)
 
 
 def deployed(**parameters):
     """(resources that would exist, rule assertions that fail) for these parameters."""
-    conditions = {}
-    for name, expression in TEMPLATE["Conditions"].items():
-        conditions[name] = evaluate(expression, parameters, conditions)
+    conditions = guardrail.conditions_of(TEMPLATE, parameters)
     failed = [a["AssertDescription"] for rule in TEMPLATE.get("Rules", {}).values()
               if evaluate(rule.get("RuleCondition", True), parameters, conditions)
               for a in rule["Assertions"] if not evaluate(a["Assert"], parameters, conditions)]
@@ -743,9 +730,6 @@ def test_scan_on_create_off_creates_no_rule_and_every_value_reaches_find_amis(va
 # template resolves them, its sizes against IAM's limits, and what it
 # decides for the requests that matter, by a minimal evaluator of the
 # operators it uses. The evaluator is ours, not IAM's.
-
-sys.path.insert(0, str(ROOT / "local"))
-import guardrail  # noqa: E402
 
 ACCOUNT = "111122223333"
 LAUNCH_ROLE = f"arn:aws:iam::{ACCOUNT}:role/amiscan-LaunchInstanceFunctionRole-ABC"

@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::AmiId;
+use super::{field, parse_event, AmiId, Input};
+use crate::error::Error;
 
 /// Where the file lives in the report bucket.
 pub const EXCEPTIONS_KEY: &str = "config/exceptions.json";
@@ -28,6 +29,8 @@ pub const MAX_DAYS_AHEAD: u64 = 365;
 struct File {
     exceptions: Vec<Entry>,
 }
+
+impl Input for File {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,32 +88,30 @@ pub fn parse(file: &str, bytes: &[u8], today: NaiveDate) -> Result<Vec<Exception
         field,
         message,
     };
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed: File = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = match e.path().to_string() {
-            root if root == "?" => ".".to_string(),
-            path => path,
-        };
-        let inner = e.into_inner().to_string();
-        match inner.strip_prefix("missing field `") {
-            Some(rest) => {
-                let name = rest.split('`').next().unwrap_or_default();
-                let field = if path == "." {
-                    name.to_string()
-                } else {
-                    format!("{path}.{name}")
-                };
-                invalid(field, "is required".into())
-            }
-            None => invalid(if path == "." { "(file)".into() } else { path }, inner),
-        }
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| invalid("(file)".into(), format!("is not JSON: {e}")))?;
+    // The events' parser names the field; here the whole is the file.
+    let parsed: File = parse_event(value).map_err(|e| match e {
+        Error::InvalidInput { field, reason } => invalid(
+            if field == "(event)" {
+                "(file)".into()
+            } else {
+                field
+            },
+            if reason.starts_with("missing field") {
+                "is required".into()
+            } else {
+                reason
+            },
+        ),
+        other => invalid("(file)".into(), other.to_string()),
     })?;
     let latest = today
         .checked_add_days(Days::new(MAX_DAYS_AHEAD))
         .unwrap_or(today);
     let mut out = Vec::with_capacity(parsed.exceptions.len());
     for (i, entry) in parsed.exceptions.into_iter().enumerate() {
-        let at = |name: &str| format!("exceptions[{i}].{name}");
+        let at = |name: &str| field(&format!("exceptions[{i}]"), name);
         let text = |name: &str, value: &str| -> Result<String, InvalidFile> {
             let value = value.trim();
             if value.is_empty() {
@@ -163,6 +164,19 @@ pub fn parse(file: &str, bytes: &[u8], today: NaiveDate) -> Result<Vec<Exception
     Ok(out)
 }
 
+/// The exceptions in the bucket's file, from its bytes (`None`: there is
+/// no file, so no exceptions), or why the file is invalid.
+pub fn read(
+    bucket: &str,
+    bytes: Option<&[u8]>,
+    today: NaiveDate,
+) -> Result<Vec<Exception>, InvalidFile> {
+    match bytes {
+        None => Ok(Vec::new()),
+        Some(bytes) => parse(&format!("s3://{bucket}/{EXCEPTIONS_KEY}"), bytes, today),
+    }
+}
+
 /// `*` matches any run of characters, `?` one; everything else itself.
 pub fn glob_matches(pattern: &str, text: &str) -> bool {
     let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
@@ -192,29 +206,21 @@ impl Exception {
         at.date_naive() <= self.expires
     }
 
-    /// Whether it covers a finding of `vulnerability_id` in `package` on
-    /// this AMI, whatever the date.
-    pub fn covers(
-        &self,
-        vulnerability_id: Option<&str>,
-        package: Option<&str>,
-        ami_id: &str,
-        ami_name: Option<&str>,
-    ) -> bool {
-        if vulnerability_id != Some(self.vulnerability_id.as_str()) {
-            return false;
-        }
-        if let Some(wanted) = &self.package {
-            // A finding in several packages lists them as "a, b".
-            if !package.is_some_and(|p| p.split(", ").any(|name| name == wanted)) {
-                return false;
-            }
-        }
+    /// Whether it names this AMI: by id, by a glob over its name, or all.
+    pub fn names_ami(&self, ami_id: &str, ami_name: Option<&str>) -> bool {
         match &self.ami {
             AmiMatch::Every => true,
             AmiMatch::Id(id) => id.as_str() == ami_id,
             AmiMatch::Name(glob) => ami_name.is_some_and(|name| glob_matches(glob, name)),
         }
+    }
+
+    /// Whether it covers a finding in `package` (any package when it names
+    /// none). A finding in several packages lists them as "a, b".
+    fn covers_package(&self, package: Option<&str>) -> bool {
+        self.package
+            .as_ref()
+            .is_none_or(|wanted| package.is_some_and(|p| p.split(", ").any(|name| name == wanted)))
     }
 }
 
@@ -229,11 +235,7 @@ pub struct ForAmi {
 impl ForAmi {
     pub fn new(all: &[Exception], ami_id: &str, ami_name: Option<&str>) -> ForAmi {
         let mut by_vulnerability: HashMap<String, Vec<Exception>> = HashMap::new();
-        for e in all.iter().filter(|e| match &e.ami {
-            AmiMatch::Every => true,
-            AmiMatch::Id(id) => id.as_str() == ami_id,
-            AmiMatch::Name(glob) => ami_name.is_some_and(|n| glob_matches(glob, n)),
-        }) {
+        for e in all.iter().filter(|e| e.names_ami(ami_id, ami_name)) {
             by_vulnerability
                 .entry(e.vulnerability_id.clone())
                 .or_default()
@@ -246,20 +248,18 @@ impl ForAmi {
         self.by_vulnerability.is_empty()
     }
 
-    /// The exception in force at `at` that covers the finding, if any.
+    /// The exception in force at `at` that covers a finding of this AMI
+    /// (the one `new` was given), if any.
     pub fn covering(
         &self,
         vulnerability_id: Option<&str>,
         package: Option<&str>,
-        ami_id: &str,
-        ami_name: Option<&str>,
         at: DateTime<Utc>,
     ) -> Option<&Exception> {
         self.by_vulnerability
             .get(vulnerability_id?)?
             .iter()
-            .filter(|e| e.in_force(at))
-            .find(|e| e.covers(vulnerability_id, package, ami_id, ami_name))
+            .find(|e| e.in_force(at) && e.covers_package(package))
     }
 }
 
@@ -290,6 +290,23 @@ mod tests {
         assert!(glob_matches("exact", "exact") && !glob_matches("exact", "exactly"));
     }
 
+    /// Whether the exception covers the finding on its last day in force,
+    /// by the path export-report takes (the AMI's exceptions, then the
+    /// finding's vulnerability and package).
+    fn covers(
+        e: &Exception,
+        vulnerability_id: Option<&str>,
+        package: Option<&str>,
+        ami_id: &str,
+        ami_name: Option<&str>,
+    ) -> bool {
+        let all = [e.clone()];
+        let last_day = e.expires.and_hms_opt(12, 0, 0).unwrap().and_utc();
+        ForAmi::new(&all, ami_id, ami_name)
+            .covering(vulnerability_id, package, last_day)
+            .is_some()
+    }
+
     #[test]
     fn an_exception_covers_its_vulnerability_package_and_amis() {
         let by_name = one(
@@ -298,40 +315,61 @@ mod tests {
         )
         .unwrap()
         .remove(0);
-        assert!(by_name.covers(
+        assert!(covers(
+            &by_name,
             Some("CVE-1"),
             Some("openssl"),
             "ami-12345678",
             Some("golden-a")
         ));
-        assert!(!by_name.covers(
+        assert!(!covers(
+            &by_name,
             Some("CVE-1"),
             Some("zlib"),
             "ami-12345678",
             Some("golden-a")
         ));
-        assert!(!by_name.covers(
+        assert!(!covers(
+            &by_name,
             Some("CVE-2"),
             Some("openssl"),
             "ami-12345678",
             Some("golden-a")
         ));
-        assert!(!by_name.covers(Some("CVE-1"), Some("openssl"), "ami-12345678", None));
+        assert!(!covers(
+            &by_name,
+            Some("CVE-1"),
+            Some("openssl"),
+            "ami-12345678",
+            None
+        ));
         let by_id = one(
             serde_json::json!({"vulnerability_id": "CVE-1", "ami": "ami-12345678",
             "reason": "r", "expires": "2026-12-31"}),
         )
         .unwrap()
         .remove(0);
-        assert!(by_id.covers(Some("CVE-1"), Some("anything"), "ami-12345678", None));
-        assert!(!by_id.covers(Some("CVE-1"), None, "ami-87654321", None));
+        assert!(covers(
+            &by_id,
+            Some("CVE-1"),
+            Some("anything"),
+            "ami-12345678",
+            None
+        ));
+        assert!(!covers(&by_id, Some("CVE-1"), None, "ami-87654321", None));
         let everywhere = one(
             serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r",
             "expires": "2026-12-31"}),
         )
         .unwrap()
         .remove(0);
-        assert!(everywhere.covers(Some("CVE-1"), None, "ami-87654321", Some("x")));
+        assert!(covers(
+            &everywhere,
+            Some("CVE-1"),
+            None,
+            "ami-87654321",
+            Some("x")
+        ));
     }
 
     #[test]
@@ -346,18 +384,18 @@ mod tests {
         assert!(!e.in_force(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()));
         let all = vec![e];
         let for_ami = ForAmi::new(&all, "ami-12345678", None);
+        let elsewhere = one(
+            serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r",
+            "expires": "2026-12-31", "ami": "ami-87654321"}),
+        )
+        .unwrap();
+        assert!(ForAmi::new(&elsewhere, "ami-12345678", None).is_empty());
         let at = |d, h| Utc.with_ymd_and_hms(2026, 12, d, h, 0, 0).unwrap();
-        assert!(for_ami
-            .covering(Some("CVE-1"), None, "ami-12345678", None, at(31, 23))
-            .is_some());
-        assert!(for_ami
-            .covering(Some("CVE-1"), None, "ami-12345678", None, at(1, 0))
-            .is_some());
+        assert!(for_ami.covering(Some("CVE-1"), None, at(31, 23)).is_some());
+        assert!(for_ami.covering(Some("CVE-1"), None, at(1, 0)).is_some());
         assert!(for_ami
             .covering(
                 Some("CVE-1"),
-                None,
-                "ami-12345678",
                 None,
                 Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()
             )

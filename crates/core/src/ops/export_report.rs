@@ -132,8 +132,6 @@ impl Judge {
         if let Some(e) = self.exceptions.covering(
             row.vulnerability_id.as_deref(),
             row.package_name.as_deref(),
-            &row.ami_id,
-            row.ami_name.as_deref(),
             self.at,
         ) {
             row.exception_reason = Some(e.reason.clone());
@@ -333,17 +331,16 @@ pub async fn load_exceptions(
     bucket: &str,
     at: DateTime<Utc>,
 ) -> Result<(Vec<exceptions::Exception>, Option<String>)> {
-    let Some(bytes) = s3::get_bytes(s3_client, bucket, EXCEPTIONS_KEY).await? else {
-        return Ok((Vec::new(), None));
-    };
-    let file = format!("s3://{bucket}/{EXCEPTIONS_KEY}");
-    match exceptions::parse(&file, &bytes, at.date_naive()) {
-        Ok(list) => Ok((list, None)),
-        Err(invalid) => {
-            warn!(error = %invalid, "exceptions file invalid; no exception applies");
-            Ok((Vec::new(), Some(invalid.to_string())))
-        }
-    }
+    let bytes = s3::get_bytes(s3_client, bucket, EXCEPTIONS_KEY).await?;
+    Ok(
+        match exceptions::read(bucket, bytes.as_deref(), at.date_naive()) {
+            Ok(list) => (list, None),
+            Err(invalid) => {
+                warn!(error = %invalid, "exceptions file invalid; no exception applies");
+                (Vec::new(), Some(invalid.to_string()))
+            }
+        },
+    )
 }
 
 /// The AMI's previous completed scan (whatever its mode): its pointer, and
@@ -517,7 +514,7 @@ pub async fn run(
                 Verdict::of(&tally.new_unexcepted, settings.severity_threshold.0) == Verdict::Fail
             }
         };
-    let summary = ScanSummary {
+    let mut summary = ScanSummary {
         scan_id: scan.scan_id.to_string(),
         ami_id: scan.ami_id.to_string(),
         ami_name: scan.ami_name.clone(),
@@ -570,7 +567,6 @@ pub async fn run(
         ),
         report_key: keys.report.clone(),
     };
-    let mut summary = summary;
     summary.digest = summary.digest_text();
     // The summary goes last: its presence means the scan's data is complete.
     let mut line = serde_json::to_vec(&summary)

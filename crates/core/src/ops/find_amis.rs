@@ -417,14 +417,13 @@ async fn exceptions_report(
     now: DateTime<Utc>,
 ) -> Result<(Vec<Expiring>, Option<String>)> {
     let bucket = settings.report_bucket.0.as_str();
-    let Some(bytes) = s3::get_bytes(s3_client, bucket, EXCEPTIONS_KEY).await? else {
-        return Ok((Vec::new(), None));
-    };
-    let file = format!("s3://{bucket}/{EXCEPTIONS_KEY}");
-    Ok(match exceptions::parse(&file, &bytes, now.date_naive()) {
-        Ok(list) => (expiring(&list, now), None),
-        Err(invalid) => (Vec::new(), Some(invalid.to_string())),
-    })
+    let bytes = s3::get_bytes(s3_client, bucket, EXCEPTIONS_KEY).await?;
+    Ok(
+        match exceptions::read(bucket, bytes.as_deref(), now.date_naive()) {
+            Ok(list) => (expiring(&list, now), None),
+            Err(invalid) => (Vec::new(), Some(invalid.to_string())),
+        },
+    )
 }
 
 /// What is already scanning an AMI.
