@@ -13,8 +13,6 @@ import os
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,10 +20,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 # The ASL engine calls back to moto on this port for every service.
 PARSER = argparse.ArgumentParser()
 PARSER.add_argument("--port", type=int, required=True)
-PARSER.add_argument("--lambda-endpoint", help="where `cargo lambda watch` serves the functions (none: invokes fail)")
+PARSER.add_argument("--functions-dir", help="where the functions' bootstrap binaries are, one per function name "
+                                             "(the workspace's debug build); none: invokes fail")
+PARSER.add_argument("--log-dir", help="where the functions' processes write their logs (default: this process's stderr)")
 PARSER.add_argument("--control-port", type=int, required=True)
 ARGS = PARSER.parse_args()
 os.environ["MOTO_PORT"] = str(ARGS.port)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import moto  # noqa: E402
 from moto.awslambda.models import LambdaFunction  # noqa: E402
@@ -49,13 +50,19 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: E4
 from moto.sns.models import Subscription  # noqa: E402
 from moto.sqs.models import Queue, sqs_backends  # noqa: E402
 from moto.awslambda.models import LambdaBackend, lambda_backends  # noqa: E402
+from moto.sts.models import sts_backends  # noqa: E402
+import moto.moto_server.threaded_moto_server as threaded_moto_server  # noqa: E402
+import moto.stepfunctions.parser.asl.utils.boto_client as asl_boto_client  # noqa: E402
+
+from iam import Authorizer, Check, Denied, Gate, Principal  # noqa: E402
+from runtime import FunctionHost  # noqa: E402
 
 assert moto.__version__ == "5.2.5", f"the local cloud is written for moto 5.2.5, not {moto.__version__}"
 
 # Real ASL execution (Task, Choice, Wait, Retry, Catch, intrinsics).
 default_user_config["stepfunctions"] = {"execute_state_machine": True}
 
-LOCK = threading.Lock()
+LOCK = threading.RLock()
 STATE = {
     "findings": {},  # instance id -> [finding]
     "coverage": {},  # instance id -> covered resource
@@ -70,10 +77,111 @@ STATE = {
 }
 
 
-# --- Lambda: moto runs functions only in Docker, which is not here. Forward
-# every invoke to `cargo lambda watch`, which runs the workspace's binaries.
-# A handler error comes back as HTTP 500 {errorType, errorMessage}: report it
-# as an Unhandled function error so Step Functions matches its errorType.
+# --- IAM: moto evaluates no policy. Every request is authorized first, by
+# iam-simulate over the caller's policies in moto's IAM and the resource's own
+# policy (local/iam.py); a denial answers as the service would.
+AUTH = Authorizer()
+ORIGINAL_APP = threaded_moto_server.DomainDispatcherApplication
+threaded_moto_server.DomainDispatcherApplication = lambda create_app: Gate(ORIGINAL_APP(create_app), AUTH)
+SESSIONS = {}  # (role ARN, session name) -> credentials
+
+
+def session_for(role_arn, session_name):
+    """Credentials of a session of `role_arn`, as Lambda and Step Functions
+    get them for a function's or a state machine's execution role."""
+    key = (role_arn, session_name)
+    with LOCK:
+        if key in SESSIONS:
+            return SESSIONS[key]
+    account = role_arn.split(":")[4]
+    session = sts_backends[account]["aws"].assume_role(
+        region_name="us-east-1", role_session_name=session_name, role_arn=role_arn, policy=None, duration=43200,
+        external_id=None)
+    credentials = {"AccessKeyId": session.access_key_id, "SecretAccessKey": session.secret_access_key,
+                   "SessionToken": session.session_token}
+    AUTH.register(session.access_key_id, Principal(
+        f"arn:aws:sts::{account}:assumed-role/{role_arn.split('/')[-1]}/{session_name}", account, role_arn=role_arn))
+    with LOCK:
+        SESSIONS[key] = credentials
+    return credentials
+
+
+def role_principal(role_arn, session_name):
+    account = role_arn.split(":")[4]
+    return Principal(f"arn:aws:sts::{account}:assumed-role/{role_arn.split('/')[-1]}/{session_name}", account,
+                     role_arn=role_arn)
+
+
+# --- Step Functions: moto's ASL engine calls every service as one fixed key.
+# A task calls as the execution's role (or the state's Credentials.RoleArn),
+# as Step Functions does.
+def boto_client_for(region, service, state_credentials=None):
+    import boto3
+    from botocore.config import Config
+
+    role_arn = getattr(state_credentials, "role_arn", None)
+    credentials = session_for(role_arn, "states-execution") if role_arn else {
+        "AccessKeyId": "unsigned-local", "SecretAccessKey": "x", "SessionToken": None}
+    return boto3.client(
+        service_name=service, region_name=region, endpoint_url=f"http://127.0.0.1:{ARGS.port}",
+        aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+        config=Config(parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1},
+                      connect_timeout=99999, read_timeout=99999),
+    )
+
+
+ORIGINAL_BOTO_CLIENT_FOR = asl_boto_client.boto_client_for
+for module in [m for m in list(sys.modules.values()) if m is not None]:
+    if getattr(module, "boto_client_for", None) is ORIGINAL_BOTO_CLIENT_FOR:
+        module.boto_client_for = boto_client_for
+
+
+def _import_asl_services():
+    """The ASL service modules import boto_client_for by name: load them now so
+    the loop above reaches each of them."""
+    import importlib
+    import pkgutil
+
+    import moto.stepfunctions.parser.asl as asl
+
+    for info in pkgutil.walk_packages(asl.__path__, asl.__name__ + "."):
+        try:
+            module = importlib.import_module(info.name)
+        except Exception:  # a module moto itself never loads here
+            continue
+        if getattr(module, "boto_client_for", None) is ORIGINAL_BOTO_CLIENT_FOR:
+            module.boto_client_for = boto_client_for
+
+
+_import_asl_services()
+
+
+# --- Lambda: moto runs functions only in Docker, which is not here. Run each
+# function's bootstrap binary as Lambda runs a provided.al2023 function
+# (local/runtime.py): its own environment variables from its configuration in
+# moto, its execution role's session credentials, one process per concurrent
+# invocation. A handler error is an Unhandled function error whose payload
+# Step Functions matches by errorType.
+HOSTS = {}
+
+
+def host_for(function):
+    with LOCK:
+        host = HOSTS.get(function.function_name)
+        if host is None:
+            log = sys.stderr
+            if ARGS.log_dir:
+                log = open(os.path.join(ARGS.log_dir, f"function-{function.function_name}.log"), "ab")
+            directory = ARGS.functions_dir or "/nonexistent"
+            from pathlib import Path
+
+            host = FunctionHost(function.function_name, Path(directory) / function.function_name, log,
+                                function.region, f"http://127.0.0.1:{ARGS.port}", function.function_arn)
+            HOSTS[function.function_name] = host
+    return host
+
+
 def forward_invoke(self, body, request_headers, response_headers):
     payload = body if isinstance(body, str) and body else "{}"
     with LOCK:
@@ -83,23 +191,13 @@ def forward_invoke(self, body, request_headers, response_headers):
                 script["times"] -= 1
                 response_headers["x-amz-function-error"] = "Unhandled"
                 return json.dumps(script["error"]).encode()
-    if not ARGS.lambda_endpoint:
+    host = host_for(self)
+    host.configure(dict(self.environment_vars or {}), session_for(self.role, self.function_name),
+                   int(self.memory_size or 128))
+    ok, answer = host.invoke(payload.encode(), int(self.timeout or 3))
+    if not ok:
         response_headers["x-amz-function-error"] = "Unhandled"
-        return json.dumps({"errorType": "Lambda.ServiceException",
-                           "errorMessage": "this local cloud runs no functions (no --lambda-endpoint)"}).encode()
-    url = f"{ARGS.lambda_endpoint}/2015-03-31/functions/{self.function_name}/invocations"
-    request = urllib.request.Request(url, data=payload.encode(), method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=900) as response:
-            return response.read()
-    except urllib.error.HTTPError as err:
-        text = err.read()
-        try:
-            error = json.loads(text)
-        except ValueError:
-            error = {"errorType": "Lambda.ServiceException", "errorMessage": text.decode(errors="replace")}
-        response_headers["x-amz-function-error"] = "Unhandled"
-        return json.dumps(error).encode()
+    return answer
 
 
 LambdaFunction.invoke = forward_invoke
@@ -128,6 +226,8 @@ def send_to_targets(self, original_event, transform_input=True):
             original_event = {**original_event, "time": datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     others = []
     for target in self.targets:
+        if not delivery_allowed(self, target):
+            continue
         if not target["Arn"].startswith("arn:aws:states:"):
             others.append(target)
             continue
@@ -169,6 +269,53 @@ def send_to_targets(self, original_event, transform_input=True):
 
 
 Rule.send_to_targets = send_to_targets
+EVENTS = Principal(None, None, service="events.amazonaws.com")
+
+
+def delivery_allowed(rule, target):
+    """What EventBridge must be allowed to deliver: to a queue, the queue's
+    policy (and its key's) must admit events.amazonaws.com for this rule; with
+    a RoleArn, the role must trust EventBridge and may act on the target.
+    A refused delivery is lost, as on AWS (FailedInvocations), and logged."""
+    region, account = rule.arn.split(":")[3], rule.arn.split(":")[4]
+    service = {"aws:SourceArn": rule.arn, "aws:SourceAccount": account}
+    try:
+        if target.get("RoleArn"):
+            role = AUTH_STATE_ROLE(target["RoleArn"])
+            AUTH.check(EVENTS, [Check("sts:AssumeRole", target["RoleArn"], service,
+                                      resource_policy=role, resource_account=target["RoleArn"].split(":")[4])],
+                       region, account, "AssumeRole", "sts")
+            action = {"states": "states:StartExecution", "sqs": "sqs:SendMessage"}.get(target["Arn"].split(":")[2])
+            AUTH.check(role_principal(target["RoleArn"], "events-delivery"), [Check(action, target["Arn"])],
+                       region, account, "PutTargets-delivery", target["Arn"].split(":")[2])
+        elif target["Arn"].split(":")[2] == "sqs":
+            queue = sqs_backends[target["Arn"].split(":")[4]][target["Arn"].split(":")[3]].queues.get(
+                target["Arn"].split(":")[5])
+            policy = json.loads(queue.policy) if queue is not None and queue.policy else None
+            checks = [Check("sqs:SendMessage", target["Arn"], service, resource_policy=policy,
+                            resource_account=target["Arn"].split(":")[4])]
+            key = getattr(queue, "kms_master_key_id", None)
+            if key:
+                from iam import State, loads
+
+                found = State(account, region).key(key)
+                if found is not None:
+                    checks += [Check(a, found.arn, {**service, "kms:EncryptionContext:aws:sqs:arn": target["Arn"]},
+                                     resource_policy=loads(found.policy), resource_account=found.account_id)
+                               for a in ("kms:GenerateDataKey", "kms:Decrypt")]
+            AUTH.check(EVENTS, checks, region, account, "SendMessage", "sqs")
+        return True
+    except Denied as denied:
+        print(f"local cloud: EventBridge could not deliver to {target['Arn']} for {rule.arn}: {denied.message}",
+              file=sys.stderr, flush=True)
+        return False
+
+
+def AUTH_STATE_ROLE(role_arn):
+    from iam import State, loads
+
+    role = State(role_arn.split(":")[4], "us-east-1").role(role_arn)
+    return loads(role.assume_role_policy_document) if role is not None else None
 
 
 # --- Inspector2: moto has no ListCoverage, and its ListFindings hands out one
@@ -443,6 +590,40 @@ def deliver(esm, queue, backend, messages):
                                  "failed": len(failed), "error": error})
 
 
+def poller_checks(esm, queue, actions):
+    """Lambda polls and deletes as the function's execution role: the role
+    needs the queue actions (and kms:Decrypt on an encrypted queue)."""
+    from iam import State, loads
+
+    checks = [Check(a, queue.queue_arn, resource_policy=json.loads(queue.policy) if queue.policy else None,
+                    resource_account=esm.account_id) for a in actions]
+    key = State(esm.account_id, esm.region).key(getattr(queue, "kms_master_key_id", None))
+    if key is not None and "sqs:ReceiveMessage" in actions:
+        checks.append(Check("kms:Decrypt", key.arn, {"kms:EncryptionContext:aws:sqs:arn": queue.queue_arn,
+                                                      "kms:ViaService": f"sqs.{esm.region}.amazonaws.com"},
+                            resource_policy=loads(key.policy), resource_account=key.account_id))
+    return checks
+
+
+def poller_may(esm, queue, actions, cache={}):
+    """One decision per mapping and action set every few seconds, as a refusal
+    would stop Lambda's poller until the role is fixed."""
+    function = lambda_backends[esm.account_id][esm.region].get_function(esm.function_arn)
+    cached = cache.get((esm.uuid, actions))
+    if cached and time.time() - cached[0] < 3:
+        return cached[1]
+    try:
+        AUTH.check(role_principal(function.role, function.function_name), poller_checks(esm, queue, actions),
+                   esm.region, esm.account_id, "ReceiveMessage", "sqs")
+        allowed = True
+    except Denied as denied:
+        print(f"local cloud: the event source mapping of {function.function_name} may not poll "
+              f"{queue.queue_arn}: {denied.message}", file=sys.stderr, flush=True)
+        allowed = False
+    cache[(esm.uuid, actions)] = (time.time(), allowed)
+    return allowed
+
+
 def poll(esm):
     backend = sqs_backends[esm.account_id][esm.region]
     queue = next(q for q in backend.queues.values() if q.queue_arn == esm.event_source_arn)
@@ -451,6 +632,10 @@ def poll(esm):
     in_flight = threading.BoundedSemaphore(limit)
     batch, first = [], None
     while esm.enabled:
+        if not poller_may(esm, queue, ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes",
+                                       "sqs:ChangeMessageVisibility")):
+            time.sleep(1)
+            continue
         got = backend.receive_message(queue.name, esm.batch_size - len(batch), 0, int(queue.visibility_timeout))
         batch += [m for m in got if m.id not in {b.id for b in batch}]
         if batch and first is None:
@@ -551,6 +736,25 @@ class Control(BaseHTTPRequestHandler):
                 return self._json({"batches": list(STATE["batches"])})
             elif self.path == "/emails":
                 return self._json({"emails": list(STATE["emails"])})
+            elif self.path == "/denials":
+                return self._json({"denials": list(AUTH.denials)})
+            elif self.path == "/authorization":
+                return self._json(AUTH.stats())
+            elif self.path == "/session":
+                # A session of a role for the harness to act as (a schedule's
+                # role, a test's principal); with `service`, only if the role's
+                # trust policy admits that service principal.
+                if body.get("service"):
+                    account = body["role_arn"].split(":")[4]
+                    source = {k: v for k, v in {"aws:SourceAccount": account, "aws:SourceArn": body.get("source_arn")}.items() if v}
+                    try:
+                        AUTH.check(Principal(None, None, service=body["service"]),
+                                   [Check("sts:AssumeRole", body["role_arn"], source,
+                                          resource_policy=AUTH_STATE_ROLE(body["role_arn"]), resource_account=account)],
+                                   "us-east-1", account, "AssumeRole", "sts")
+                    except Denied as denied:
+                        return self._json({"error": denied.message}, 403)
+                return self._json(session_for(body["role_arn"], body.get("session_name", "harness")))
             elif self.path == "/deregister":
                 backend = ec2_backends[body.get("account", "123456789012")][body.get("region", "us-east-1")]
                 for image_id in body["image_ids"]:
@@ -562,9 +766,9 @@ class Control(BaseHTTPRequestHandler):
         self.send_response(204)
         self.end_headers()
 
-    def _json(self, value):
+    def _json(self, value, status=200):
         data = json.dumps(value).encode()
-        self.send_response(200)
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -584,6 +788,9 @@ def main():
     except KeyboardInterrupt:
         pass
     finally:
+        for host in list(HOSTS.values()):
+            host.stop()
+        AUTH.close()
         server.stop()
 
 
