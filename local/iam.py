@@ -527,12 +527,13 @@ def token_machine(account, region, token):
     from moto.stepfunctions.responses import get_backend
 
     backend = get_backend(account, region)
-    for execution in list(getattr(backend, "executions", {}).values()):
-        worker = getattr(execution, "exec_worker", None)
-        env = getattr(worker, "env", None)
-        pool = getattr(env, "callback_pool_manager", None)
-        if pool is not None and pool.get(token) is not None:
-            return execution.state_machine.arn
+    for machine in list(backend.state_machines):
+        for execution in list(machine.executions):
+            worker = getattr(execution, "exec_worker", None)
+            env = getattr(worker, "env", None)
+            pool = getattr(env, "callback_pool_manager", None)
+            if pool is not None and pool.get(token) is not None:
+                return machine.arn
     return None
 
 

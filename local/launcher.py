@@ -26,6 +26,9 @@ PARSER.add_argument("--log-dir", help="where the functions' processes write thei
 PARSER.add_argument("--control-port", type=int, required=True)
 ARGS = PARSER.parse_args()
 os.environ["MOTO_PORT"] = str(ARGS.port)
+# AWS managed policies exist in IAM (the scanner's role attaches
+# AmazonSSMManagedInstanceCore), as they do in every account.
+os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import moto  # noqa: E402
@@ -47,6 +50,7 @@ from moto.inspector2 import urls as inspector2_urls  # noqa: E402
 from moto.inspector2.models import Inspector2Backend  # noqa: E402
 from moto.inspector2.responses import Inspector2Response  # noqa: E402
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer  # noqa: E402
+from moto.s3.models import FakeBucket  # noqa: E402
 from moto.sns.models import Subscription  # noqa: E402
 from moto.sqs.models import Queue, sqs_backends  # noqa: E402
 from moto.awslambda.models import LambdaBackend, lambda_backends  # noqa: E402
@@ -84,6 +88,18 @@ AUTH = Authorizer()
 ORIGINAL_APP = threaded_moto_server.DomainDispatcherApplication
 threaded_moto_server.DomainDispatcherApplication = lambda create_app: Gate(ORIGINAL_APP(create_app), AUTH)
 SESSIONS = {}  # (role ARN, session name) -> credentials
+
+
+# moto checks a bucket policy's Deny statements itself, ignoring their
+# conditions: the template's TLS-only Deny (aws:SecureTransport false) would
+# refuse every object request. The gate has decided with the conditions.
+def bucket_permission_neutral(self, action, resource):
+    from moto.iam.access_control import PermissionResult
+
+    return PermissionResult.NEUTRAL
+
+
+FakeBucket.get_permission = bucket_permission_neutral
 
 
 def session_for(role_arn, session_name):

@@ -1,10 +1,11 @@
 """The harness that `make demo` and the end-to-end tests share.
 
-It starts the local cloud (launcher.py: moto with amiscan's patches) and
-`cargo lambda watch` on free 127.0.0.1 ports, provisions what template.yaml
-would (same function names, environment variables and definition
-substitutions, read from the template itself), plays Inspector for the scan
-instances that appear, and stops every process it started by its own PID.
+It starts the local cloud (launcher.py: moto with amiscan's patches, IAM
+enforced on every call, the functions run as their own roles) on free
+127.0.0.1 ports, provisions what template.yaml deploys (SAM's transform of it,
+resolved for the local parameters: the same roles and policies, resource
+policies, function variables and definition substitutions), plays Inspector
+for the scans that start, and stops every process it started by its own PID.
 """
 
 import ctypes
@@ -26,12 +27,19 @@ import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import urllib.error
+
 import boto3
 from botocore.config import Config
-from cfnlint.decode import decode_str
+
+from stack import Resolver, conditions_of, parameter_values, template, transformed
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+if not TARGET.is_absolute():
+    TARGET = ROOT / TARGET
+ADMIN_KEY = "testing"  # the local cloud's administrator (local/iam.py)
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 SELECTION = ("InspectorScan", "true")
@@ -41,6 +49,9 @@ LAUNCH_MACHINE = "amiscan-launch-scan"
 REPORT_MACHINE = "amiscan-report-and-cleanup"
 MACHINE_NAMES = {"LaunchScanStateMachine": LAUNCH_MACHINE, "ReportAndCleanupStateMachine": REPORT_MACHINE}
 BUCKET = "amiscan-reports-local"
+QUEUES = {"FindingsQueue": "amiscan-findings", "FindingsDeadLetterQueue": "amiscan-findings-dlq",
+          "RunsQueue": "amiscan-runs.fifo", "RunsDeadLetterQueue": "amiscan-runs-dlq.fifo",
+          "ScheduleDeadLetterQueue": "amiscan-schedule-dlq"}
 
 
 def die_with_parent():
@@ -66,12 +77,6 @@ def wait_for_port(port, process, seconds, what):
                 return
         time.sleep(0.2)
     raise RuntimeError(f"{what} did not listen on 127.0.0.1:{port} within {seconds}s")
-
-
-def template():
-    parsed, matches = decode_str((ROOT / "template.yaml").read_text())
-    assert not matches, matches
-    return parsed
 
 
 def template_functions(parsed=None):
@@ -138,10 +143,11 @@ class SnapshotBehaviour:
 
 
 class LocalCloud:
-    def __init__(self, timeout_minutes=1, fail_action="none", log_dir=None, scan_mode="instance"):
+    def __init__(self, timeout_minutes=1, fail_action="none", log_dir=None, scan_mode="instance", guardrail="OFF"):
         self.timeout_minutes = timeout_minutes
         self.fail_action = fail_action
         self.scan_mode = scan_mode
+        self.guardrail = guardrail
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="amiscan-local-"))
         self.processes = []
         self.behaviours = {}
@@ -165,12 +171,16 @@ class LocalCloud:
         self.stop()
 
     def start(self):
-        self.port, self.control_port, self.watch_port = free_port(), free_port(), free_port()
+        missing = [b for b, _ in template_functions().values() if not (TARGET / "debug" / b).exists()]
+        if missing:
+            raise RuntimeError(f"{', '.join(missing)} not built under {TARGET / 'debug'}: run `make build` first")
+        self.port, self.control_port = free_port(), free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._spawn(
             "launcher",
             [str(Path(os.sys.executable)), str(HERE / "launcher.py"), "--port", str(self.port),
-             "--lambda-endpoint", f"http://127.0.0.1:{self.watch_port}", "--control-port", str(self.control_port)],
+             "--functions-dir", str(TARGET / "debug"), "--log-dir", str(self.log_dir),
+             "--control-port", str(self.control_port)],
         )
         wait_for_port(self.port, self.processes[-1][1], 60, "moto")
         wait_for_port(self.control_port, self.processes[-1][1], 30, "the control server")
@@ -212,92 +222,164 @@ class LocalCloud:
             process.wait()
 
     # ------------------------------------------------------------ clients
-    def client(self, service):
+    def client(self, service, credentials=None):
+        """A client of the local cloud: the harness's administrator key, or a
+        session's credentials (see `session`)."""
+        credentials = credentials or {"AccessKeyId": ADMIN_KEY, "SecretAccessKey": ADMIN_KEY, "SessionToken": None}
         return boto3.client(
             service, region_name=REGION, endpoint_url=self.endpoint,
-            aws_access_key_id="testing", aws_secret_access_key="testing",
+            aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials.get("SessionToken"),
             config=Config(retries={"max_attempts": 2}, read_timeout=900),
         )
+
+    def session(self, role_arn, name="harness", service=None, source_arn=None):
+        """Credentials of a session of one of the stack's roles: as the service
+        principal `service` assumes it (refused unless the role trusts it), or
+        as the harness would to act as it."""
+        answer = self.control("/session", {"role_arn": role_arn, "session_name": name, "service": service,
+                                           "source_arn": source_arn})
+        if "error" in answer:
+            raise PermissionError(answer["error"])
+        return answer
 
     def control(self, path, body):
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.control_port}{path}", data=json.dumps(body).encode(), method="POST",
             headers={"Content-Type": "application/json"},
         )
-        answer = urllib.request.urlopen(request, timeout=120).read()
+        try:
+            answer = urllib.request.urlopen(request, timeout=120).read()
+        except urllib.error.HTTPError as err:
+            answer = err.read()
         return json.loads(answer) if answer else None
 
+    def denials(self):
+        """Every request the local cloud refused so far: {caller, operation, action, resource, decision, deciding}."""
+        return self.control("/denials", {})["denials"]
+
     # ------------------------------------------------------------ provisioning
+    # Template parameters the harness's settings stand for: overriding one of
+    # these variables is a stack update with that parameter (its roles'
+    # policies and every function's variables follow).
+    PARAMETER_OF = {"SCAN_MODE": "ScanMode", "FAIL_ACTION": "FailAction", "MAX_CONCURRENT_SCANS": "MaxConcurrentScans",
+                    "SCAN_ON_CREATE": "ScanOnCreate", "MAX_SCAN_AGE_DAYS": "MaxScanAgeDays", "ALERT_ON": "AlertOn",
+                    "SEVERITY_THRESHOLD": "SeverityThreshold", "REPORT_FORMAT": "ReportFormat",
+                    "INSTANCE_TYPES": "InstanceTypes", "SCAN_TIMEOUT_MINUTES": "ScanTimeoutMinutes",
+                    "TAG_PREFIX": "TagPrefix"}
+    # What the local cloud sets differently from the template, and why: a
+    # snapshot scan's grace and the sweep's margin in seconds and minutes a
+    # test can wait for (the template's are 10 and 30 minutes).
+    LOCAL_VARIABLES = {"FINDINGS_GRACE_SECONDS": "5", "SWEEP_MARGIN_MINUTES": "30"}
+
     def provision(self):
-        iam, ec2 = self.client("iam"), self.client("ec2")
-        trust = lambda service: json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
-        roles = {}
-        for name, service in [("amiscan-lambda", "lambda.amazonaws.com"), ("amiscan-states", "states.amazonaws.com"),
-                              ("amiscan-events", "events.amazonaws.com"), ("amiscan-scanner", "ec2.amazonaws.com")]:
-            roles[name] = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust(service))["Role"]["Arn"]
-        profile = iam.create_instance_profile(InstanceProfileName="amiscan-scanner")["InstanceProfile"]
-        iam.add_role_to_instance_profile(InstanceProfileName="amiscan-scanner", RoleName="amiscan-scanner")
-        key = self.client("kms").create_key(Description="amiscan reports and alerts")["KeyMetadata"]["Arn"]
-        self.client("s3").create_bucket(Bucket=BUCKET)
-        sns, sqs = self.client("sns"), self.client("sqs")
-        self.topic_arn = sns.create_topic(Name="amiscan")["TopicArn"]
-        self.queue_url = sqs.create_queue(QueueName="amiscan-messages")["QueueUrl"]
-        self.provision_findings_queue(sqs, key)
-        self.provision_runs_queue(sqs, key)
-        sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs",
-                      Endpoint=f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-messages")
-        # What an email subscriber reads (the launcher records it).
-        sns.subscribe(TopicArn=self.topic_arn, Protocol="email", Endpoint="security-team@example.com")
+        ec2 = self.client("ec2")
         subnet = ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"][0]
-        group = ec2.create_security_group(GroupName="amiscan-scanner", VpcId=subnet["VpcId"],
-                                          Description="amiscan scan instances")["GroupId"]
-        self.settings = {
-            "SELECTION_TAG_KEY": SELECTION[0],
-            "SELECTION_TAG_VALUE": SELECTION[1],
-            "TAG_PREFIX": "amiscan:",
-            "MAX_CONCURRENT_SCANS": "20",
-            "LAUNCH_STATE_MACHINE_ARN": machine_arn(LAUNCH_MACHINE),
-            "REPORT_STATE_MACHINE_ARN": machine_arn(REPORT_MACHINE),
-            "TOPIC_ARN": self.topic_arn,
-            "INSTANCE_TYPES": "t3.small,t3a.small",
-            "SUBNET_ID": subnet["SubnetId"],
-            "SECURITY_GROUP_ID": group,
-            "INSTANCE_PROFILE": profile["Arn"],
-            "SCAN_TIMEOUT_MINUTES": str(self.timeout_minutes),
-            "SWEEP_MARGIN_MINUTES": "30",
-            "EVENTS_ROLE_ARN": roles["amiscan-events"],
-            "REPORT_BUCKET": BUCKET,
-            "REPORT_KMS_KEY_ARN": key,
-            "REPORT_FORMAT": "CSV",
-            "SEVERITY_THRESHOLD": "CRITICAL",
-            "FAIL_ACTION": self.fail_action,
-            "SCAN_MODE": self.scan_mode,
-            "FINDINGS_GRACE_SECONDS": "5",
-            "SCAN_ON_CREATE": "TAGGED",
-            "MAX_SCAN_AGE_DAYS": "7",
-            "ALERT_ON": "NEW",
+        self.parameters = {
+            "SelectionTagKey": SELECTION[0], "SelectionTagValue": SELECTION[1], "SubnetId": subnet["SubnetId"],
+            "VpcId": subnet["VpcId"], "InstanceTypes": "t3.small,t3a.small", "ScanMode": self.scan_mode,
+            "ScanTimeoutMinutes": str(self.timeout_minutes), "MaxConcurrentScans": "20", "FailAction": self.fail_action,
+            "ScanOnCreate": "TAGGED", "MaxScanAgeDays": "7", "AlertOn": "NEW", "LaunchGuardrail": self.guardrail,
+            "SeverityThreshold": "CRITICAL", "ReportFormat": "CSV", "TagPrefix": "amiscan:",
         }
-        parsed = template()
-        self.functions = template_functions(parsed)
-        lam = self.client("lambda")
-        archive = io.BytesIO()
-        with zipfile.ZipFile(archive, "w") as z:
-            z.writestr("bootstrap", "runs in cargo lambda watch")
-        for logical, (binary, variables) in self.functions.items():
-            lam.create_function(
-                FunctionName=binary, Runtime="provided.al2023", Handler="bootstrap", Role=roles["amiscan-lambda"],
-                Code={"ZipFile": archive.getvalue()}, Timeout=900,
-                Environment={"Variables": {v: self.settings[v] for v in variables}},
-            )
-        self.provision_findings_delivery(parsed)
+        self.local_variables = dict(self.LOCAL_VARIABLES)
+        key = self.client("kms").create_key(Description="amiscan reports and alerts")["KeyMetadata"]
+        self.names = self.physical_names(key)
+        if self.stack()[1]["CreateSecurityGroup"]:
+            group = ec2.create_security_group(GroupName="amiscan-scanner", VpcId=subnet["VpcId"],
+                                              Description="amiscan scan instances")["GroupId"]
+            self.names.update({"ScannerSecurityGroup": group, "ScannerSecurityGroup.GroupId": group})
+        cfn, conditions, resolve = self.stack()
+        resources = {n: r for n, r in cfn["Resources"].items() if conditions.get(r.get("Condition"), True)}
+        self.client("kms").put_key_policy(KeyId=key["KeyId"], PolicyName="default",
+                                          Policy=json.dumps(resolve(resources["Key"]["Properties"]["KeyPolicy"])))
+        self.provision_bucket(key["Arn"], resolve(resources["ReportBucketPolicy"]["Properties"]["PolicyDocument"]))
+        self.provision_topic(key["Arn"], resolve(resources["TopicPolicy"]["Properties"]["PolicyDocument"]))
+        self.provision_queues(resources, resolve)
+        self.provision_roles(resources, resolve)
+        if "InstanceProfile" in resources:
+            iam = self.client("iam")
+            iam.create_instance_profile(InstanceProfileName=self.names["InstanceProfile"])
+            iam.add_role_to_instance_profile(InstanceProfileName=self.names["InstanceProfile"],
+                                             RoleName=self.names["InstanceRole"])
+        if "LaunchGuardrailPolicy" in resources:
+            props = resolve(resources["LaunchGuardrailPolicy"]["Properties"])
+            self.guardrail_policy_arn = self.client("iam").create_policy(
+                PolicyName=props["ManagedPolicyName"], PolicyDocument=props["PolicyDocument"])["Policy"]["Arn"]
+        self.provision_functions(resources, resolve)
+        self.provision_rules(resources, resolve)
         sfn = self.client("stepfunctions")
         for logical, name in MACHINE_NAMES.items():
-            props = parsed["Resources"][logical]["Properties"]
-            definition = (ROOT / props["DefinitionUri"]).read_text()
-            for key_name in props["DefinitionSubstitutions"]:
-                definition = definition.replace("${" + key_name + "}", self.substitution(key_name))
-            sfn.create_state_machine(name=name, definition=definition, roleArn=roles["amiscan-states"])
+            props = resolve(resources[logical]["Properties"])
+            definition = props.get("DefinitionString") or json.dumps(props["Definition"])
+            for key_name, value in props.get("DefinitionSubstitutions", {}).items():
+                definition = definition.replace("${" + key_name + "}", value)
+            sfn.create_state_machine(name=name, definition=definition, roleArn=props["RoleArn"])
+        # The harness's own taps on the topic: a queue it reads alerts from,
+        # and what an email subscriber would receive (the launcher records it).
+        sns, sqs = self.client("sns"), self.client("sqs")
+        self.queue_url = sqs.create_queue(QueueName="amiscan-messages")["QueueUrl"]
+        sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-messages")
+        sns.subscribe(TopicArn=self.topic_arn, Protocol="email", Endpoint="security-team@example.com")
+
+    def physical_names(self, key):
+        """Ref and GetAtt values of every resource the harness creates, as
+        CloudFormation would name them (pseudo parameters included)."""
+        names = {"AWS::AccountId": ACCOUNT, "AWS::Region": REGION, "AWS::Partition": "aws", "AWS::StackName": "amiscan",
+                 "AWS::URLSuffix": "amazonaws.com", "Key": key["KeyId"], "Key.Arn": key["Arn"],
+                 "ReportBucket": BUCKET, "ReportBucket.Arn": f"arn:aws:s3:::{BUCKET}"}
+        self.topic_arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:amiscan"
+        names.update({"Topic": self.topic_arn, "Topic.TopicName": "amiscan"})
+        for logical, name in QUEUES.items():
+            url = f"{self.endpoint}/{ACCOUNT}/{name}"
+            names.update({logical: url, f"{logical}.QueueUrl": url, f"{logical}.QueueName": name,
+                          f"{logical}.Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"})
+        parsed = template()
+        for logical, res in parsed["Resources"].items():
+            kind = res["Type"]
+            if kind == "AWS::IAM::Role" or logical.endswith("HourlySweepRole"):
+                name = f"amiscan-{logical}"[:64]
+                names.update({logical: name, f"{logical}.Arn": f"arn:aws:iam::{ACCOUNT}:role/{name}"})
+            elif kind == "AWS::Serverless::Function":
+                binary = res["Metadata"]["BuildProperties"]["Binary"]
+                names.update({logical: binary, f"{logical}.Arn": function_arn(binary)})
+            elif kind == "AWS::Logs::LogGroup":
+                name = f"/aws/lambda/amiscan/{logical}"
+                names.update({logical: name, f"{logical}.Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"})
+            elif kind == "AWS::Events::Rule":
+                name = f"amiscan-{logical}"
+                names.update({logical: name, f"{logical}.Arn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}"})
+            elif kind == "AWS::IAM::InstanceProfile":
+                names.update({logical: "amiscan-scanner",
+                              f"{logical}.Arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/amiscan-scanner"})
+        names["CleanupFunctionHourlySweepRole"] = "amiscan-CleanupFunctionHourlySweepRole"
+        names["CleanupFunctionHourlySweepRole.Arn"] = f"arn:aws:iam::{ACCOUNT}:role/amiscan-CleanupFunctionHourlySweepRole"
+        for logical, name in MACHINE_NAMES.items():
+            names.update({logical: machine_arn(name), f"{logical}.Name": name})
+        return names
+
+    def stack(self):
+        """(transformed template, conditions, resolver) for the current parameters."""
+        parsed = template()
+        values = parameter_values(parsed, self.parameters)
+        conditions = conditions_of(parsed, values)
+        cfn = transformed(parsed, self.parameters, REGION, ACCOUNT)
+        resolve = Resolver({**values, **self.names}, conditions, cfn.get("Mappings", parsed.get("Mappings")))
+        return cfn, conditions, resolve
+
+    def provision_bucket(self, key_arn, policy):
+        s3 = self.client("s3")
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_encryption(Bucket=BUCKET, ServerSideEncryptionConfiguration={"Rules": [{
+            "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
+            "BucketKeyEnabled": True}]})
+        s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(policy))
+
+    def provision_topic(self, key_arn, policy):
+        sns = self.client("sns")
+        assert sns.create_topic(Name="amiscan", Attributes={"KmsMasterKeyId": key_arn})["TopicArn"] == self.topic_arn
+        sns.set_topic_attributes(TopicArn=self.topic_arn, AttributeName="Policy", AttributeValue=json.dumps(policy))
 
     # A message a failed batch hands back is visible again after this many
     # seconds instead of the template's VisibilityTimeout (360 s), so that a
@@ -306,102 +388,133 @@ class LocalCloud:
     # running when its messages reappear would be delivered twice.
     FINDINGS_VISIBILITY_SECONDS = 60
 
-    def provision_findings_queue(self, sqs, key):
-        props = template()["Resources"]["FindingsQueue"]["Properties"]
-        self.findings_dlq_url = sqs.create_queue(QueueName="amiscan-findings-dlq",
-                                                 Attributes={"KmsMasterKeyId": key})["QueueUrl"]
-        redrive = {"deadLetterTargetArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-findings-dlq",
-                   "maxReceiveCount": str(props["RedrivePolicy"]["maxReceiveCount"])}
-        self.findings_queue_url = sqs.create_queue(QueueName="amiscan-findings", Attributes={
-            "KmsMasterKeyId": key, "RedrivePolicy": json.dumps(redrive),
-            "MessageRetentionPeriod": str(props["MessageRetentionPeriod"]),
-            "VisibilityTimeout": str(self.FINDINGS_VISIBILITY_SECONDS)})["QueueUrl"]
-        self.findings_queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-findings"
+    def provision_queues(self, resources, resolve):
+        """The template's queues (dead-letter queues first) with their
+        attributes and policies; visibility as FINDINGS_VISIBILITY_SECONDS."""
+        sqs = self.client("sqs")
+        order = sorted(QUEUES, key=lambda logical: "RedrivePolicy" in resources[logical]["Properties"])
+        for logical in order:
+            props = resolve(resources[logical]["Properties"])
+            attributes = {k: (json.dumps(v) if isinstance(v, dict) else str(v).lower() if isinstance(v, bool) else str(v))
+                          for k, v in props.items() if k not in ("Tags", "QueueName")}
+            if "VisibilityTimeout" in attributes:
+                attributes["VisibilityTimeout"] = str(self.FINDINGS_VISIBILITY_SECONDS)
+            sqs.create_queue(QueueName=QUEUES[logical], Attributes=attributes)
+        for logical, res in resources.items():
+            if res["Type"] == "AWS::SQS::QueuePolicy":
+                props = resolve(res["Properties"])
+                for url in props["Queues"]:
+                    sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
+        self.findings_queue_url = self.names["FindingsQueue"]
+        self.findings_queue_arn = self.names["FindingsQueue.Arn"]
+        self.findings_dlq_url = self.names["FindingsDeadLetterQueue"]
+        self.runs_queue_url = self.names["RunsQueue"]
+        self.runs_queue_arn = self.names["RunsQueue.Arn"]
 
-    def provision_runs_queue(self, sqs, key):
-        """The FIFO queue every automatic find-amis run goes through, and its
-        dead-letter queue, with the template's settings (visibility as for
-        the findings queue)."""
-        resources = template()["Resources"]
-        props = resources["RunsQueue"]["Properties"]
-        dlq_props = resources["RunsDeadLetterQueue"]["Properties"]
-        sqs.create_queue(QueueName="amiscan-runs-dlq.fifo", Attributes={
-            "FifoQueue": str(dlq_props["FifoQueue"]).lower(), "KmsMasterKeyId": key})
-        redrive = {"deadLetterTargetArn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-runs-dlq.fifo",
-                   "maxReceiveCount": str(props["RedrivePolicy"]["maxReceiveCount"])}
-        self.runs_queue_url = sqs.create_queue(QueueName="amiscan-runs.fifo", Attributes={
-            "FifoQueue": "true", "ContentBasedDeduplication": str(props["ContentBasedDeduplication"]).lower(),
-            "KmsMasterKeyId": key, "RedrivePolicy": json.dumps(redrive),
-            "MessageRetentionPeriod": str(props["MessageRetentionPeriod"]),
-            "VisibilityTimeout": str(self.FINDINGS_VISIBILITY_SECONDS)})["QueueUrl"]
-        self.runs_queue_arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:amiscan-runs.fifo"
+    def provision_roles(self, resources, resolve, update=False):
+        """Every role of the transformed template, with its inline policies
+        and managed policies exactly as the template gives them."""
+        iam = self.client("iam")
+        for logical, res in resources.items():
+            if res["Type"] != "AWS::IAM::Role":
+                continue
+            props = resolve(res["Properties"])
+            name = self.names[logical]
+            if not update:
+                iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))
+                for arn in props.get("ManagedPolicyArns", []):
+                    iam.attach_role_policy(RoleName=name, PolicyArn=arn)
+            for policy in props.get("Policies", []):
+                # SAM writes its generated roles' policies without a Version,
+                # which IAM takes as 2008-10-17 and moto refuses; these use no
+                # policy variable, so the two versions mean the same.
+                document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
+                iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
 
-    def provision_findings_delivery(self, parsed):
-        """The template's rules into their queues (the two snapshot-scan
-        rules into the findings queue, the AMI-available rule into the runs
-        queue, with its message group), and every SQS event source mapping
-        with the template's settings (the launcher polls them as Lambda
-        would)."""
-        queues = {"FindingsQueue": self.findings_queue_arn, "RunsQueue": self.runs_queue_arn}
-        events = self.client("events")
-        for logical in ("SnapshotFindingsRule", "SnapshotCompletionRule", "AmiAvailableRule"):
-            props = parsed["Resources"][logical]["Properties"]
-            events.put_rule(Name=f"amiscan-{logical}", EventPattern=json.dumps(props["EventPattern"]))
-            targets = []
-            for t in props["Targets"]:
-                target = {"Id": t["Id"], "Arn": queues[t["Arn"]["Fn::GetAtt"][0]]}
-                if "SqsParameters" in t:
-                    target["SqsParameters"] = t["SqsParameters"]
-                targets.append(target)
-            events.put_targets(Rule=f"amiscan-{logical}", Targets=targets)
-        for logical, res in parsed["Resources"].items():
-            for source in res.get("Properties", {}).get("Events", {}).values():
-                if source["Type"] != "SQS":
-                    continue
-                props = source["Properties"]
+    def provision_functions(self, resources, resolve):
+        lam = self.client("lambda")
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w") as z:
+            z.writestr("bootstrap", "the local cloud runs the workspace's own build of the function")
+        self.functions = {}
+        for logical, res in resources.items():
+            if res["Type"] != "AWS::Lambda::Function":
+                continue
+            props = resolve(res["Properties"])
+            variables = {**props.get("Environment", {}).get("Variables", {})}
+            variables.update({k: v for k, v in self.local_variables.items() if k in variables})
+            binary = self.names[logical]
+            self.functions[logical] = (binary, sorted(variables))
+            lam.create_function(FunctionName=binary, Runtime="provided.al2023", Handler="bootstrap",
+                                Role=props["Role"], Code={"ZipFile": archive.getvalue()},
+                                Timeout=int(props.get("Timeout", 3)), MemorySize=int(props.get("MemorySize", 128)),
+                                Environment={"Variables": variables})
+        for logical, res in resources.items():
+            if res["Type"] == "AWS::Lambda::EventSourceMapping":
+                props = resolve(res["Properties"])
                 optional = {k: props[k] for k in ("MaximumBatchingWindowInSeconds", "FunctionResponseTypes",
                                                   "ScalingConfig") if k in props}
-                self.client("lambda").create_event_source_mapping(
-                    FunctionName=self.functions[logical][0], EventSourceArn=queues[props["Queue"]["Fn::GetAtt"][0]],
-                    BatchSize=props["BatchSize"], **optional)
+                lam.create_event_source_mapping(FunctionName=props["FunctionName"],
+                                                EventSourceArn=props["EventSourceArn"],
+                                                BatchSize=props["BatchSize"], **optional)
 
-    def substitution(self, key_name):
-        if key_name == "TopicArn":
-            return self.topic_arn
-        if key_name == "FindingsQueueUrl":
-            return self.findings_queue_url
-        binary, _ = self.functions[key_name[: -len("Arn")]]
-        return function_arn(binary)
+    def provision_rules(self, resources, resolve):
+        """The template's EventBridge rules with their targets (the per-scan
+        rules are create-scan-rule's to make)."""
+        events = self.client("events")
+        for logical, res in resources.items():
+            if res["Type"] != "AWS::Events::Rule":
+                continue
+            props = resolve(res["Properties"])
+            events.put_rule(Name=self.names[logical], EventPattern=json.dumps(props["EventPattern"]),
+                            Description=props.get("Description", ""))
+            events.put_targets(Rule=self.names[logical], Targets=props["Targets"])
+
+    @property
+    def settings(self):
+        """Every function's variables, merged: the values the functions run with."""
+        lam, out = self.client("lambda"), {}
+        for binary, _ in self.functions.values():
+            out.update(lam.get_function_configuration(FunctionName=binary).get("Environment", {}).get("Variables", {}))
+        return out
 
     def start_functions(self, **overrides):
-        """(Re)starts `cargo lambda watch` with every function's settings."""
-        for entry in [p for p in self.processes if p[0] == "functions"]:
-            self._kill(entry[1])
-            entry[2].close()
-            self.processes.remove(entry)
-        self.settings.update(overrides)
-        env = os.environ.copy()
-        env.update(self.settings)
-        env.update({
-            "AWS_ENDPOINT_URL": self.endpoint, "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
-        })
-        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_PROFILE"):
-            env.pop(var, None)
-        process = self._spawn(
-            "functions",
-            ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", str(self.watch_port),
-             "--ignore-changes", "--concurrency", "8"],
-            env=env,
-        )
-        wait_for_port(self.watch_port, process, 600, "cargo lambda watch")
-        # The first invoke of each function builds and starts it: do that now,
-        # through moto, with an event every function rejects before any call.
+        """A stack update: each override of a variable that a parameter sets
+        is that parameter (its roles' policies follow), the others are local
+        deviations; every function gets its variables anew and is warmed up."""
+        for variable, value in overrides.items():
+            if variable in self.PARAMETER_OF:
+                self.parameters[self.PARAMETER_OF[variable]] = value
+            else:
+                self.local_variables[variable] = value
+        cfn, conditions, resolve = self.stack()
+        resources = {n: r for n, r in cfn["Resources"].items() if conditions.get(r.get("Condition"), True)}
+        self.provision_roles({n: r for n, r in resources.items() if n in self.names and r["Type"] == "AWS::IAM::Role"
+                              and self._role_exists(self.names[n])}, resolve, update=True)
         lam = self.client("lambda")
+        for logical, res in resources.items():
+            if res["Type"] != "AWS::Lambda::Function":
+                continue
+            variables = {**resolve(res["Properties"]).get("Environment", {}).get("Variables", {})}
+            variables.update({k: v for k, v in self.local_variables.items() if k in variables})
+            lam.update_function_configuration(FunctionName=self.names[logical], Environment={"Variables": variables})
+        # The first invoke of each function starts it: do that now, through
+        # moto, with an event every function rejects before any call.
+        # In ScanMode snapshot the instance functions have no settings and
+        # refuse to start, as they would on AWS.
+        unusable = {"launch-instance", "create-scan-rule", "cleanup"} if self.parameters["ScanMode"] == "snapshot" else set()
         for binary, _ in self.functions.values():
             out = lam.invoke(FunctionName=binary, Payload=b'{"__warm_up__": 1}')
             error = json.loads(out["Payload"].read() or b"{}")
-            assert out.get("FunctionError") == "Unhandled" and error.get("errorType") == "InvalidInput", (binary, error)
+            expected = {"InvalidInput", "Runtime.ExitError"} if binary in unusable else {"InvalidInput"}
+            assert out.get("FunctionError") == "Unhandled" and error.get("errorType") in expected, (binary, error)
+
+    def _role_exists(self, name):
+        try:
+            self.client("iam").get_role(RoleName=name)
+            return True
+        except self.client("iam").exceptions.NoSuchEntityException:
+            return False
 
     # ------------------------------------------------------------ playing Inspector
     def expect(self, ami_id, behaviour):
@@ -530,10 +643,13 @@ class LocalCloud:
 
     def weekly_run(self):
         """What the weekly schedule sends: its input `{}` into the runs queue,
-        in the one message group."""
+        in the one message group, as Scheduler does, with the schedule's role
+        (which must trust scheduler.amazonaws.com and may send there)."""
         props = template()["Resources"]["WeeklySchedule"]["Properties"]["Target"]
-        self.client("sqs").send_message(QueueUrl=self.runs_queue_url, MessageBody=props["Input"],
-                                        MessageGroupId=props["SqsParameters"]["MessageGroupId"])
+        role = self.names["SchedulerRole.Arn"]
+        credentials = self.session(role, "weekly", service="scheduler.amazonaws.com")
+        self.client("sqs", credentials).send_message(QueueUrl=self.runs_queue_url, MessageBody=props["Input"],
+                                                     MessageGroupId=props["SqsParameters"]["MessageGroupId"])
 
     def runs(self):
         """The find-amis batches the runs queue delivered so far."""
