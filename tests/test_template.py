@@ -19,6 +19,7 @@ from cfnlint.decode import decode_str
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "local"))
 import guardrail  # noqa: E402
+import stack  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 ASL_VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
 MACHINES = {
@@ -149,9 +150,11 @@ def test_every_placeholder_is_substituted_and_every_substitution_used(machine):
 def test_every_lambda_the_machine_calls_is_a_template_function_it_may_invoke(machine):
     props = RESOURCES[machine]["Properties"]
     fns = functions()
-    invokable = {
-        p["LambdaInvokePolicy"]["FunctionName"]["Ref"] for p in props["Policies"] if "LambdaInvokePolicy" in p
-    }
+    assert props["Role"] == {"Fn::GetAtt": [f"{machine}Role", "Arn"]}
+    (invoke,) = [s for s in role_statements(f"{machine}Role") if s.get("Sid") == "InvokeItsFunctions"]
+    invokable = {r["Fn::GetAtt"][0] for r in invoke["Resource"] if "Fn::GetAtt" in r}
+    expected = [arn for f in invokable for arn in ({"Fn::GetAtt": [f, "Arn"]}, {"Fn::Sub": f"${{{f}.Arn}}:*"})]
+    assert sorted(map(json.dumps, invoke["Resource"])) == sorted(map(json.dumps, expected)), "each function and its versions"
     called = {lambda_name(s.get("Resource")) for s in asl(machine)["States"].values()} - {None}
     assert called, "the machine calls no Lambda"
     for name in called:
@@ -322,26 +325,41 @@ def declared_actions():
     return {name: set(actions) for name, actions in table["functions"].items()}
 
 
-def statements(resource):
-    """A resource's policy statements, with a statement granted under a
-    condition (`Fn::If` with `AWS::NoValue`) counted as granted."""
+# Statements every function role has besides the calls its code makes: its
+# own log group, traces under TracingOn, the dead-letter queue of its
+# asynchronous invocations.
+PLATFORM_SIDS = {"WriteItsOwnLogs", "SendTraces", "FailedAsyncInvocationsToTheDeadLetterQueue"}
+
+
+def role_statements(role, resources=None, platform=False):
+    """A role's policy statements, with a statement granted under a condition
+    (`Fn::If` with `AWS::NoValue`) counted as granted; without the platform
+    statements unless asked."""
     out = []
-    for policy in resource["Properties"].get("Policies", []):
+    for policy in (resources or RESOURCES)[role]["Properties"].get("Policies", []):
         if "Fn::If" in policy:
             _, policy, otherwise = policy["Fn::If"]
             assert otherwise == {"Ref": "AWS::NoValue"}, policy
-        for statement in policy.get("Statement", []):
+        for statement in policy["PolicyDocument"].get("Statement", []):
             if "Fn::If" in statement:
                 _, granted, otherwise = statement["Fn::If"]
                 assert otherwise == {"Ref": "AWS::NoValue"}, statement
                 statement = granted
-            out.append(statement)
+            if platform or statement.get("Sid") not in PLATFORM_SIDS:
+                out.append(statement)
     return out
 
 
-def granted_actions(resource):
+def statements(logical, resources=None):
+    """The statements of a function's own execution role for its code's calls."""
+    resource = (resources or RESOURCES)[logical]
+    assert resource["Properties"]["Role"] == {"Fn::GetAtt": [f"{logical}Role", "Arn"]}, logical
+    return role_statements(f"{logical}Role", resources)
+
+
+def granted_actions(logical, resources=None):
     actions = set()
-    for statement in statements(resource):
+    for statement in statements(logical, resources):
         assert statement["Effect"] == "Allow"
         action = statement["Action"]
         actions.update([action] if isinstance(action, str) else action)
@@ -387,13 +405,14 @@ def test_a_snapshot_stack_needs_no_network_and_has_no_instance_resource_or_permi
     assert failed == []
     kinds = {res["Type"] for res in resources.values()}
     assert not kinds & {"AWS::EC2::SecurityGroup", "AWS::IAM::InstanceProfile"}, kinds
-    roles = [n for n, r in resources.items() if r["Type"] == "AWS::IAM::Role"]
+    roles = [n for n, r in resources.items() if r["Type"] == "AWS::IAM::Role"
+             and not n.endswith(("FunctionRole", "StateMachineRole"))]
     assert roles == ["SchedulerRole"], f"the instance and per-instance rule roles exist only when instances can launch: {roles}"
     text = json.dumps(resources)
     assert "SubnetId" not in text and "VpcId" not in text
     for name, res in resources.items():
         if res["Type"] == "AWS::Serverless::Function":
-            granted = granted_actions(res)
+            granted = granted_actions(name, resources)
             # tag-ami tags AMIs; nothing else may launch, pass a role or touch a rule.
             allowed = {"ec2:CreateTags"} if name == "TagAmiFunction" else set()
             assert not (granted & INSTANCE_ONLY_ACTIONS) - allowed, (name, granted & INSTANCE_ONLY_ACTIONS)
@@ -431,13 +450,43 @@ def test_every_function_is_granted_exactly_the_actions_its_code_declares():
     declared = declared_actions()
     assert set(declared) == set(functions().values())
     for logical, binary in functions().items():
-        granted = granted_actions(RESOURCES[logical])
+        granted = granted_actions(logical)
         assert granted == declared[binary], f"{logical}: template grants {sorted(granted)}, code declares {sorted(declared[binary])}"
         assert not any(a.endswith("*") or a == "*" for a in granted), f"{logical} grants a wildcard action"
 
 
+@pytest.mark.parametrize("tracing", ["false", "true"])
+def test_sam_attaches_no_managed_policy_and_each_role_sends_traces_only_under_tracing(tracing):
+    parsed = stack.template()
+    cfn = stack.transformed(parsed, dict(NETWORK, Tracing=tracing))
+    conditions = stack.conditions_of(parsed, stack.parameter_values(parsed, dict(NETWORK, Tracing=tracing)))
+    roles = stack.logical_roles(cfn)
+    managed = {name: role["Properties"]["ManagedPolicyArns"] for name, role in roles.items()
+               if "ManagedPolicyArns" in role["Properties"]}
+    # The one managed policy: the scan instance's, so that SSM and Inspector
+    # can reach the image under test; no role amiscan's own code runs as.
+    assert managed == {"InstanceRole": [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"}]}
+    for logical in functions():
+        function = cfn["Resources"][logical]["Properties"]
+        assert function["Role"] == {"Fn::GetAtt": [f"{logical}Role", "Arn"]}, f"{logical} runs as a role SAM generated"
+        assert function["TracingConfig"] == {"Mode": {"Fn::If": ["TracingOn", "Active", "PassThrough"]}}
+        granted = [s for s in role_statements(f"{logical}Role", cfn["Resources"], platform=True)]
+        by_sid = {s.get("Sid"): s for s in granted}
+        logs = by_sid["WriteItsOwnLogs"]
+        assert logs["Resource"] == {"Fn::GetAtt": [logical.replace("Function", "Logs"), "Arn"]}, logical
+        raw = [s for p in roles[f"{logical}Role"]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+        (traces,) = [s for s in raw if "Fn::If" in s and s["Fn::If"][1].get("Sid") == "SendTraces"]
+        assert traces["Fn::If"][0] == "TracingOn" and conditions["TracingOn"] == (tracing == "true")
+        queues = [s for s in granted if any(a.startswith("sqs:") for a in ([s["Action"]] if isinstance(s["Action"], str)
+                                                                           else s["Action"]))]
+        for statement in queues:
+            assert statement["Resource"] != "*" and "Fn::GetAtt" in statement["Resource"], (logical, statement)
+    text = json.dumps(cfn)
+    assert "AWSXrayWriteOnlyAccess" not in text and "AWSLambdaSQSQueueExecutionRole" not in text
+
+
 def test_launch_and_terminate_are_fenced_by_the_scanner_tag():
-    launch = LAUNCHING["LaunchInstanceFunction"]["Properties"]["Policies"][0]["Statement"]
+    launch = statements("LaunchInstanceFunction", LAUNCHING)
     run = [s for s in launch if s["Action"] == "ec2:RunInstances"]
     by_kind = {}
     for statement in run:
@@ -460,7 +509,7 @@ def test_launch_and_terminate_are_fenced_by_the_scanner_tag():
     pass_role = next(s for s in launch if s["Action"] == "iam:PassRole")
     assert pass_role["Resource"] == {"Fn::GetAtt": ["InstanceRole", "Arn"]}
     assert pass_role["Condition"]["StringEquals"] == {"iam:PassedToService": "ec2.amazonaws.com"}
-    cleanup = LAUNCHING["CleanupFunction"]["Properties"]["Policies"][0]["Statement"]
+    cleanup = statements("CleanupFunction", LAUNCHING)
     terminate = next(s for s in cleanup if s["Action"] == "ec2:TerminateInstances")
     assert terminate["Condition"] == {
         "StringEquals": {"ec2:ResourceTag/amiscan:managed": "true"},
@@ -469,8 +518,7 @@ def test_launch_and_terminate_are_fenced_by_the_scanner_tag():
     assert 'pub const MANAGED_TAG: &str = "amiscan:managed";' in (ROOT / "crates/core/src/tags.rs").read_text()
     assert 'pub const RULE_NAME_PREFIX: &str = "amiscan-scan-";' in (ROOT / "crates/core/src/model/ids.rs").read_text()
     for logical in ("CreateScanRuleFunction", "CleanupFunction"):
-        statements = LAUNCHING[logical]["Properties"]["Policies"][0]["Statement"]
-        for s in statements:
+        for s in statements(logical, LAUNCHING):
             if any(a.startswith("events:") and a != "events:ListRules" for a in [s["Action"]] if isinstance(s["Action"], str)) or (
                 isinstance(s["Action"], list) and any(a.startswith("events:") and a != "events:ListRules" for a in s["Action"])
             ):
@@ -597,7 +645,8 @@ def test_state_machines_may_send_traces_only_when_tracing_is_on():
     for logical in MACHINES:
         props = RESOURCES[logical]["Properties"]
         assert props["Tracing"] == {"Enabled": {"Fn::If": ["TracingOn", True, False]}}
-        statements = [s for p in props["Policies"] if "Statement" in p for s in p["Statement"]]
+        statements = [s for p in RESOURCES[f"{logical}Role"]["Properties"]["Policies"]
+                      for s in p["PolicyDocument"]["Statement"]]
         xray = [s for s in statements if "Fn::If" in s]
         assert len(xray) == 1, logical
         condition, granted, otherwise = xray[0]["Fn::If"]
@@ -631,14 +680,14 @@ def test_the_image_under_test_reads_no_parameters_and_may_be_kept_to_the_endpoin
 
 
 def test_tag_ami_tags_only_own_images_under_the_prefix_and_acts_only_as_fail_action_says():
-    policy = RESOURCES["TagAmiFunction"]["Properties"]["Policies"][0]["Statement"]
+    policy = [s for p in RESOURCES["TagAmiFunctionRole"]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
     (tagging,) = [s for s in policy if s.get("Sid") == "TagOnlyOwnImagesUnderThePrefix"]
     assert set(tagging["Action"]) == {"ec2:CreateTags", "ec2:DeleteTags"}
     assert tagging["Condition"] == {
         "StringEquals": {"ec2:Owner": {"Ref": "AWS::AccountId"}},
         "ForAllValues:StringLike": {"aws:TagKeys": {"Fn::Sub": "${TagPrefix}*"}},
     }
-    conditional = {s["Fn::If"][0]: s["Fn::If"][1] for s in policy if "Fn::If" in s}
+    conditional = {s["Fn::If"][0]: s["Fn::If"][1] for s in policy if "Fn::If" in s and s["Fn::If"][0] != "TracingOn"}
     assert conditional["FailActionDeprecate"]["Action"] == "ec2:EnableImageDeprecation"
     assert conditional["FailActionDisable"]["Action"] == "ec2:DisableImage"
     for statement in conditional.values():
@@ -648,8 +697,7 @@ def test_tag_ami_tags_only_own_images_under_the_prefix_and_acts_only_as_fail_act
 
 
 def test_scan_rules_must_carry_the_scanner_tag_and_target_only_the_report_machine():
-    policy = LAUNCHING["CreateScanRuleFunction"]["Properties"]["Policies"][0]["Statement"]
-    by_sid = {s.get("Sid"): s for s in policy}
+    by_sid = {s.get("Sid"): s for s in statements("CreateScanRuleFunction", LAUNCHING)}
     assert set(by_sid["OnlyScannerTaggedRules"]["Action"]) == {"events:PutRule", "events:TagResource"}
     assert by_sid["OnlyScannerTaggedRules"]["Condition"] == {"StringEquals": {"aws:RequestTag/amiscan:managed": "true"}}
     assert by_sid["TargetOnlyTheReportMachine"]["Action"] == "events:PutTargets"
