@@ -157,19 +157,26 @@ def show_guardrail(cloud, amis, failures):
     print("\nLaunch guardrail (LaunchGuardrail=FAIL_OR_UNSCANNED): the policy the stack creates for you to attach")
     print(json.dumps(policy, indent=2))
     print(f"({guardrail.managed_size(policy)} of IAM's {guardrail.MANAGED_POLICY_MAX} characters; "
-          "`make guardrail-scp` prints it as an SCP.) The emulator does not evaluate IAM conditions; "
-          "these decisions are the policy's statements applied to each AMI's tags:")
+          "`make guardrail-scp` prints it as an SCP.) IAM's decisions, by the local cloud's evaluator "
+          "(iam-simulate), for each AMI's owner and tags as EC2 reports them, the policy attached to a developer "
+          "and the same statements as an SCP:")
+    scp = guardrail.scp(policy, "123456789012")
     rows = [("AMI", "name", "verdict", f"RunInstances by {DEVELOPER.split(':')[-1]}", "CreateTags amiscan:verdict=PASS")]
-    for label, ami in amis.items():
-        tags = cloud.image_tags(ami)
-        launch = guardrail.denied_by(policy, "ec2:RunInstances", DEVELOPER, "123456789012", tags)
-        retag = guardrail.denied_by(policy, "ec2:CreateTags", DEVELOPER, "123456789012", tags, ["amiscan:verdict"])
-        rows.append((ami, cloud.image(ami).get("Name", ""), tags.get("amiscan:verdict", "(none)"),
-                     f"DENIED ({launch})" if launch else "allowed", f"DENIED ({retag})" if retag else "allowed"))
-        if (launch is not None) != (tags.get("amiscan:verdict") in ("FAIL", "INCOMPLETE", None)):
-            failures.append(f"{label}: the guardrail decided {launch} for verdict {tags.get('amiscan:verdict')}")
-        if retag is None:
-            failures.append(f"{label}: the guardrail lets a person rewrite the verdict")
+    with guardrail.Evaluator() as iam:
+        for label, ami in amis.items():
+            tags, owner = cloud.image_tags(ami), cloud.image(ami)["OwnerId"]
+            decide = lambda action, keys=None, as_scp=False: iam.denied_by(
+                scp if as_scp else policy, action, DEVELOPER, owner, tags, keys, as_scp=as_scp)
+            launch, launch_scp = decide("ec2:RunInstances"), decide("ec2:RunInstances", as_scp=True)
+            retag = decide("ec2:CreateTags", ["amiscan:verdict"])
+            rows.append((ami, cloud.image(ami).get("Name", ""), tags.get("amiscan:verdict", "(none)"),
+                         f"DENIED ({launch})" if launch else "allowed", f"DENIED ({retag})" if retag else "allowed"))
+            if (launch is not None) != (tags.get("amiscan:verdict") in ("FAIL", "INCOMPLETE", None)):
+                failures.append(f"{label}: the guardrail decided {launch} for verdict {tags.get('amiscan:verdict')}")
+            if (launch is None) != (launch_scp is None):
+                failures.append(f"{label}: the policy decided {launch}, the SCP {launch_scp}")
+            if retag is None:
+                failures.append(f"{label}: the guardrail lets a person rewrite the verdict")
     print(table(rows[0], rows[1:]))
 
 
@@ -191,9 +198,22 @@ def show_email(cloud, ami, failures):
         failures.append("the email body is JSON, not text")
 
 
+def show_denials(cloud, failures):
+    """What the local cloud refused during the run: nothing, on a good run."""
+    denials = cloud.denials()
+    timing = cloud.control("/authorization", {})
+    print(f"\nIAM: {timing['calls']} requests authorized against their callers' policies "
+          f"(median {timing.get('median_ms', 0):.1f} ms, p95 {timing.get('p95_ms', 0):.1f} ms each); "
+          f"denials: {len(denials)}")
+    for denial in denials:
+        print(f"  DENIED {denial['caller']} {denial['action']} on {denial['resource']}")
+        failures.append(f"the local cloud refused {denial['action']} to {denial['caller']}")
+
+
 def main():
     started_at = time.time()
-    print("Starting the local cloud (moto + cargo lambda watch) on 127.0.0.1 ...", flush=True)
+    print("Starting the local cloud (moto, IAM enforced on every call by iam-simulate, each function as its own role) "
+          "on 127.0.0.1 ...", flush=True)
     with LocalCloud(timeout_minutes=1, scan_mode="auto") as cloud:
         amis, decoys = seed(cloud)
         print(f"Seeded {len(amis)} tagged AMIs and {len(decoys)} decoys; invoking find-amis as the weekly schedule does.", flush=True)
@@ -217,6 +237,7 @@ def main():
         failures = check(cloud, amis, decoys, run)
         show_email(cloud, amis["ubuntu"], failures)
         show_guardrail(cloud, amis, failures)
+        show_denials(cloud, failures)
         saved = cloud.save_reports(DEFAULT_REPORTS)
     print("\nStopped everything the demo started.")
     print(f"\nSaved the Athena data ({len(saved)} objects) to {DEFAULT_REPORTS.relative_to(ROOT)}; "

@@ -17,13 +17,12 @@ roles are matched by name in any account (`arn:aws:iam::*:role/<name>`).
 """
 
 import argparse
-import fnmatch
 import json
 import re
 import sys
 from pathlib import Path
 
-from cfnlint.decode import decode_str
+from stack import Resolver, conditions_of, template
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = "LaunchGuardrailPolicy"
@@ -31,66 +30,6 @@ POLICY = "LaunchGuardrailPolicy"
 # SCP counts every character.
 MANAGED_POLICY_MAX = 6144
 SCP_MAX = 5120
-
-
-def template():
-    parsed, matches = decode_str((ROOT / "template.yaml").read_text())
-    assert not matches, matches
-    return parsed
-
-
-def evaluate(node, parameters, conditions, parsed):
-    """A condition or rule expression (Fn::Equals, Not, And, Or, Condition,
-    Ref, Split, Select) with these parameters (the template's defaults for
-    the rest) and the conditions decided so far."""
-    if not isinstance(node, dict):
-        return node
-    (fn, arg), = node.items()
-    if fn == "Ref":
-        return parameters.get(arg, parsed["Parameters"].get(arg, {}).get("Default"))
-    if fn == "Condition":
-        return conditions[arg]
-    if fn == "Fn::Split":
-        return evaluate(arg[1], parameters, conditions, parsed).split(arg[0])
-    if fn == "Fn::Select":
-        return evaluate(arg[1], parameters, conditions, parsed)[int(arg[0])]
-    values = [evaluate(a, parameters, conditions, parsed) for a in arg]
-    return {"Fn::Equals": lambda: values[0] == values[1], "Fn::Not": lambda: not values[0],
-            "Fn::And": lambda: all(values), "Fn::Or": lambda: any(values)}[fn]()
-
-
-def conditions_of(parsed, parameters):
-    """Every condition of the template, decided for these parameters."""
-    done = {}
-    for name, expression in parsed["Conditions"].items():
-        done[name] = evaluate(expression, parameters, done, parsed)
-    return done
-
-
-def substitute(node, names, conditions):
-    """Fn::Sub, Fn::If, Ref and Fn::GetAtt over `names` (parameters, pseudo
-    parameters and `Logical.Attribute` values), as CloudFormation resolves them."""
-    if isinstance(node, str):
-        return node
-    (fn, arg), = node.items()
-    if fn == "Fn::If":
-        name, yes, no = arg
-        return substitute(yes if conditions[name] else no, names, conditions)
-    if fn == "Ref":
-        return names[arg]
-    if fn == "Fn::GetAtt":
-        return names[".".join(arg) if isinstance(arg, list) else arg]
-    if fn == "Fn::Sub":
-        text, variables = (arg, {}) if isinstance(arg, str) else arg
-        local = {**names, **{k: substitute(v, names, conditions) for k, v in variables.items()}}
-
-        def one(match):
-            if match.group(0).startswith("${!"):
-                return "${" + match.group(1)[1:] + "}"
-            return local[match.group(1)]
-
-        return re.sub(r"\$\{(!?[A-Za-z0-9_:.]+)\}", one, text)
-    raise ValueError(f"cannot resolve {fn}")
 
 
 def managed_policy(mode, account="123456789012", partition="aws", tag_prefix=None,
@@ -111,7 +50,7 @@ def managed_policy(mode, account="123456789012", partition="aws", tag_prefix=Non
         "LaunchInstanceFunctionRole.Arn": launch_role or role % "LaunchInstanceFunctionRole",
         "TagAmiFunctionRole.Arn": tag_role or role % "TagAmiFunctionRole",
     }
-    text = substitute(parsed["Resources"][POLICY]["Properties"]["PolicyDocument"], names, conditions)
+    text = Resolver(names, conditions)(parsed["Resources"][POLICY]["Properties"]["PolicyDocument"])
     return json.loads(text)
 
 
@@ -129,37 +68,72 @@ def scp(policy, account):
     return document
 
 
-def denied_by(policy, action, principal, owner=None, tags=None, tag_keys=None):
-    """The Sid of the first Deny statement that matches a request, or None:
-    `action` on an image (its owner and tags as EC2 reports them) by
-    `principal`, with the tag keys of a CreateTags/DeleteTags request (None
-    when the request names none). A minimal evaluator of the operators the
-    guardrail uses, to show and test its decisions where no emulator
-    evaluates IAM conditions; it is not IAM's policy engine."""
-    context = {"aws:PrincipalArn": principal, "ec2:Owner": owner,
-               **{f"ec2:ResourceTag/{k}": v for k, v in (tags or {}).items()}}
+FULL_ACCESS = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
 
-    def holds(operator, key, expected):
-        expected = expected if isinstance(expected, list) else [expected]
-        if operator == "Null":
-            absent = not tag_keys if key == "aws:TagKeys" else context.get(key) is None
-            return absent == (expected == ["true"])
-        if operator == "ForAnyValue:StringLike":
-            return any(fnmatch.fnmatchcase(k, e) for k in tag_keys or [] for e in expected)
-        value = context.get(key)
-        if operator == "StringEquals":
-            return value is not None and value in expected
-        if operator == "ArnNotEquals":
-            return value not in expected
-        raise ValueError(f"the evaluator does not know {operator}")
 
-    for statement in policy["Statement"]:
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        if statement["Effect"] == "Deny" and action in actions and all(
-                holds(op, key, expected) for op, pairs in statement["Condition"].items()
-                for key, expected in pairs.items()):
-            return statement["Sid"]
-    return None
+class Evaluator:
+    """IAM's decisions on the guardrail, by the local cloud's evaluator
+    (@cloud-copilot/iam-simulate behind local/iam-server.mjs): a request by a
+    principal who may otherwise do anything, on one image (its owner and its
+    tags as EC2 reports them), under the guardrail as the managed policy
+    attached to the principal or as an SCP on its account."""
+
+    def __init__(self):
+        from iam import Authorizer
+
+        self.authorizer = Authorizer()
+
+    def close(self):
+        self.authorizer.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def decide(self, document, action, principal, owner, tags, tag_keys=None, as_scp=False,
+               image="ami-0123456789abcdef0", region="us-east-1"):
+        """(decision, Sid of the deciding Deny or None): decision is
+        iam-simulate's ("Allowed", "ExplicitlyDenied", ...). `tag_keys` are
+        the keys of a CreateTags or DeleteTags request (None: it names none,
+        as a DeleteTags that removes every tag)."""
+        account = principal.split(":")[4]
+        context = {"aws:PrincipalArn": principal, "aws:PrincipalAccount": account, "ec2:Owner": owner,
+                   **{f"ec2:ResourceTag/{k}": v for k, v in (tags or {}).items()},
+                   **{f"aws:ResourceTag/{k}": v for k, v in (tags or {}).items()}}
+        if tag_keys:
+            context["aws:TagKeys"] = list(tag_keys)
+        simulation = {
+            "identityPolicies": [{"name": "may-do-anything", "policy": FULL_ACCESS}],
+            "serviceControlPolicies": [],
+            "resourceControlPolicies": [],
+            "request": {"action": action, "principal": principal,
+                        # An image is shared by EC2's launch permissions, not
+                        # by a resource policy: the request is the caller's.
+                        "resource": {"accountId": account, "resource": f"arn:aws:ec2:{region}::image/{image}"},
+                        "contextVariables": context},
+        }
+        if as_scp:
+            simulation["serviceControlPolicies"] = [
+                {"orgIdentifier": "r-root", "policies": [{"name": "FullAWSAccess", "policy": FULL_ACCESS}]},
+                {"orgIdentifier": account, "policies": [{"name": "FullAWSAccess", "policy": FULL_ACCESS},
+                                                        {"name": "amiscan-launch-guardrail", "policy": document}]},
+            ]
+        else:
+            simulation["identityPolicies"].append({"name": "amiscan-launch-guardrail", "policy": document})
+        (result,) = self.authorizer.simulate([simulation])
+        if result["decision"] == "Error":
+            raise RuntimeError(f"iam-simulate: {result['errors']}")
+        sids = [d.get("sid") for d in result.get("deciding") or [] if d.get("effect") == "Deny"]
+        return result["decision"], (sids[0] if sids else None)
+
+    def denied_by(self, document, action, principal, owner=None, tags=None, tag_keys=None, as_scp=False):
+        """The Sid of the Deny that refuses the request, or None when allowed."""
+        decision, sid = self.decide(document, action, principal, owner, tags, tag_keys, as_scp)
+        if decision == "Allowed":
+            return None
+        return sid or decision
 
 
 def managed_size(document):

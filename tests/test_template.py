@@ -381,13 +381,13 @@ def resolve(node, parameters, conditions):
 
 
 def evaluate(node, parameters, conditions):
-    """A condition or rule expression, as local/guardrail.py decides it."""
-    return guardrail.evaluate(node, parameters, conditions, TEMPLATE)
+    """A condition or rule expression, as local/stack.py decides it."""
+    return stack.evaluate(node, parameters, conditions, TEMPLATE)
 
 
 def deployed(**parameters):
     """(resources that would exist, rule assertions that fail) for these parameters."""
-    conditions = guardrail.conditions_of(TEMPLATE, parameters)
+    conditions = stack.conditions_of(TEMPLATE, parameters)
     failed = [a["AssertDescription"] for rule in TEMPLATE.get("Rules", {}).values()
               if evaluate(rule.get("RuleCondition", True), parameters, conditions)
               for a in rule["Assertions"] if not evaluate(a["Assert"], parameters, conditions)]
@@ -773,11 +773,10 @@ def test_scan_on_create_off_creates_no_rule_and_every_value_reaches_find_amis(va
 
 
 # ------------------------------------------------------------------ launch guardrail
-# moto does not evaluate IAM conditions (nor does any local emulator we
-# have), so the guardrail is checked here: its statements exactly as the
-# template resolves them, its sizes against IAM's limits, and what it
-# decides for the requests that matter, by a minimal evaluator of the
-# operators it uses. The evaluator is ours, not IAM's.
+# The guardrail's statements exactly as the template resolves them, its
+# sizes against IAM's limits, and what IAM decides for the requests that
+# matter, as the managed policy and as the SCP, by the evaluator the local
+# cloud authorizes every request with (iam-simulate).
 
 ACCOUNT = "111122223333"
 LAUNCH_ROLE = f"arn:aws:iam::{ACCOUNT}:role/amiscan-LaunchInstanceFunctionRole-ABC"
@@ -805,7 +804,10 @@ def expected_statements(mode, prefix="amiscan:"):
     out += [{"Sid": "DenyChangingAmiscanTagsOnAmis", "Effect": "Deny", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
              "Resource": IMAGES, "Condition": {"ForAnyValue:StringLike": {"aws:TagKeys": f"{prefix}*"}, **tagger}},
             {"Sid": "DenyDeletingEveryTagOfAnAmi", "Effect": "Deny", "Action": "ec2:DeleteTags", "Resource": IMAGES,
-             "Condition": {"Null": {"aws:TagKeys": "true"}, **tagger}}]
+             "Condition": {"Null": {"aws:TagKeys": "true"}, **tagger}},
+            {"Sid": "DenyTheVerdictKeyInAnyCase", "Effect": "Deny", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+             "Resource": IMAGES, "Condition": {"ForAnyValue:StringEqualsIgnoreCase": {"aws:TagKeys": f"{prefix}verdict"},
+                                               **tagger}}]
     return out
 
 
@@ -862,17 +864,26 @@ def test_cfn_lint_reports_nothing_with_each_guardrail_value(mode, tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def denied(policy, action, principal, owner=None, tags=None, tag_keys=None):
-    return guardrail.denied_by(policy, action, principal, owner, tags, tag_keys) is not None
+@pytest.fixture(scope="module")
+def iam():
+    """IAM's evaluator as the local cloud runs it (iam-simulate, one Node process)."""
+    with guardrail.Evaluator() as evaluator:
+        yield evaluator
 
 
 PERSON = f"arn:aws:iam::{ACCOUNT}:role/developer"
 
 
+@pytest.mark.parametrize("as_scp", [False, True], ids=["policy", "scp"])
 @pytest.mark.parametrize("mode", ["FAIL", "FAIL_OR_UNSCANNED"])
-def test_the_guardrail_blocks_failed_amis_and_verdict_changes_but_not_amiscan_or_others_images(mode):
+def test_the_guardrail_blocks_failed_amis_and_verdict_changes_but_not_amiscan_or_others_images(mode, as_scp, iam):
     policy = guardrail_policy(mode)
-    launch = lambda tags, who=PERSON, owner=ACCOUNT: denied(policy, "ec2:RunInstances", who, owner, tags)
+    document = guardrail.scp(policy, ACCOUNT) if as_scp else policy
+
+    def denied(action, who, owner, tags, keys=None):
+        return iam.denied_by(document, action, who, owner, tags, keys, as_scp=as_scp) is not None
+
+    launch = lambda tags, who=PERSON, owner=ACCOUNT: denied("ec2:RunInstances", who, owner, tags)
     assert launch({"amiscan:verdict": "FAIL"})
     assert not launch({"amiscan:verdict": "PASS"})
     # A weekly rescan in progress leaves the last completed scan's verdict.
@@ -881,6 +892,13 @@ def test_the_guardrail_blocks_failed_amis_and_verdict_changes_but_not_amiscan_or
     assert launch({"amiscan:verdict": "INCOMPLETE"}) == (mode == "FAIL_OR_UNSCANNED")
     assert launch({}) == (mode == "FAIL_OR_UNSCANNED")
     assert launch({"amiscan:status": "IN_PROGRESS"}) == (mode == "FAIL_OR_UNSCANNED")
+    # IAM reads ec2:ResourceTag/<key> in any case: a verdict key in another
+    # case on an unscanned AMI reads as a verdict, so nobody may write one.
+    assert not launch({"AmiScan:Verdict": "PASS"})
+    # A copy of a failed AMI carries its tags only with CopyImageTags: then
+    # it is refused as the original; without, it is an unscanned AMI.
+    assert launch({"amiscan:verdict": "FAIL", "Name": "copy"})
+    assert launch({"Name": "copy"}) == (mode == "FAIL_OR_UNSCANNED")
     # Other accounts' images (Amazon's, the Marketplace's) are Allowed AMIs' job.
     assert not launch({}, owner="amazon")
     assert not launch({"amiscan:verdict": "FAIL"}, owner="444455556666")
@@ -888,8 +906,11 @@ def test_the_guardrail_blocks_failed_amis_and_verdict_changes_but_not_amiscan_or
     assert not launch({"amiscan:verdict": "FAIL"}, who=LAUNCH_ROLE)
     assert not launch({}, who=LAUNCH_ROLE)
 
-    tag = lambda action, keys, who=PERSON: denied(policy, action, who, ACCOUNT, {"amiscan:verdict": "FAIL"}, keys)
+    tag = lambda action, keys, who=PERSON: denied(action, who, ACCOUNT, {"amiscan:verdict": "FAIL"}, keys)
     assert tag("ec2:CreateTags", ["amiscan:verdict"])
+    assert tag("ec2:CreateTags", ["AmiScan:Verdict"]), "the verdict key in another case"
+    assert tag("ec2:CreateTags", ["AMISCAN:VERDICT", "Name"])
+    assert not tag("ec2:CreateTags", ["AmiScan:Status"]), "only the key the guardrail reads is fenced in every case"
     assert tag("ec2:CreateTags", ["Name", "amiscan:status"])
     assert tag("ec2:DeleteTags", ["amiscan:verdict"])
     assert tag("ec2:DeleteTags", None), "DeleteTags without keys removes every tag"
