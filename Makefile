@@ -44,8 +44,10 @@ tools: venv $(CHECKOV_VENV)/.installed node_modules/.installed
 build:
 	cargo build --workspace
 
-# The whole workflow on the local cloud: moto plus `cargo lambda watch`, on
-# free 127.0.0.1 ports, stopped by their PIDs when the demo ends.
+# The whole workflow on the local cloud: moto behind an IAM gate (iam-simulate
+# decides every call against its caller's policies from the template), each
+# function's debug build run as its own role; on free 127.0.0.1 ports, every
+# process stopped by its PID when the demo ends.
 demo: tools build
 	python local/demo.py
 
@@ -77,9 +79,10 @@ fmt:
 unit-test:
 	cargo test --workspace --lib --bins
 
-# Everything. tests/with-moto starts moto on a free 127.0.0.1 port and stops
-# it by its PID when cargo test ends, passes or fails.
-test: lint
+# Everything. tests/with-moto starts the local cloud on a free 127.0.0.1 port
+# and stops it by its PID when cargo test ends, passes or fails; the Python
+# tests run the debug build of every function.
+test: lint build
 	tests/with-moto cargo test --workspace --no-fail-fast
 	python -m pytest -q tests
 	$(MAKE) --no-print-directory bench-smoke

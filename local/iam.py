@@ -514,29 +514,6 @@ def state_machine(request, state, action):
     return [Check(action, arn)]
 
 
-def task_token(request, state, action):
-    """SendTaskSuccess/Failure/Heartbeat: the reference lists no resource; at
-    run time the token's state machine is what a policy can name (FACTS:
-    unverified), so that is the resource checked: the machine of the running
-    execution that waits on this token."""
-    token = request.params.get("taskToken", "")
-    return [Check(action, token_machine(state.account, request.region, token) or "*")]
-
-
-def token_machine(account, region, token):
-    from moto.stepfunctions.responses import get_backend
-
-    backend = get_backend(account, region)
-    for machine in list(backend.state_machines):
-        for execution in list(machine.executions):
-            worker = getattr(execution, "exec_worker", None)
-            env = getattr(worker, "env", None)
-            pool = getattr(env, "callback_pool_manager", None)
-            if pool is not None and pool.get(token) is not None:
-                return machine.arn
-    return None
-
-
 def topic(request, state, action):
     arn = request.params.get("TopicArn") or request.params.get("TargetArn")
     checks = [Check(action, arn, resource_policy=loads(getattr(state.topic(arn), "policy", None)),
@@ -686,7 +663,7 @@ def role(request, state, action):
                   resource_account=(arn_parts(arn) or {}).get("account"))]
 
 
-EXTRACTORS = {f.__name__: f for f in (star, run_instances, instances, ec2_tags, image, state_machine, task_token, topic,
+EXTRACTORS = {f.__name__: f for f in (star, run_instances, instances, ec2_tags, image, state_machine, topic,
                                       events_rule, event_bus, s3_object, s3_bucket, s3_delete_keys, queue, function, role)}
 
 
@@ -865,6 +842,8 @@ class Authorizer:
             why = f"with an explicit deny in {where}"
         elif decision == "Error":
             why = f"because the request could not be evaluated: {json.dumps(result.get('errors'))[:400]}"
+        elif check.resource_policy is not None:
+            why = f"because no identity-based or resource-based policy allows the {check.action} action"
         else:
             why = f"because no identity-based policy allows the {check.action} action"
         message = (f"User: {principal.service or principal.arn} is not authorized to perform: {check.action} "

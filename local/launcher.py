@@ -102,6 +102,20 @@ def bucket_permission_neutral(self, action, resource):
 FakeBucket.get_permission = bucket_permission_neutral
 
 
+# moto's SetQueueAttributes clears a queue's policy when the request does not
+# name Policy (its attribute setter assigns attributes.get("Policy")); SQS
+# changes only the attributes a request names.
+def set_attributes_keeping_policy(self, attributes, now=None):
+    policy = getattr(self, "_policy_json", None)
+    ORIGINAL_SET_QUEUE_ATTRIBUTES(self, attributes, now)
+    if "Policy" not in attributes and policy is not None:
+        self._policy_json = policy
+
+
+ORIGINAL_SET_QUEUE_ATTRIBUTES = Queue._set_attributes
+Queue._set_attributes = set_attributes_keeping_policy
+
+
 def session_for(role_arn, session_name):
     """Credentials of a session of `role_arn`, as Lambda and Step Functions
     get them for a function's or a state machine's execution role."""

@@ -702,7 +702,8 @@ def test_scan_rules_must_carry_the_scanner_tag_and_target_only_the_report_machin
     assert by_sid["OnlyScannerTaggedRules"]["Condition"] == {"StringEquals": {"aws:RequestTag/amiscan:managed": "true"}}
     assert by_sid["TargetOnlyTheReportMachine"]["Action"] == "events:PutTargets"
     assert by_sid["TargetOnlyTheReportMachine"]["Condition"] == {
-        "ArnEquals": {"events:TargetArn": {"Ref": "ReportAndCleanupStateMachine"}}}
+        "ForAllValues:ArnEquals": {"events:TargetArn": {"Ref": "ReportAndCleanupStateMachine"}},
+        "Null": {"events:TargetArn": "false"}}
 
 
 def test_a_second_stack_in_the_same_account_and_region_cannot_be_created():
