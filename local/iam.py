@@ -188,19 +188,40 @@ def recognise(environ, body):
     return request
 
 
-def routed_operation(environ, request):
-    """Any other REST operation, by the service model's routes (as moto routes it)."""
-    try:
-        from moto.core.routing import get_service_router
-        from werkzeug.wrappers import Request as WsgiRequest
+REST_MODELS = {"lambda": "lambda", "inspector2": "inspector2", "scheduler": "scheduler"}
+_ROUTES = {}
 
-        copy = dict(environ)
-        copy["wsgi.input"] = io.BytesIO(request.body)
-        operation, _ = get_service_router(request.service).match(WsgiRequest(copy))
-        request.protocol = request.protocol or "rest-json"
-        return operation.name
-    except Exception:  # no route: refused as unmapped
+
+def routes(service):
+    """(method, compiled path pattern, literal length, operation) of every
+    operation of a REST service, from botocore's model of it."""
+    if service not in _ROUTES:
+        import re
+
+        import botocore.loaders
+
+        model = botocore.loaders.create_loader().load_service_model(REST_MODELS[service], "service-2")
+        table = []
+        for name, operation in model["operations"].items():
+            uri = operation["http"]["requestUri"].split("?", 1)[0]
+            pattern = re.sub(r"\\\{[^}]+\\\+\\\}", ".+", re.escape(uri))
+            pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", pattern)
+            table.append((operation["http"]["method"], re.compile(f"^{pattern}/?$"),
+                          len(re.sub(r"\{[^}]+\}", "", uri)), name))
+        _ROUTES[service] = sorted(table, key=lambda route: -route[2])
+    return _ROUTES[service]
+
+
+def routed_operation(environ, request):
+    """Any other REST operation, by the service model's routes; None when no
+    route matches (refused as unmapped)."""
+    if request.service not in REST_MODELS:
         return None
+    request.protocol = request.protocol or "rest-json"
+    for method, pattern, _, name in routes(request.service):
+        if method == request.method and pattern.match(request.path):
+            return name
+    return None
 
 
 def s3_operation(request):

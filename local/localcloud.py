@@ -157,6 +157,7 @@ class LocalCloud:
         self.stand_in_errors = []
         self._stop = threading.Event()
         self._thread = None
+        self.parsed = None  # a changed copy of template.yaml (update_roles), or None for the file
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self):
@@ -360,7 +361,7 @@ class LocalCloud:
 
     def stack(self):
         """(transformed template, conditions, resolver) for the current parameters."""
-        parsed = template()
+        parsed = self.parsed or template()
         values = parameter_values(parsed, self.parameters)
         conditions = conditions_of(parsed, values)
         cfn = transformed(parsed, self.parameters, REGION, ACCOUNT)
@@ -508,6 +509,23 @@ class LocalCloud:
             error = json.loads(out["Payload"].read() or b"{}")
             expected = {"InvalidInput", "Runtime.ExitError"} if binary in unusable else {"InvalidInput"}
             assert out.get("FunctionError") == "Unhandled" and error.get("errorType") in expected, (binary, error)
+
+    def update_roles(self, parsed=None):
+        """A stack update of the roles' policies alone, from `parsed` (a
+        changed copy of the template, as from stack.template()) or, with
+        None, from template.yaml again."""
+        self.parsed = parsed
+        cfn, conditions, resolve = self.stack()
+        resources = {n: r for n, r in cfn["Resources"].items() if conditions.get(r.get("Condition"), True)}
+        self.provision_roles({n: r for n, r in resources.items() if n in self.names and r["Type"] == "AWS::IAM::Role"
+                              and self._role_exists(self.names[n])}, resolve, update=True)
+
+    def invoke(self, binary, event):
+        """Invokes a function as Lambda would (it runs as its own role):
+        (output, None) or (None, {errorType, errorMessage})."""
+        out = self.client("lambda").invoke(FunctionName=binary, Payload=json.dumps(event).encode())
+        payload = json.loads(out["Payload"].read() or b"null")
+        return (None, payload) if out.get("FunctionError") else (payload, None)
 
     def _role_exists(self, name):
         try:

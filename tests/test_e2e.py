@@ -356,3 +356,17 @@ def test_a_function_with_missing_settings_stops_at_start_up_naming_them(cloud):
     for text in ("INSTANCE_TYPES is not set", 'SUBNET_ID="vpc-123" is malformed', "SECURITY_GROUP_ID is not set",
                  "INSTANCE_PROFILE is not set", "SCAN_TIMEOUT_MINUTES is not set"):
         assert text in result.stderr + result.stdout, result.stderr
+
+
+def test_a_fresh_stack_with_no_exceptions_file_was_refused_nothing(cloud):
+    """Last in this file: every scan above was a first scan of its AMI on a
+    stack with no exceptions file, and no call of a function, a state
+    machine, a delivery or the poller was refused by the strict local cloud."""
+    from botocore.exceptions import ClientError
+
+    try:
+        cloud.client("s3").head_object(Bucket="amiscan-reports-local", Key="config/exceptions.json")
+        raise AssertionError("an exceptions file exists")
+    except ClientError as err:
+        assert err.response["Error"]["Code"] == "404"
+    assert cloud.denials() == []

@@ -331,3 +331,17 @@ def test_snapshot_mode_launches_no_instance_uses_no_security_group_and_creates_n
         if any(execution["name"].startswith(ami) for ami in snapshot_mode["many"] + [snapshot_mode["unsupported"]]):
             entered = states_entered(cloud, execution)
             assert "Launch Scan Instance" not in entered and "Create Scan Rule" not in entered, entered
+
+
+def test_a_fresh_stack_with_no_exceptions_file_was_refused_nothing(cloud):
+    """Last in this file: every scan above was a first scan of its AMI on a
+    stack with no exceptions file, and no call of a function, a state
+    machine, a delivery or the poller was refused by the strict local cloud."""
+    from botocore.exceptions import ClientError
+
+    try:
+        cloud.client("s3").head_object(Bucket="amiscan-reports-local", Key="config/exceptions.json")
+        raise AssertionError("an exceptions file exists")
+    except ClientError as err:
+        assert err.response["Error"]["Code"] == "404"
+    assert cloud.denials() == []
