@@ -441,7 +441,12 @@ def ec2_image_arn(region, image_id):
 
 
 def image_check(state, action, region, image_id, extra=None):
-    image = state.image(image_id) or {"owner": None, "tags": {}}
+    """The check on an image, or None when there is no such image: EC2 then
+    answers InvalidAMIID.NotFound (or .Unavailable) itself, whatever the
+    caller's policies, and changes nothing."""
+    image = state.image(image_id)
+    if image is None:
+        return None
     context = {"ec2:Owner": image["owner"], **tag_context(image["tags"], ("aws:ResourceTag/", "ec2:ResourceTag/")),
                **(extra or {})}
     return Check(action, ec2_image_arn(region, image_id), context)
@@ -477,7 +482,7 @@ def run_instances(request, state, action):
     for group in groups:
         checks.append(Check(action, f"arn:aws:ec2:{region}:{account}:security-group/{group}"))
     image_id = p.get("ImageId")
-    checks.append(image_check(state, action, region, image_id))
+    checks += [c for c in [image_check(state, action, region, image_id)] if c]
     for snapshot in (state.image(image_id) or {}).get("snapshots", []):
         if snapshot:
             checks.append(Check(action, f"arn:aws:ec2:{region}::snapshot/{snapshot}"))
@@ -496,7 +501,9 @@ def run_instances(request, state, action):
 def instances(request, state, action):
     out = []
     for instance_id in as_list(request.params.get("InstanceId")):
-        instance = state.instance(instance_id) or {"tags": {}, "profile": None}
+        instance = state.instance(instance_id)
+        if instance is None:
+            continue  # EC2 answers InvalidInstanceID.NotFound itself
         out.append(Check(action, f"arn:aws:ec2:{request.region}:{state.account}:instance/{instance_id}", {
             **tag_context(instance["tags"], ("aws:ResourceTag/", "ec2:ResourceTag/")),
             "ec2:InstanceProfile": instance["profile"]}))
@@ -516,7 +523,7 @@ def ec2_tags(request, state, action):
         if action == "ec2:CreateTags":
             context.update({f"aws:RequestTag/{t.get('Key')}": t.get("Value", "") for t in tags})
         if prefix == "ami":
-            out.append(image_check(state, action, request.region, resource_id, context))
+            out += [c for c in [image_check(state, action, request.region, resource_id, context)] if c]
             continue
         kind = {"i": "instance", "vol": "volume", "snap": "snapshot", "sg": "security-group", "subnet": "subnet",
                 "eni": "network-interface"}.get(prefix, prefix)
@@ -527,7 +534,7 @@ def ec2_tags(request, state, action):
 
 
 def image(request, state, action):
-    return [image_check(state, action, request.region, request.params.get("ImageId"))]
+    return [c for c in [image_check(state, action, request.region, request.params.get("ImageId"))] if c]
 
 
 def state_machine(request, state, action):

@@ -4,9 +4,12 @@ cloud, with every run's effects checked as the tests check them.
     python tests/bench/bench.py [--smoke] [--profile release|debug] [--out FILE]
 
 Each function runs as a real Lambda runtime process: its bootstrap binary
-against a loopback Lambda Runtime API served here, its AWS calls going to the
-local emulator through a counting pass-through proxy. Exits non-zero when an
-effect check fails; a failed check posts no number.
+against a loopback Lambda Runtime API (local/runtime.py), with its execution
+role's session credentials, its AWS calls going to the strict local cloud (IAM
+enforced on every request) through a counting pass-through proxy. Exits
+non-zero when an effect check fails or a call was refused; a failed check
+posts no number. The report ends with the local cloud's own authorization
+cost per request (median and p95).
 """
 
 import argparse
@@ -23,11 +26,11 @@ import urllib.request
 import uuid
 import zipfile
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "local"))
 from query import table  # noqa: E402
+from runtime import FastHandler, InvokeFailed, QuietServer, RuntimeApi  # noqa: E402
 from localcloud import (  # noqa: E402
     BUCKET,
     LAUNCH_MACHINE,
@@ -83,17 +86,6 @@ class CheckFailed(Exception):
     pass
 
 
-class QuietServer(ThreadingHTTPServer):
-    """A loopback server that does not print a traceback when a killed
-    function process drops its long-poll connection."""
-
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        if not isinstance(sys.exc_info()[1], (ConnectionError, BrokenPipeError)):
-            super().handle_error(request, client_address)
-
-
 def check(condition, message):
     if not condition:
         raise CheckFailed(message)
@@ -107,103 +99,6 @@ def summary(values):
 def p95(values):
     values = sorted(values)
     return values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
-
-
-class FastHandler(BaseHTTPRequestHandler):
-    """Keep-alive, one write per response and no Nagle: otherwise every
-    answer waits out the client's delayed ACK (40 ms) and the bench would
-    measure the loopback server instead of the function."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    wbufsize = 64 * 1024
-
-
-# ---------------------------------------------------------------- a loopback Lambda Runtime API
-
-
-class RuntimeApi:
-    """The Lambda Runtime API (2018-06-01) for one function process: hands out
-    queued events on /next and records when the process asked and answered."""
-
-    def __init__(self, function_name):
-        self.function_name = function_name
-        self.pending = queue.Queue()
-        self.results = {}
-        self.first_next_at = None
-        self.lock = threading.Lock()
-        api = self
-
-        class Handler(FastHandler):
-
-            def do_GET(self):
-                if not self.path.endswith("/runtime/invocation/next"):
-                    return self._reply(404, b"{}")
-                with api.lock:
-                    if api.first_next_at is None:
-                        api.first_next_at = time.perf_counter()
-                request_id, event = api.pending.get()
-                body = json.dumps(event).encode()
-                api.results[request_id]["delivered_at"] = time.perf_counter()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Lambda-Runtime-Aws-Request-Id", request_id)
-                self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 900_000))
-                self.send_header("Lambda-Runtime-Invoked-Function-Arn",
-                                 f"arn:aws:lambda:{REGION}:123456789012:function:{api.function_name}")
-                self.send_header("Lambda-Runtime-Trace-Id", "Root=1-00000000-000000000000000000000000")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                parts = self.path.split("/")
-                if "init" in parts:
-                    api.init_error = body
-                    for result in api.results.values():
-                        result["error"] = body
-                        result["done"].set()
-                elif len(parts) >= 6 and parts[-1] in ("response", "error"):
-                    result = api.results.get(parts[-2])
-                    if result is not None:
-                        result["answered_at"] = time.perf_counter()
-                        result["ok"] = parts[-1] == "response"
-                        result["body"] = body
-                        result["done"].set()
-                self._reply(202, b"{}")
-
-            def _reply(self, status, body):
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = QuietServer(("127.0.0.1", 0), Handler)
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def invoke(self, event, timeout=600):
-        """Queues one event; returns (ok, parsed body, queued->answered seconds)."""
-        request_id = str(uuid.uuid4())
-        result = {"done": threading.Event()}
-        self.results[request_id] = result
-        queued_at = time.perf_counter()
-        self.pending.put((request_id, event))
-        if not result["done"].wait(timeout):
-            raise CheckFailed(f"{self.function_name}: no answer in {timeout}s")
-        if "error" in result and "ok" not in result:
-            raise CheckFailed(f"{self.function_name}: init failed: {result['error'][:300]!r}")
-        body = json.loads(result["body"] or b"null")
-        return result["ok"], body, result["answered_at"] - queued_at, result
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 # ---------------------------------------------------------------- counting AWS calls
@@ -368,10 +263,10 @@ class Bench:
         self.log_dir = log_dir
         self.proxy = CountingProxy(cloud.endpoint)
         self.unpacked = set()
+        self.sessions = {}
         self.functions = {binary: variables for binary, variables in template_functions().values()}
         self.env = {
-            "AWS_ENDPOINT_URL": self.proxy.endpoint, "AWS_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL": self.proxy.endpoint, "AWS_REGION": REGION, "AWS_EC2_METADATA_DISABLED": "true",
         }
 
     def binary_path(self, binary):
@@ -389,9 +284,20 @@ class Bench:
             self.unpacked.add(binary)
         return path
 
+    def credentials(self, binary):
+        """The function's execution role's session, as Lambda hands it over."""
+        if binary not in self.sessions:
+            role = self.cloud.client("lambda").get_function_configuration(FunctionName=binary)["Role"]
+            session = self.cloud.session(role, binary)
+            self.sessions[binary] = {"AWS_ACCESS_KEY_ID": session["AccessKeyId"],
+                                     "AWS_SECRET_ACCESS_KEY": session["SecretAccessKey"],
+                                     "AWS_SESSION_TOKEN": session["SessionToken"]}
+        return self.sessions[binary]
+
     def start(self, binary, **overrides):
         settings = {v: self.cloud.settings[v] for v in self.functions[binary]}
         settings.update(overrides)
+        settings.update(self.credentials(binary))
         path = self.binary_path(binary)
         check(path.exists(), f"{path} is missing: build it first")
         log = open(self.log_dir / f"{binary}.log", "ab")
@@ -1033,6 +939,10 @@ def print_report(results, smoke):
         print(table(rows=rows_, columns=("scan", "transitions", "Lambda invocations", "SNS publishes", "instances",
                                          "rules", "completion->tagged s")))
         print(f"  collect-findings invocations for both snapshot scans: {snapshots['collector_invocations_both_scans']}")
+    auth = results.get("authorization", {})
+    if auth.get("calls"):
+        print(f"\nThe local cloud's own authorization (iam-simulate, per request, every caller): "
+              f"{auth['calls']} requests, median {auth['median_ms']:.2f} ms, p95 {auth['p95_ms']:.2f} ms")
     rows = verdicts(results, smoke)
     print("\nTargets" + (" (smoke mode: reported, not enforced)" if smoke else ""))
     print(table(rows=[(n, f"{v} {u}".strip(), f"<= {t} {u}".strip(), "ok" if ok else "OVER") for n, v, u, t, ok in rows],
@@ -1083,7 +993,10 @@ def main():
             print("Whole snapshot scans ...", flush=True)
             results["snapshot_scans"] = bench.snapshot_scans()
             check(not cloud.stand_in_errors, f"the Inspector stand-in failed: {cloud.stand_in_errors[:3]}")
-        except CheckFailed as err:
+            denials = cloud.denials()
+            check(not denials, f"the local cloud refused {len(denials)} calls, first: {denials[:1]}")
+            results["authorization"] = cloud.control("/authorization", {})
+        except (CheckFailed, InvokeFailed) as err:
             failed = str(err)
         finally:
             bench.proxy.close()
