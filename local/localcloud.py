@@ -510,6 +510,15 @@ class LocalCloud:
             expected = {"InvalidInput", "Runtime.ExitError"} if binary in unusable else {"InvalidInput"}
             assert out.get("FunctionError") == "Unhandled" and error.get("errorType") in expected, (binary, error)
 
+    def substitution(self, key):
+        """A state machine's definition substitution, as the stack resolves it."""
+        cfn, _, resolve = self.stack()
+        for logical in MACHINE_NAMES:
+            substitutions = cfn["Resources"][logical]["Properties"].get("DefinitionSubstitutions", {})
+            if key in substitutions:
+                return resolve(substitutions[key])
+        raise KeyError(f"no state machine has the substitution {key}")
+
     def update_roles(self, parsed=None):
         """A stack update of the roles' policies alone, from `parsed` (a
         changed copy of the template, as from stack.template()) or, with

@@ -72,10 +72,18 @@ def test_the_local_cloud_runs_a_lambda_task_and_delivers_an_eventbridge_event(cl
                             "Catch": [{"ErrorEquals": ["InvalidInput"], "Next": "Caught"}]},
                    "Caught": {"Type": "Pass", "End": True}},
     }
+    # The machine runs as report-and-cleanup's role (it may invoke tag-ami);
+    # the rule delivers as a role that trusts EventBridge and may start it.
     arn = sfn.create_state_machine(name="smoke", definition=json.dumps(definition),
-                                   roleArn="arn:aws:iam::123456789012:role/amiscan-states")["stateMachineArn"]
+                                   roleArn=cloud.names["ReportAndCleanupStateMachineRole.Arn"])["stateMachineArn"]
+    iam = cloud.client("iam")
+    role = iam.create_role(RoleName="amiscan-smoke-delivery", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    iam.put_role_policy(RoleName="amiscan-smoke-delivery", PolicyName="start", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "states:StartExecution", "Resource": arn}]}))
     events.put_rule(Name="smoke", EventPattern=json.dumps({"source": ["amiscan.smoke"]}))
-    events.put_targets(Rule="smoke", Targets=[{"Id": "m", "Arn": arn, "RoleArn": "arn:aws:iam::123456789012:role/x",
+    events.put_targets(Rule="smoke", Targets=[{"Id": "m", "Arn": arn, "RoleArn": role,
                                                "InputTransformer": {"InputPathsMap": {"v": "$.detail.v"},
                                                                     "InputTemplate": '{"scan": {"ami_id": "<v>"}}'}}])
     out = events.put_events(Entries=[{"Source": "amiscan.smoke", "DetailType": "d", "Detail": '{"v": "x"}'}])
