@@ -753,6 +753,7 @@ class Authorizer:
         self.lock = threading.Lock()
         self.denials = []
         self.timings = []
+        self.cache = {}
         self.local = threading.local()
         self.node = spawn(["node", str(HERE / "iam-server.mjs")], cwd=ROOT, stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
@@ -791,7 +792,28 @@ class Authorizer:
         return None
 
     # ------------------------------------------------------------ deciding
+    CACHE_SIZE = 50_000
+
     def simulate(self, simulations):
+        """iam-simulate's results, one per simulation. A decision depends on
+        nothing but its simulation (policies, request, context), so a
+        simulation seen before is answered from memory."""
+        keys = [json.dumps(s, sort_keys=True, separators=(",", ":")) for s in simulations]
+        with self.lock:
+            results = [self.cache.get(k) for k in keys]
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            fresh = self._simulate([simulations[i] for i in missing])
+            with self.lock:
+                if len(self.cache) + len(missing) > self.CACHE_SIZE:
+                    self.cache.clear()
+                for i, result in zip(missing, fresh):
+                    results[i] = result
+                    if result.get("decision") != "Error":
+                        self.cache[keys[i]] = result
+        return results
+
+    def _simulate(self, simulations):
         connection = getattr(self.local, "connection", None)
         for attempt in (1, 2):
             if connection is None:
@@ -818,8 +840,18 @@ class Authorizer:
         identity = identity_policies(state, principal) if not principal.service else []
         boundary = boundary_policies(state, principal) if not principal.service else None
         simulations = []
+        def reads_clock(*documents):
+            text = json.dumps(documents).lower()
+            return "aws:currenttime" in text or "aws:epochtime" in text
+
+        reads_time = reads_clock(identity, boundary)
         for check in checks:
             context = {**self.base_context(principal, region), **check.context}
+            if not (reads_time or reads_clock(check.resource_policy)):
+                # No policy reads the clock: leave it out, so that the same
+                # request decides the same way from memory.
+                context.pop("aws:CurrentTime", None)
+                context.pop("aws:EpochTime", None)
             if principal.service:
                 context.pop("aws:PrincipalArn", None)
                 context.pop("aws:PrincipalAccount", None)

@@ -456,8 +456,15 @@ class Bench:
         measures find-amis itself; every size sees the same cap."""
         sfn = self.cloud.client("stepfunctions")
         noop = sfn.create_state_machine(
-            name="bench-noop", roleArn="arn:aws:iam::123456789012:role/amiscan-states",
+            name="bench-noop", roleArn=self.cloud.names["LaunchScanStateMachineRole.Arn"],
             definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}))
+        # find-amis's role may start and list the launch machine only: the
+        # bench grants it the stand-in too, as a policy of its own.
+        self.cloud.client("iam").put_role_policy(
+            RoleName=self.cloud.names["FindAmisFunctionRole"], PolicyName="bench-noop-machine",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Action": ["states:StartExecution", "states:ListExecutions"],
+                "Resource": noop["stateMachineArn"]}]}))
         results = {n: [] for n in sizes}
         for run in range(runs):
             for size in sizes:  # alternate sizes inside one invocation
