@@ -152,8 +152,8 @@ def show_guardrail(cloud, amis, failures):
     them from being launched (LaunchGuardrail=FAIL_OR_UNSCANNED, resolved
     from template.yaml), and what it decides for each."""
     policy = guardrail.managed_policy("FAIL_OR_UNSCANNED", account="123456789012",
-                                      launch_role="arn:aws:iam::123456789012:role/amiscan-launch-instance",
-                                      tag_role="arn:aws:iam::123456789012:role/amiscan-tag-ami")
+                                      launch_role=cloud.names["LaunchInstanceFunctionRole.Arn"],
+                                      tag_role=cloud.names["TagAmiFunctionRole.Arn"])
     print("\nLaunch guardrail (LaunchGuardrail=FAIL_OR_UNSCANNED): the policy the stack creates for you to attach")
     print(json.dumps(policy, indent=2))
     print(f"({guardrail.managed_size(policy)} of IAM's {guardrail.MANAGED_POLICY_MAX} characters; "

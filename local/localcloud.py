@@ -255,6 +255,18 @@ class LocalCloud:
             answer = err.read()
         return json.loads(answer) if answer else None
 
+    def assert_fresh_stack_refused_nothing(self):
+        """The stack still has no exceptions file, and no call of a function,
+        a state machine, a delivery or the poller was refused."""
+        s3 = self.client("s3")
+        try:
+            s3.head_object(Bucket=BUCKET, Key="config/exceptions.json")
+            raise AssertionError("the stack has an exceptions file")
+        except s3.exceptions.ClientError as err:
+            assert err.response["Error"]["Code"] == "404", err.response
+        denials = self.denials()
+        assert denials == [], f"the local cloud refused {len(denials)} calls: {denials[:3]}"
+
     def denials(self):
         """Every request the local cloud refused so far: {caller, operation, action, resource, decision, deciding}."""
         return self.control("/denials", {})["denials"]

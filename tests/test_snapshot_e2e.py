@@ -334,14 +334,5 @@ def test_snapshot_mode_launches_no_instance_uses_no_security_group_and_creates_n
 
 
 def test_a_fresh_stack_with_no_exceptions_file_was_refused_nothing(cloud):
-    """Last in this file: every scan above was a first scan of its AMI on a
-    stack with no exceptions file, and no call of a function, a state
-    machine, a delivery or the poller was refused by the strict local cloud."""
-    from botocore.exceptions import ClientError
-
-    try:
-        cloud.client("s3").head_object(Bucket="amiscan-reports-local", Key="config/exceptions.json")
-        raise AssertionError("an exceptions file exists")
-    except ClientError as err:
-        assert err.response["Error"]["Code"] == "404"
-    assert cloud.denials() == []
+    """Last in this file: every scan above was a first scan on a stack with no exceptions file."""
+    cloud.assert_fresh_stack_refused_nothing()
