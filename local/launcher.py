@@ -502,6 +502,13 @@ def start_on_demand_scan(self):
     backend = ec2_backends[self.current_account][self.region]
     if ami_id not in backend.amis:
         raise InspectorError(400, "ValidationException", f"The AMI {ami_id} does not exist", reason="OTHER")
+    # Inspector scans an AMI only in the account that owns it and its
+    # snapshots (no IAM action or condition key can say so: the on-demand
+    # scan's actions have no resource type). The error's exact code is not
+    # documented: the one for an AMI it cannot find.
+    if backend.amis[ami_id].owner_id != self.current_account:
+        raise InspectorError(400, "ValidationException",
+                             f"The AMI {ami_id} is not owned by account {self.current_account}", reason="OTHER")
     with LOCK:
         left = STATE["ondemand_fail_starts"].get(ami_id, 0)
         if left:

@@ -228,3 +228,14 @@ def test_the_harness_is_an_administrator_and_a_role_without_a_grant_is_not(cloud
     cloud.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="reports/")
     s3 = as_role(cloud, "TagAmiFunctionRole", "s3")
     refused(lambda: s3.list_objects_v2(Bucket=BUCKET, Prefix="reports/"), "AccessDenied")
+
+
+def test_start_scan_on_an_ami_of_another_owner_starts_nothing(cloud):
+    """IAM cannot fence this (the on-demand scan's actions have no resource
+    type): Inspector scans only the owner's AMIs, and start-scan fails."""
+    public = cloud.public_image("ubuntu")
+    assert cloud.image(public)["OwnerId"] != "123456789012"
+    scans = len(cloud.control("/ondemand/scans", {})["scans"])
+    _, error = cloud.invoke("start-scan", event("start-scan/scan.json", ami_id=public, scan_id=f"{public}-20261206"))
+    assert error is not None and "not owned by account" in error["errorMessage"], error
+    assert len(cloud.control("/ondemand/scans", {})["scans"]) == scans
