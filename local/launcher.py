@@ -1,8 +1,9 @@
 """The local cloud: moto's server (pinned, moto[server]==5.2.5) with the few
-patches that let amiscan's real ASL and real Lambdas run on it, plus a small
-control server through which the harness plays Inspector and scripts faults.
+patches that let amiscan's real ASL and real Lambdas run on it, IAM enforced
+on every request (local/iam.py), plus a small control server through which
+the harness plays Inspector and scripts faults.
 
-Usage: python launcher.py --port P --control-port C [--lambda-endpoint URL]
+Usage: python launcher.py --port P --control-port C [--functions-dir DIR] [--log-dir DIR]
 
 Every patch names the moto gap it covers. Nothing else of moto is changed.
 """

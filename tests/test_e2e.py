@@ -351,7 +351,7 @@ def test_a_fail_verdict_acts_on_the_ami_as_configured(cloud, batch, action):
 
 
 def test_a_function_with_missing_settings_stops_at_start_up_naming_them(cloud):
-    """The binaries `cargo lambda watch` built, started without their settings."""
+    """The workspace's debug binaries, started without their settings."""
     import os
     import subprocess
 
