@@ -298,12 +298,12 @@ class LocalCloud:
         self.local_variables = dict(self.LOCAL_VARIABLES)
         key = self.client("kms").create_key(Description="amiscan reports and alerts")["KeyMetadata"]
         self.names = self.physical_names(key)
-        if self.stack()[1]["CreateSecurityGroup"]:
+        parsed = template()
+        if conditions_of(parsed, parameter_values(parsed, self.parameters))["CreateSecurityGroup"]:
             group = ec2.create_security_group(GroupName="amiscan-scanner", VpcId=subnet["VpcId"],
                                               Description="amiscan scan instances")["GroupId"]
             self.names.update({"ScannerSecurityGroup": group, "ScannerSecurityGroup.GroupId": group})
-        cfn, conditions, resolve = self.stack()
-        resources = {n: r for n, r in cfn["Resources"].items() if conditions.get(r.get("Condition"), True)}
+        resources, resolve = self.deployed()
         self.client("kms").put_key_policy(KeyId=key["KeyId"], PolicyName="default",
                                           Policy=json.dumps(resolve(resources["Key"]["Properties"]["KeyPolicy"])))
         self.provision_bucket(key["Arn"], resolve(resources["ReportBucketPolicy"]["Properties"]["PolicyDocument"]))
@@ -500,10 +500,8 @@ class LocalCloud:
                 self.parameters[self.PARAMETER_OF[variable]] = value
             else:
                 self.local_variables[variable] = value
-        cfn, conditions, resolve = self.stack()
-        resources = {n: r for n, r in cfn["Resources"].items() if conditions.get(r.get("Condition"), True)}
-        self.provision_roles({n: r for n, r in resources.items() if n in self.names and r["Type"] == "AWS::IAM::Role"
-                              and self._role_exists(self.names[n])}, resolve, update=True)
+        resources, resolve = self.deployed()
+        self.update_role_policies(resources, resolve)
         lam = self.client("lambda")
         for logical, res in resources.items():
             if res["Type"] != "AWS::Lambda::Function":
@@ -531,15 +529,23 @@ class LocalCloud:
                 return resolve(substitutions[key])
         raise KeyError(f"no state machine has the substitution {key}")
 
+    def deployed(self):
+        """(the resources the stack deploys with the current parameters, resolver)."""
+        cfn, conditions, resolve = self.stack()
+        return {n: r for n, r in cfn["Resources"].items() if conditions.get(r.get("Condition"), True)}, resolve
+
+    def update_role_policies(self, resources, resolve):
+        """The inline policies of the stack's existing roles, anew."""
+        self.provision_roles({n: r for n, r in resources.items() if n in self.names and r["Type"] == "AWS::IAM::Role"
+                              and self._role_exists(self.names[n])}, resolve, update=True)
+
     def update_roles(self, parsed=None):
         """A stack update of the roles' policies alone, from `parsed` (a
         changed copy of the template, as from stack.template()) or, with
         None, from template.yaml again."""
         self.parsed = parsed
-        cfn, conditions, resolve = self.stack()
-        resources = {n: r for n, r in cfn["Resources"].items() if conditions.get(r.get("Condition"), True)}
-        self.provision_roles({n: r for n, r in resources.items() if n in self.names and r["Type"] == "AWS::IAM::Role"
-                              and self._role_exists(self.names[n])}, resolve, update=True)
+        resources, resolve = self.deployed()
+        self.update_role_policies(resources, resolve)
 
     def invoke(self, binary, event):
         """Invokes a function as Lambda would (it runs as its own role):
