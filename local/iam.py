@@ -542,6 +542,10 @@ def state_machine(request, state, action):
     return [Check(action, arn)]
 
 
+def execution(request, state, action):
+    return [Check(action, request.params.get("executionArn"))]
+
+
 def topic(request, state, action):
     arn = request.params.get("TopicArn") or request.params.get("TargetArn")
     checks = [Check(action, arn, resource_policy=loads(getattr(state.topic(arn), "policy", None)),
@@ -691,7 +695,7 @@ def role(request, state, action):
                   resource_account=(arn_parts(arn) or {}).get("account"))]
 
 
-EXTRACTORS = {f.__name__: f for f in (star, run_instances, instances, ec2_tags, image, state_machine, topic,
+EXTRACTORS = {f.__name__: f for f in (star, run_instances, instances, ec2_tags, image, state_machine, execution, topic,
                                       events_rule, event_bus, s3_object, s3_bucket, s3_delete_keys, queue, function, role)}
 
 

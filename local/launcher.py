@@ -259,6 +259,20 @@ def send_to_targets(self, original_event, transform_input=True):
     for target in self.targets:
         if not delivery_allowed(self, target):
             continue
+        if target["Arn"].startswith("arn:aws:sqs:") and "InputTransformer" in target:
+            # moto renders <aws.events.event.json> from its own event (epoch
+            # `time`, its `ingestion-time`): render the event as EventBridge
+            # delivers it, then let moto's queue delivery send it.
+            transformer = target["InputTransformer"]
+            whole = json.dumps({k: v for k, v in original_event.items() if k != "ingestion-time"})
+            template = transformer.get("InputTemplate", "").replace("<aws.events.event.json>", whole)
+            message = EventTemplateParser.parse(input_template=template,
+                                                # moto fills an empty map with its defaults; EventBridge has none
+                                                input_paths_map=transformer.get("InputPathsMap") or {"-": "$.no-such-path"},
+                                                event=original_event)
+            self._send_to_sqs_queue(target["Arn"].split(":")[5], message,
+                                    target.get("SqsParameters", {}).get("MessageGroupId"))
+            continue
         if not target["Arn"].startswith("arn:aws:states:"):
             others.append(target)
             continue

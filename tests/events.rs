@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use amiscan_core::model::{parse_event, ReportInput, ScanContext};
+use amiscan_core::model::{parse_event, ReportInput, RuleName, RuleRequest, ScanContext};
 use amiscan_core::ops::check_scan::{CheckResult, SnapshotCheck};
 use amiscan_core::ops::cleanup::{self, CleanupReport};
 use amiscan_core::ops::collect_findings::{self, BatchResponse, Item, SqsBatch};
@@ -43,7 +43,14 @@ fn every_function_accepts_its_sample_inputs_and_its_outputs_parse() {
             find_amis::parse_request(event).unwrap_or_else(|e| panic!("find-amis/{name}: {e}"));
         }
     }
-    for dir in ["launch-instance", "create-scan-rule", "check-scan"] {
+    for (name, event) in samples("create-scan-rule") {
+        match name.as_str() {
+            "request.json" => drop(parse_event::<RuleRequest>(event).unwrap()),
+            "output.json" => drop(serde_json::from_value::<RuleName>(event).unwrap()),
+            _ => assert_eq!(event["detail-type"], "Inspector2 Scan", "{name}"),
+        }
+    }
+    for dir in ["launch-instance", "check-scan"] {
         for (name, event) in samples(dir) {
             if name.starts_with("output") && dir == "check-scan" {
                 serde_json::from_value::<CheckResult>(event).unwrap();
@@ -108,24 +115,23 @@ fn the_state_machine_samples_carry_what_their_first_states_read() {
 }
 
 #[test]
-fn the_rule_turns_inspectors_event_into_the_report_machines_input() {
-    let scan: ScanContext = serde_json::from_value(sample("create-scan-rule/output.json")).unwrap();
-    let event = sample("report-and-cleanup/inspector-scan-event.json");
-    let transformer = create_scan_rule::input_transformer(&scan).unwrap();
-    // What EventBridge does: each path's value, as JSON, in its placeholder.
-    let mut rendered = transformer.input_template().to_string();
-    for (name, path) in transformer.input_paths_map().unwrap() {
-        let mut value = &event;
-        for part in path.trim_start_matches("$.").split('.') {
-            value = &value[part];
+fn the_rule_turns_inspectors_event_into_the_collectors_wake_up() {
+    let request: RuleRequest = parse_event(sample("create-scan-rule/request.json")).unwrap();
+    let event = sample("create-scan-rule/inspector-scan-event.json");
+    let transformer =
+        create_scan_rule::input_transformer(&request.scan, &request.task_token).unwrap();
+    // What EventBridge does: the whole event, as JSON, in its placeholder.
+    let rendered = transformer
+        .input_template()
+        .replace(create_scan_rule::WHOLE_EVENT, &event.to_string());
+    let body = serde_json::from_str::<Value>(&rendered)
+        .unwrap()
+        .to_string();
+    match collect_findings::classify(&body) {
+        Item::InstanceScanned(message) => {
+            assert_eq!(message.amiscan_instance_scan.task_token, request.task_token);
+            assert_eq!(message.event, event);
         }
-        let text = match value {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        rendered = rendered.replace(&format!("<{name}>"), &text);
+        other => panic!("{other:?}"),
     }
-    let input: ReportInput = parse_event(serde_json::from_str(&rendered).unwrap()).unwrap();
-    let expected: ReportInput = parse_event(sample("report-and-cleanup/input.json")).unwrap();
-    assert_eq!(input, expected);
 }

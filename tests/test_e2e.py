@@ -219,7 +219,7 @@ def test_a_lost_event_is_exported_at_the_deadline(cloud, batch):
     tags = cloud.image_tags(amis["lost"])
     assert (tags["amiscan:status"], tags["amiscan:high"]) == ("COMPLETE", "1")
     sources = [i["inspector"].get("source") for i in report_inputs(cloud) if i["scan"]["ami_id"] == amis["lost"]]
-    assert sources == ["deadline"], "report-and-cleanup was started by check-scan, not by an event"
+    assert sources == ["deadline"], "launch-scan reported from check-scan's answer at the deadline, not from an event"
     assert_nothing_left(cloud, amis["lost"])
 
 

@@ -105,7 +105,7 @@ CASES = [
      lambda ami, instance: event("launch-instance/scan.json", ami_id=ami, scan_id=f"{ami}-20261206"),
      "UnauthorizedOperation"),
     ("create-scan-rule", "CreateScanRuleFunctionRole", dict(sid="OnlyScannerTaggedRules"),
-     lambda ami, instance: event("create-scan-rule/scan.json", ami_id=ami, instance_id=instance,
+     lambda ami, instance: event("create-scan-rule/request.json", ami_id=ami, instance_id=instance,
                                  scan_id=f"{ami}-20261206"), "AccessDeniedException"),
     ("start-scan", "StartScanFunctionRole", dict(action="inspector2:StartOnDemandScan"),
      lambda ami, instance: event("start-scan/scan.json", ami_id=ami, scan_id=f"{ami}-20261206"),
@@ -206,15 +206,20 @@ def test_a_missing_key_is_403_without_s3_list_bucket_and_404_with_it(cloud):
     assert refused(lambda: s3.head_object(Bucket=BUCKET, Key=key), "404")["ResponseMetadata"]["HTTPStatusCode"] == 404
 
 
-def test_scan_rules_must_be_tagged_and_target_only_the_report_machine(cloud):
+def test_scan_rules_must_be_tagged_and_target_only_the_findings_queue(cloud):
     events = as_role(cloud, "CreateScanRuleFunctionRole", "events")
     pattern = json.dumps({"source": ["aws.inspector2"]})
     refused(lambda: events.put_rule(Name="amiscan-scan-i-untagged", EventPattern=pattern), "AccessDeniedException")
     events.put_rule(Name="amiscan-scan-i-iamtest", EventPattern=pattern,
                     Tags=[{"Key": "amiscan:managed", "Value": "true"}])
-    launch = cloud.names["LaunchScanStateMachine"]
+    for other in (cloud.names["LaunchScanStateMachine"], cloud.names["ReportAndCleanupStateMachine"]):
+        refused(lambda: events.put_targets(Rule="amiscan-scan-i-iamtest", Targets=[{"Id": "x", "Arn": other}]),
+                "AccessDeniedException")
     refused(lambda: events.put_targets(Rule="amiscan-scan-i-iamtest", Targets=[
-        {"Id": "x", "Arn": launch, "RoleArn": role_arn(cloud, "EventsRole")}]), "AccessDeniedException")
+        {"Id": "x", "Arn": cloud.findings_queue_arn}, {"Id": "y", "Arn": cloud.names["LaunchScanStateMachine"]}]),
+        "AccessDeniedException")
+    events.put_targets(Rule="amiscan-scan-i-iamtest", Targets=[{"Id": "x", "Arn": cloud.findings_queue_arn}])
+    cloud.client("events").remove_targets(Rule="amiscan-scan-i-iamtest", Ids=["x"])
     cloud.client("events").delete_rule(Name="amiscan-scan-i-iamtest")
 
 

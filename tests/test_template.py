@@ -36,7 +36,10 @@ LAMBDA_RETRY_ERRORS = [
 ]
 # Terminal states a path may reach without cleaning up: the scan was already
 # reported, or check-scan handed it to report-and-cleanup, which cleans up.
-DONE_WITHOUT_CLEANUP = {"Scan Already Reported", "Report Handed Over"}
+# launch-scan's child report cleans up on every path of its own: reaching it
+# (and not failing to start it) counts as cleaning up.
+REPORT_CHILD = "${ReportAndCleanupStateMachineArn}"
+DONE_WITHOUT_CLEANUP = set()
 
 
 def load_template():
@@ -73,6 +76,11 @@ def placeholders(text):
 def lambda_name(resource):
     match = re.fullmatch(r"\$\{([A-Za-z]+)FunctionArn\}", resource or "")
     return match and match.group(1)
+
+
+def function_of(state):
+    """The function a Task invokes, directly or through lambda:invoke."""
+    return lambda_name(state.get("Resource")) or lambda_name(state.get("Parameters", {}).get("FunctionName"))
 
 
 def successors(state):
@@ -155,7 +163,7 @@ def test_every_lambda_the_machine_calls_is_a_template_function_it_may_invoke(mac
     invokable = {r["Fn::GetAtt"][0] for r in invoke["Resource"] if "Fn::GetAtt" in r}
     expected = [arn for f in invokable for arn in ({"Fn::GetAtt": [f, "Arn"]}, {"Fn::Sub": f"${{{f}.Arn}}:*"})]
     assert sorted(map(json.dumps, invoke["Resource"])) == sorted(map(json.dumps, expected)), "each function and its versions"
-    called = {lambda_name(s.get("Resource")) for s in asl(machine)["States"].values()} - {None}
+    called = {function_of(s) for s in asl(machine)["States"].values()} - {None}
     assert called, "the machine calls no Lambda"
     for name in called:
         logical = f"{name}Function"
@@ -168,7 +176,7 @@ def test_every_lambda_the_machine_calls_is_a_template_function_it_may_invoke(mac
 @pytest.mark.parametrize("machine", sorted(MACHINES))
 def test_every_lambda_task_retries_service_errors_and_transient(machine):
     for name, state in asl(machine)["States"].items():
-        if lambda_name(state.get("Resource")):
+        if function_of(state):
             retry = state.get("Retry", [])
             assert retry, f"{name} has no Retry"
             first = retry[0]
@@ -201,8 +209,13 @@ LAUNCHES = {"Launch Scan Instance"}
 def test_every_path_that_launched_cleans_up_unless_the_scan_was_already_done_and_none_loops(machine):
     states = asl(machine)["States"]
 
-    def cleans(name):
-        return lambda_name(states[name].get("Resource")) == "Cleanup"
+    def cleans(name, nxt):
+        state = states[name]
+        if function_of(state) == "Cleanup":
+            return True
+        child = state.get("Parameters", {}).get("StateMachineArn") == REPORT_CHILD
+        not_started = [c["Next"] for c in state.get("Catch", []) if c["ErrorEquals"] != ["States.TaskFailed"]]
+        return child and nxt not in not_started
 
     # Depth-first over every path: (state, launched, cleaned so far, states on the path).
     start_launched = machine == "ReportAndCleanupStateMachine"
@@ -216,14 +229,14 @@ def test_every_path_that_launched_cleans_up_unless_the_scan_was_already_done_and
         # A cleanup task counts once reached, even when it fails after its
         # retries: nothing further can clean up, and the hourly sweep is the
         # backstop that the failure alert leads to.
-        done = cleaned or cleans(name)
         if is_terminal(state):
             terminals.add(name)
+            done = cleaned or function_of(state) == "Cleanup"
             assert done or not launched or name in DONE_WITHOUT_CLEANUP, f"{' -> '.join(path + (name,))} never cleans up"
         for nxt in set(successors(state)):
             if (name, nxt) in BOUNDED_RETRIES:
                 continue
-            stack.append((nxt, launched, done, path + (name,)))
+            stack.append((nxt, launched, cleaned or cleans(name, nxt), path + (name,)))
     assert any(states[t]["Type"] == "Fail" for t in terminals)
 
 
@@ -236,7 +249,7 @@ def test_a_snapshot_scan_never_launches_creates_a_rule_or_cleans_up():
         if name in seen or name == "Fall Back To Instance Scan":
             continue
         seen.add(name)
-        assert lambda_name(states[name].get("Resource")) not in instance_only, name
+        assert function_of(states[name]) not in instance_only, name
         stack.extend(successors(states[name]))
     assert "Export Snapshot Findings" in seen and "Tag AMI With Snapshot Result" in seen
 
@@ -429,7 +442,7 @@ def test_a_stack_that_can_launch_refuses_to_deploy_without_a_subnet_or_vpc(mode)
     _, failed = deployed(ScanMode=mode, SubnetId="subnet-0123456789abcdef0", VpcId="", SecurityGroupId="sg-0123456789abcdef0")
     assert failed == [], "an existing security group needs no VPC"
     resources, failed = deployed(ScanMode=mode, SubnetId="subnet-0123456789abcdef0", VpcId="vpc-0123456789abcdef0")
-    assert failed == [] and {"ScannerSecurityGroup", "InstanceProfile", "InstanceRole", "EventsRole"} <= set(resources)
+    assert failed == [] and {"ScannerSecurityGroup", "InstanceProfile", "InstanceRole"} <= set(resources)
     env = resources["LaunchInstanceFunction"]["Properties"]["Environment"]["Variables"]
     assert env["SUBNET_ID"] == {"Ref": "SubnetId"} and "INSTANCE_PROFILE" in env
 
@@ -696,14 +709,15 @@ def test_tag_ami_tags_only_own_images_under_the_prefix_and_acts_only_as_fail_act
     assert TEMPLATE["Conditions"]["FailActionDisable"] == {"Fn::Equals": [{"Ref": "FailAction"}, "disable"]}
 
 
-def test_scan_rules_must_carry_the_scanner_tag_and_target_only_the_report_machine():
+def test_scan_rules_must_carry_the_scanner_tag_and_target_only_the_findings_queue():
     by_sid = {s.get("Sid"): s for s in statements("CreateScanRuleFunction", LAUNCHING)}
     assert set(by_sid["OnlyScannerTaggedRules"]["Action"]) == {"events:PutRule", "events:TagResource"}
     assert by_sid["OnlyScannerTaggedRules"]["Condition"] == {"StringEquals": {"aws:RequestTag/amiscan:managed": "true"}}
-    assert by_sid["TargetOnlyTheReportMachine"]["Action"] == "events:PutTargets"
-    assert by_sid["TargetOnlyTheReportMachine"]["Condition"] == {
-        "ForAllValues:ArnEquals": {"events:TargetArn": {"Ref": "ReportAndCleanupStateMachine"}},
+    assert by_sid["TargetOnlyTheFindingsQueue"]["Action"] == "events:PutTargets"
+    assert by_sid["TargetOnlyTheFindingsQueue"]["Condition"] == {
+        "ForAllValues:ArnEquals": {"events:TargetArn": {"Fn::GetAtt": ["FindingsQueue", "Arn"]}},
         "Null": {"events:TargetArn": "false"}}
+    assert not any(s["Action"] == "iam:PassRole" for s in statements("CreateScanRuleFunction", LAUNCHING))
 
 
 def test_a_second_stack_in_the_same_account_and_region_cannot_be_created():

@@ -33,8 +33,12 @@ async fn every_function_rejects_a_malformed_event_by_field_and_changes_nothing()
         ),
         (
             "create-scan-rule",
-            stack.create_scan_rule().handle(Stack::scan_input(&ami)).await.map(drop),
-            "instance_id",
+            stack
+                .create_scan_rule()
+                .handle(json!({"scan": Stack::scan_input(&ami), "task_token": "t"}))
+                .await
+                .map(drop),
+            "scan.instance_id",
         ),
         (
             "export-report",

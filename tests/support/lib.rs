@@ -128,7 +128,7 @@ impl Cloud {
         inspector::Client::new(&self.config)
     }
 
-    fn json_call(&self, service: &str, target: &str, body: Value) -> Value {
+    pub fn json_call(&self, service: &str, target: &str, body: Value) -> Value {
         let (status, text) = http(
             &self.endpoint,
             "/",
@@ -617,6 +617,9 @@ pub struct Stack {
     pub cloud: Cloud,
     pub topic_arn: String,
     pub queue_url: String,
+    /// collect-findings' queue, where the scan rules deliver.
+    pub findings_queue_url: String,
+    pub findings_queue_arn: String,
     pub launch_machine: String,
     pub report_machine: String,
     pub bucket: String,
@@ -630,6 +633,23 @@ impl Stack {
         let cloud = cloud(region).await;
         let topic_arn = cloud.create_topic("amiscan").await;
         let queue_url = cloud.subscribe_queue(&topic_arn, "amiscan-messages").await;
+        let created = cloud.json_call(
+            "sqs",
+            "AmazonSQS.CreateQueue",
+            json!({"QueueName": "amiscan-findings"}),
+        );
+        let findings_queue_url = created["QueueUrl"].as_str().expect("queue url").to_string();
+        let findings_queue_arn = format!("arn:aws:sqs:{region}:{ACCOUNT}:amiscan-findings");
+        // As the template's queue policy: EventBridge may deliver for the scan rules.
+        let policy = json!({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "events.amazonaws.com"},
+            "Action": "sqs:SendMessage", "Resource": findings_queue_arn,
+            "Condition": {"ArnLike": {"aws:SourceArn": format!("arn:aws:events:{region}:{ACCOUNT}:rule/amiscan-scan-*")}}}]});
+        cloud.json_call(
+            "sqs",
+            "AmazonSQS.SetQueueAttributes",
+            json!({"QueueUrl": findings_queue_url, "Attributes": {"Policy": policy.to_string()}}),
+        );
         let launch_machine = cloud.create_state_machine("amiscan-launch-scan").await;
         let report_machine = cloud
             .create_state_machine("amiscan-report-and-cleanup")
@@ -644,6 +664,8 @@ impl Stack {
             cloud,
             topic_arn,
             queue_url,
+            findings_queue_url,
+            findings_queue_arn,
             launch_machine,
             report_machine,
             bucket,
@@ -700,14 +722,9 @@ impl Stack {
     }
 
     pub fn create_scan_rule(&self) -> create_scan_rule::Function {
-        let settings = RuleSettings::from_env(env(&[
-            ("REPORT_STATE_MACHINE_ARN", &self.report_machine),
-            (
-                "EVENTS_ROLE_ARN",
-                &format!("arn:aws:iam::{ACCOUNT}:role/amiscan-events"),
-            ),
-        ]))
-        .unwrap();
+        let settings =
+            RuleSettings::from_env(env(&[("FINDINGS_QUEUE_ARN", &self.findings_queue_arn)]))
+                .unwrap();
         create_scan_rule::Function::new(&self.cloud.config, settings)
     }
 
@@ -740,11 +757,7 @@ impl Stack {
     }
 
     pub fn check_scan(&self) -> check_scan::Function {
-        let settings = CheckSettings::from_env(env(&[
-            ("TAG_PREFIX", TAG_PREFIX),
-            ("REPORT_STATE_MACHINE_ARN", &self.report_machine),
-        ]))
-        .unwrap();
+        let settings = CheckSettings::from_env(env(&[])).unwrap();
         check_scan::Function::new(&self.cloud.config, settings)
     }
 
@@ -820,11 +833,12 @@ impl Stack {
             .unwrap()
     }
 
+    /// A launched instance whose rule is made, as launch-scan's wait makes
+    /// it (with a task token of no execution).
     pub async fn launched_scan(&self, ami_id: &str) -> Value {
         let scan = self.launched_instance(ami_id).await;
-        let scan = self
-            .create_scan_rule()
-            .handle(serde_json::to_value(scan).unwrap())
+        self.create_scan_rule()
+            .handle(json!({"scan": scan, "task_token": "a-token-of-no-execution"}))
             .await
             .unwrap();
         serde_json::to_value(scan).unwrap()

@@ -1,9 +1,9 @@
-//! check-scan: launch-scan's step after its deadline. Says whether the scan
-//! finished, hands a scanned instance whose event was lost over to
-//! report-and-cleanup, or reports why Inspector did not scan it; for a
-//! snapshot scan, asks Inspector for the scan's status.
+//! check-scan: what launch-scan asks once its wait for Inspector ends
+//! without an answer: for an instance scan, whether Inspector scanned the
+//! instance, never will, or has not yet; for a snapshot scan, Inspector's
+//! status of the on-demand scan.
 
-use amiscan_core::aws::{ec2, inspector, sfn, SdkConfig};
+use amiscan_core::aws::{ec2, inspector, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::model::{parse_event, ScanContext};
 use amiscan_core::ops::check_scan::{self, CheckSettings, SnapshotCheck};
@@ -13,20 +13,16 @@ use serde_json::Value;
 pub struct Function {
     ec2: ec2::Client,
     inspector: inspector::Client,
-    sfn: sfn::Client,
-    settings: CheckSettings,
 }
 
 impl Handler for Function {
     type Settings = CheckSettings;
     type Output = Value;
 
-    fn new(config: &SdkConfig, settings: CheckSettings) -> Self {
+    fn new(config: &SdkConfig, _settings: CheckSettings) -> Self {
         Function {
             ec2: ec2::Client::new(config),
             inspector: inspector::Client::new(config),
-            sfn: sfn::Client::new(config),
-            settings,
         }
     }
 
@@ -37,16 +33,9 @@ impl Handler for Function {
             return encode(&outcome);
         }
         let scan: ScanContext = parse_event(event)?;
-        check_scan::run(
-            &self.ec2,
-            &self.inspector,
-            &self.sfn,
-            &self.settings,
-            &scan,
-            chrono::Utc::now(),
-        )
-        .await
-        .and_then(|r| encode(&r))
+        check_scan::run(&self.ec2, &self.inspector, &scan, chrono::Utc::now())
+            .await
+            .and_then(|r| encode(&r))
     }
 }
 

@@ -3,18 +3,18 @@
 
 use crate::model::ScanId;
 
-/// The id of the target that every scan rule points at the report machine.
-pub const RULE_TARGET_ID: &str = "report-and-cleanup";
+/// The id of the target that every scan rule points at collect-findings'
+/// queue, which wakes the waiting launch-scan execution.
+pub const RULE_TARGET_ID: &str = "wake-launch-scan";
+
+/// The target id of rules made by earlier releases (they started the report
+/// machine directly); cleanup and the sweep remove both.
+pub const EARLIER_RULE_TARGET_ID: &str = "report-and-cleanup";
 
 /// The launch execution's name (Step Functions: at most 80 of `[A-Za-z0-9-_]`):
 /// the scan id, so a repeated trigger on the same day finds the same execution.
 pub fn execution_name(scan_id: &ScanId) -> String {
     scan_id.to_string()
-}
-
-/// The report execution check-scan starts when Inspector's event was lost.
-pub fn deadline_execution_name(scan_id: &ScanId) -> String {
-    format!("{scan_id}-deadline")
 }
 
 /// The RunInstances ClientToken for one instance type of the preference list.
@@ -52,7 +52,7 @@ mod tests {
     fn execution_names_and_tokens_fit_their_api_limits() {
         let at = Utc.with_ymd_and_hms(2026, 11, 23, 9, 5, 7).unwrap();
         let id = ScanId::new(&"ami-0123456789abcdef0".parse().unwrap(), at, true);
-        for name in [execution_name(&id), deadline_execution_name(&id)] {
+        for name in [execution_name(&id), format!("{id}-report")] {
             assert!(name.len() <= 80);
             assert!(name
                 .chars()

@@ -24,7 +24,7 @@ pub mod vars {
     pub const TOPIC_ARN: &str = "TOPIC_ARN";
     pub const LAUNCH_STATE_MACHINE_ARN: &str = "LAUNCH_STATE_MACHINE_ARN";
     pub const REPORT_STATE_MACHINE_ARN: &str = "REPORT_STATE_MACHINE_ARN";
-    pub const EVENTS_ROLE_ARN: &str = "EVENTS_ROLE_ARN";
+    pub const FINDINGS_QUEUE_ARN: &str = "FINDINGS_QUEUE_ARN";
     pub const SCAN_TIMEOUT_MINUTES: &str = "SCAN_TIMEOUT_MINUTES";
     pub const SWEEP_MARGIN_MINUTES: &str = "SWEEP_MARGIN_MINUTES";
     pub const MAX_CONCURRENT_SCANS: &str = "MAX_CONCURRENT_SCANS";
@@ -166,6 +166,7 @@ prefixed_setting!(
     "a state machine ARN"
 );
 prefixed_setting!(RoleArn, "arn:aws:iam::" | "arn:aws-", "an IAM role ARN");
+prefixed_setting!(QueueArn, "arn:aws:sqs:" | "arn:aws-", "an SQS queue ARN");
 prefixed_setting!(KmsKeyArn, "arn:aws:kms:" | "arn:aws-", "a KMS key ARN");
 
 /// An S3 bucket name (3–63 lower-case letters, digits, dots and hyphens).

@@ -1,10 +1,10 @@
-//! create-scan-rule: the second step of launch-scan. Creates the instance's
-//! EventBridge rule that starts report-and-cleanup when Inspector's first
-//! scan of it completes.
+//! create-scan-rule: launch-scan's wait for an instance scan. Creates the
+//! instance's EventBridge rule that delivers Inspector's "scan complete"
+//! event, with the waiting task's token, into collect-findings' queue.
 
 use amiscan_core::aws::{events, SdkConfig};
 use amiscan_core::lambda::Handler;
-use amiscan_core::model::{parse_event, ScanContext};
+use amiscan_core::model::{parse_event, RuleName, RuleRequest};
 use amiscan_core::ops::create_scan_rule::{self, RuleSettings};
 use amiscan_core::Error;
 use serde_json::Value;
@@ -16,7 +16,7 @@ pub struct Function {
 
 impl Handler for Function {
     type Settings = RuleSettings;
-    type Output = ScanContext;
+    type Output = RuleName;
 
     fn new(config: &SdkConfig, settings: RuleSettings) -> Self {
         Function {
@@ -25,8 +25,8 @@ impl Handler for Function {
         }
     }
 
-    async fn handle(&self, event: Value) -> Result<ScanContext, Error> {
-        let scan: ScanContext = parse_event(event)?;
-        create_scan_rule::run(&self.events, &self.settings, scan).await
+    async fn handle(&self, event: Value) -> Result<RuleName, Error> {
+        let request: RuleRequest = parse_event(event)?;
+        create_scan_rule::run(&self.events, &self.settings, request).await
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod exceptions;
 pub mod ids;
+pub mod instance_wait;
 pub mod scan;
 pub mod severity;
 pub mod snapshot;
@@ -10,6 +11,7 @@ pub mod sqs;
 pub mod time;
 
 pub use ids::{AmiId, InstanceId, RuleName, ScanId, RULE_NAME_PREFIX};
+pub use instance_wait::{InstanceScanMessage, InstanceWaiter, RuleRequest};
 pub use scan::{
     InspectorFacts, OnDemandCounts, ReportInput, ScanContext, ScanMode, ScanStatus, SnapshotOutcome,
 };

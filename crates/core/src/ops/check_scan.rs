@@ -1,7 +1,10 @@
-//! check-scan: what launch-scan does when its deadline passes. The scan may
-//! be done (report-and-cleanup already ran), scanned with the event lost
-//! (hand over to report-and-cleanup), impossible (Inspector will never scan
-//! this instance), or still pending (give up).
+//! check-scan: what launch-scan asks once its wait for Inspector ends
+//! without an answer (the task token's timeout, at the scan's deadline).
+//! For an instance scan: Inspector's coverage of the instance says whether it
+//! was scanned (the event was lost: report it), will never be (not
+//! scannable), or is still pending (timed out). For a snapshot scan:
+//! Inspector's own status of the on-demand scan. It reads no AMI tags and
+//! starts nothing: the execution continues from its answer.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,30 +12,18 @@ use tracing::info;
 
 use crate::aws::ec2::{self, Images};
 use crate::aws::inspector;
-use crate::aws::sfn;
 use crate::error::{Error, Result};
-use crate::model::{scan, time, ReportInput, ScanContext, ScanStatus, SnapshotOutcome};
-use crate::naming;
-use crate::settings::{vars, EnvReader, FromEnv, StateMachineArn};
-use crate::tags::{self, TagPrefix};
+use crate::model::scan::{InspectorFacts, FROM_DEADLINE};
+use crate::model::{time, ScanContext, ScanStatus, SnapshotOutcome};
+use crate::settings::{EnvReader, FromEnv};
 
-/// check-scan: whose tags to read, and what to start when the event was lost.
-#[derive(Debug, Clone)]
-pub struct CheckSettings {
-    pub tag_prefix: TagPrefix,
-    pub report_state_machine_arn: StateMachineArn,
-}
+/// check-scan reads no settings: what it asks is in its request.
+#[derive(Debug, Clone, Default)]
+pub struct CheckSettings;
 
 impl FromEnv for CheckSettings {
-    fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
-        let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
-        let machine: Option<StateMachineArn> = env.required(vars::REPORT_STATE_MACHINE_ARN);
-        env.finish(|| {
-            Some(CheckSettings {
-                tag_prefix: prefix?,
-                report_state_machine_arn: machine?,
-            })
-        })
+    fn from_env<F: Fn(&str) -> Option<String>>(env: EnvReader<F>) -> Result<Self> {
+        env.finish(|| Some(CheckSettings))
     }
 }
 
@@ -54,79 +45,68 @@ pub struct Coverage {
     pub scanned: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Outcome {
-    /// report-and-cleanup already finished this scan.
-    Finished,
-    /// Inspector scanned it but the event was lost: report-and-cleanup was started.
-    HandedOver,
-    NotScannable,
-    TimedOut,
-}
-
-/// check-scan's result: the outcome and, when the scan did not happen, the
-/// status and reason for the AMI's tags.
+/// check-scan's answer for an instance scan, tagged by `outcome`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckResult {
-    pub outcome: Outcome,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<ScanStatus>,
-    pub reason: String,
+#[serde(tag = "outcome", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CheckResult {
+    /// Inspector scanned the instance but its event never woke the wait:
+    /// launch-scan reports it, with these facts.
+    Scanned { inspector: InspectorFacts },
+    /// Inspector will never scan it (or the AMI is gone): the status and
+    /// reason for the AMI's tags.
+    NotScannable { status: ScanStatus, reason: String },
+    /// Not scanned by the deadline.
+    TimedOut { status: ScanStatus, reason: String },
 }
 
-/// Whether the AMI's tags say report-and-cleanup (or the failure path)
-/// already finished this very scan.
-fn already_finished(scan: &ScanContext, tagged_scan: Option<&str>, status: Option<&str>) -> bool {
-    let finished = [ScanStatus::Complete.as_str(), ScanStatus::Failed.as_str()];
-    tagged_scan == Some(scan.scan_id.as_str()) && status.is_some_and(|s| finished.contains(&s))
+impl CheckResult {
+    fn not_scannable(reason: impl Into<String>) -> CheckResult {
+        CheckResult::NotScannable {
+            status: ScanStatus::NotScannable,
+            reason: reason.into(),
+        }
+    }
+
+    fn timed_out(reason: impl Into<String>) -> CheckResult {
+        CheckResult::TimedOut {
+            status: ScanStatus::TimedOut,
+            reason: reason.into(),
+        }
+    }
 }
 
-/// Decides from the AMI's status tags (`None`: the AMI is gone) and the
-/// instance's coverage (`None`: Inspector does not list it).
-pub fn decide(
-    scan: &ScanContext,
-    ami_status: Option<(Option<String>, Option<String>)>,
-    coverage: Option<&Coverage>,
-) -> (Outcome, String) {
-    let Some((scan_id, status)) = ami_status else {
-        return (
-            Outcome::NotScannable,
-            "the AMI was deregistered during the scan".into(),
-        );
-    };
-    if already_finished(scan, scan_id.as_deref(), status.as_deref()) {
-        return (Outcome::Finished, "the scan already finished".into());
+/// Decides from whether the AMI still exists and the instance's coverage
+/// (`None`: Inspector does not list it). Pure.
+pub fn decide(ami_exists: bool, coverage: Option<&Coverage>, now: DateTime<Utc>) -> CheckResult {
+    if !ami_exists {
+        return CheckResult::not_scannable("the AMI was deregistered during the scan");
     }
     let Some(coverage) = coverage else {
-        return (
-            Outcome::TimedOut,
-            "the instance is not in Inspector's coverage (is EC2 scanning enabled?)".into(),
+        return CheckResult::timed_out(
+            "the instance is not in Inspector's coverage (is EC2 scanning enabled?)",
         );
     };
     if coverage.scanned || coverage.reason == "SUCCESSFUL" {
-        return (
-            Outcome::HandedOver,
-            "Inspector scanned the instance but its event was not delivered".into(),
-        );
+        return CheckResult::Scanned {
+            inspector: InspectorFacts {
+                event_time: Some(time::timestamp(now)),
+                source: Some(FROM_DEADLINE.into()),
+            },
+        };
     }
     let reason = format!(
         "Inspector coverage: {} ({})",
         coverage.reason, coverage.status_code
     );
     if NEVER_REASONS.contains(&coverage.reason.as_str()) {
-        (Outcome::NotScannable, reason)
+        CheckResult::not_scannable(reason)
     } else {
-        (Outcome::TimedOut, reason)
+        CheckResult::timed_out(reason)
     }
 }
 
-/// The AMI's `scan-id` and `status` tags, or `None` when the AMI is gone.
-async fn ami_status(
-    client: &ec2::Client,
-    prefix: &TagPrefix,
-    scan: &ScanContext,
-) -> Result<Option<(Option<String>, Option<String>)>> {
+/// Whether the AMI is still registered in this account.
+async fn ami_exists(client: &ec2::Client, scan: &ScanContext) -> Result<bool> {
     let images = ec2::describe_images(
         client,
         Images::Named {
@@ -135,10 +115,7 @@ async fn ami_status(
         },
     )
     .await?;
-    Ok(images.first().map(|image| {
-        let tag = |name: &str| ec2::tag(image.tags(), &prefix.key(name)).map(str::to_string);
-        (tag(tags::SCAN_ID), tag(tags::STATUS))
-    }))
+    Ok(!images.is_empty())
 }
 
 /// Checks a scan whose deadline has passed.
@@ -193,23 +170,16 @@ pub async fn snapshot_status(
     Ok(outcome)
 }
 
+/// Checks an instance scan whose wait ended without Inspector's event.
 pub async fn run(
     ec2_client: &ec2::Client,
     inspector_client: &inspector::Client,
-    sfn_client: &sfn::Client,
-    settings: &CheckSettings,
     scan: &ScanContext,
     now: DateTime<Utc>,
 ) -> Result<CheckResult> {
     let instance_id = scan.require_instance("")?;
-    let status = ami_status(ec2_client, &settings.tag_prefix, scan).await?;
-    // A finished scan needs no coverage look-up.
-    let finished = status
-        .as_ref()
-        .is_some_and(|(id, st)| already_finished(scan, id.as_deref(), st.as_deref()));
-    let cover = if finished {
-        None
-    } else {
+    let exists = ami_exists(ec2_client, scan).await?;
+    let cover = if exists {
         inspector::coverage_of(inspector_client, instance_id)
             .await?
             .map(|r| Coverage {
@@ -223,42 +193,21 @@ pub async fn run(
                     .unwrap_or_default(),
                 scanned: r.last_scanned_at().is_some(),
             })
+    } else {
+        None
     };
-    let (outcome, reason) = decide(scan, status, cover.as_ref());
-    if outcome == Outcome::HandedOver {
-        // Starts report-and-cleanup as the lost event would have.
-        let input = ReportInput::new(scan.clone(), time::timestamp(now), scan::FROM_DEADLINE);
-        let input = serde_json::to_string(&input)
-            .map_err(|e| Error::Internal(format!("encoding the report input: {e}")))?;
-        sfn::start_execution(
-            sfn_client,
-            &settings.report_state_machine_arn.0,
-            &naming::deadline_execution_name(&scan.scan_id),
-            input,
-        )
-        .await?;
-    }
-    info!(scan_id = %scan.scan_id, outcome = ?outcome, reason = %reason, "deadline check");
-    Ok(CheckResult {
-        outcome,
-        status: match outcome {
-            Outcome::NotScannable => Some(ScanStatus::NotScannable),
-            Outcome::TimedOut => Some(ScanStatus::TimedOut),
-            _ => None,
-        },
-        reason,
-    })
+    let result = decide(exists, cover.as_ref(), now);
+    info!(scan_id = %scan.scan_id, result = ?result, "deadline check");
+    Ok(result)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
-    fn scan() -> ScanContext {
-        serde_json::from_str(include_str!(
-            "../../../../events/create-scan-rule/output.json"
-        ))
-        .unwrap()
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, 15, 0, 5).unwrap()
     }
 
     fn covered(reason: &str, scanned: bool) -> Coverage {
@@ -269,67 +218,38 @@ mod tests {
         }
     }
 
-    fn tags(status: &str) -> Option<(Option<String>, Option<String>)> {
-        Some((Some(scan().scan_id.to_string()), Some(status.into())))
+    fn outcome(result: &CheckResult) -> String {
+        serde_json::to_value(result).unwrap()["outcome"]
+            .as_str()
+            .unwrap()
+            .to_string()
     }
 
     #[test]
-    fn a_finished_scan_ends_quietly_whatever_the_coverage() {
-        assert_eq!(decide(&scan(), tags("COMPLETE"), None).0, Outcome::Finished);
-        assert_eq!(
-            decide(
-                &scan(),
-                tags("FAILED"),
-                Some(&covered("PENDING_INITIAL_SCAN", false))
-            )
-            .0,
-            Outcome::Finished
-        );
-        // An older scan's COMPLETE does not count.
-        let older = Some((
-            Some("ami-0123456789abcdef0-20261120".into()),
-            Some("COMPLETE".into()),
-        ));
-        assert_eq!(
-            decide(
-                &scan(),
-                older,
-                Some(&covered("PENDING_INITIAL_SCAN", false))
-            )
-            .0,
-            Outcome::TimedOut
-        );
-    }
-
-    #[test]
-    fn a_scanned_instance_with_a_lost_event_is_handed_over() {
-        assert_eq!(
-            decide(
-                &scan(),
-                tags("IN_PROGRESS"),
-                Some(&covered("SUCCESSFUL", true))
-            )
-            .0,
-            Outcome::HandedOver
-        );
-        assert_eq!(
-            decide(
-                &scan(),
-                tags("IN_PROGRESS"),
-                Some(&covered("SUCCESSFUL", false))
-            )
-            .0,
-            Outcome::HandedOver
-        );
+    fn a_scanned_instance_whose_event_was_lost_is_reported_from_the_deadline() {
+        for scanned in [true, false] {
+            let result = decide(true, Some(&covered("SUCCESSFUL", scanned)), now());
+            assert_eq!(
+                result,
+                CheckResult::Scanned {
+                    inspector: InspectorFacts {
+                        event_time: Some("2026-11-27T15:00:05.000Z".into()),
+                        source: Some("deadline".into()),
+                    }
+                }
+            );
+            assert_eq!(outcome(&result), "SCANNED");
+        }
     }
 
     #[test]
     fn never_reasons_are_not_scannable_and_the_rest_time_out() {
         for reason in NEVER_REASONS {
-            let (outcome, text) =
-                decide(&scan(), tags("IN_PROGRESS"), Some(&covered(reason, false)));
-            assert_eq!(outcome, Outcome::NotScannable, "{reason}");
-            assert!(text.contains(reason));
+            let result = decide(true, Some(&covered(reason, false)), now());
+            assert_eq!(outcome(&result), "NOT_SCANNABLE", "{reason}");
+            let value = serde_json::to_value(&result).unwrap();
+            assert_eq!(value["status"], "NOT_SCANNABLE");
+            assert!(value["reason"].as_str().unwrap().contains(reason));
         }
         for reason in [
             "UNMANAGED_EC2_INSTANCE",
@@ -337,16 +257,31 @@ mod tests {
             "STALE_INVENTORY",
             "PENDING_INITIAL_SCAN",
         ] {
+            let result = decide(true, Some(&covered(reason, false)), now());
+            assert_eq!(outcome(&result), "TIMED_OUT", "{reason}");
             assert_eq!(
-                decide(&scan(), tags("IN_PROGRESS"), Some(&covered(reason, false))).0,
-                Outcome::TimedOut,
-                "{reason}"
+                serde_json::to_value(&result).unwrap()["status"],
+                "TIMED_OUT"
             );
         }
+        assert_eq!(outcome(&decide(true, None, now())), "TIMED_OUT");
+        // A deregistered AMI is not scannable, whatever the coverage says.
         assert_eq!(
-            decide(&scan(), tags("IN_PROGRESS"), None).0,
-            Outcome::TimedOut
+            outcome(&decide(false, Some(&covered("SUCCESSFUL", true)), now())),
+            "NOT_SCANNABLE"
         );
-        assert_eq!(decide(&scan(), None, None).0, Outcome::NotScannable);
+    }
+
+    #[test]
+    fn the_answer_round_trips_through_its_tag() {
+        for result in [
+            decide(true, Some(&covered("SUCCESSFUL", true)), now()),
+            decide(true, None, now()),
+            decide(false, None, now()),
+        ] {
+            let back: CheckResult =
+                serde_json::from_value(serde_json::to_value(&result).unwrap()).unwrap();
+            assert_eq!(back, result);
+        }
     }
 }

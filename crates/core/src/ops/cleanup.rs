@@ -140,7 +140,13 @@ async fn delete_rules(
     report: &mut CleanupReport,
 ) -> Result<()> {
     for name in names {
-        if events::delete_rule(client, name.as_str(), &[naming::RULE_TARGET_ID]).await? {
+        if events::delete_rule(
+            client,
+            name.as_str(),
+            &[naming::RULE_TARGET_ID, naming::EARLIER_RULE_TARGET_ID],
+        )
+        .await?
+        {
             info!(rule_name = %name, "rule deleted");
             report.rules_deleted.push(name);
         } else {

@@ -1,10 +1,12 @@
-//! collect-findings: the SQS consumer that catches what a snapshot scan
-//! delivers only as EventBridge events. Each finding event of a scan
-//! amiscan started is stored under that scan, named by its `findingArn`, so
-//! a duplicate overwrites itself; a completion event is stored and wakes the
-//! launch-scan execution waiting for it; launch-scan's own waiter message
-//! registers that execution. Events of scans amiscan did not start are
-//! counted and dropped. Memory holds one batch, whatever a scan's size.
+//! collect-findings: the SQS consumer that wakes launch-scan's waits and
+//! catches what a snapshot scan delivers only as EventBridge events. Each
+//! finding event of a scan amiscan started is stored under that scan, named
+//! by its `findingArn`, so a duplicate overwrites itself; a completion event
+//! is stored and wakes the launch-scan execution waiting for it; launch-scan's
+//! own waiter message registers that execution. An instance scan's rule
+//! delivers Inspector's "scan complete" event with the waiting task's token,
+//! which wakes it directly. Events of scans amiscan did not start are counted
+//! and dropped. Memory holds one batch, whatever a scan's size.
 
 use std::collections::{HashMap, HashSet};
 
@@ -15,8 +17,9 @@ use tracing::{error, info, warn};
 
 use crate::aws::{s3, sfn};
 use crate::error::{Error, Result};
+use crate::model::scan::{InspectorFacts, FROM_EVENT};
 pub use crate::model::sqs::{BatchResponse, ItemFailure, SqsBatch, SqsRecord};
-use crate::model::{parse_event, SnapshotOutcome, WaiterMessage};
+use crate::model::{parse_event, InstanceScanMessage, SnapshotOutcome, WaiterMessage};
 use crate::report::Staging;
 use crate::settings::{vars, BucketName, EnvReader, FromEnv, KmsKeyArn};
 
@@ -60,6 +63,8 @@ pub enum Item {
         outcome: SnapshotOutcome,
     },
     Waiter(WaiterMessage),
+    /// An instance scan's rule delivered Inspector's "scan complete" event.
+    InstanceScanned(Box<InstanceScanMessage>),
     /// Not an event amiscan handles (another detail type): dropped.
     Other(String),
     /// Unreadable: dropped with an error log, as redelivery cannot fix it.
@@ -86,6 +91,12 @@ pub fn classify(body: &str) -> Item {
                 Ok(_) => Item::Waiter(w),
                 Err(e) => Item::Malformed(format!("`amiscan_waiter.inspector_scan_id`: {e}")),
             },
+            Err(e) => Item::Malformed(e.to_string()),
+        };
+    }
+    if value.get("amiscan_instance_scan").is_some() {
+        return match parse_event::<InstanceScanMessage>(value) {
+            Ok(m) => Item::InstanceScanned(Box::new(m)),
             Err(e) => Item::Malformed(e.to_string()),
         };
     }
@@ -131,6 +142,8 @@ pub struct CollectStats {
     pub findings_stored: usize,
     pub completions: usize,
     pub waiters: usize,
+    /// Instance scans' "scan complete" deliveries.
+    pub instance_scans: usize,
     pub woken: usize,
     /// Events of on-demand scans amiscan did not start.
     pub foreign: usize,
@@ -143,6 +156,7 @@ enum Done {
     Stored,
     Completion { woke: bool },
     Waiter { woke: bool },
+    InstanceScanned { woke: bool },
     Foreign,
 }
 
@@ -163,7 +177,7 @@ impl Ctx<'_> {
 
     /// Wakes the waiting execution with the outcome; `false` when it no
     /// longer waits.
-    async fn wake(&self, task_token: &str, outcome: &SnapshotOutcome) -> Result<bool> {
+    async fn wake(&self, task_token: &str, outcome: &impl Serialize) -> Result<bool> {
         let output = serde_json::to_string(outcome)
             .map_err(|e| Error::Internal(format!("encoding the outcome: {e}")))?;
         sfn::send_task_success(self.sfn, task_token, output).await
@@ -216,6 +230,22 @@ impl Ctx<'_> {
                     None => false,
                 };
                 Ok(Done::Waiter { woke })
+            }
+            Item::InstanceScanned(message) => {
+                let facts = InspectorFacts {
+                    event_time: message.event_time(),
+                    source: Some(FROM_EVENT.into()),
+                };
+                let woke = self
+                    .wake(&message.amiscan_instance_scan.task_token, &facts)
+                    .await?;
+                if !woke {
+                    info!(
+                        scan_id = %message.amiscan_instance_scan.scan_id,
+                        "the instance scan's execution no longer waits"
+                    );
+                }
+                Ok(Done::InstanceScanned { woke })
             }
             Item::Other(_) | Item::Malformed(_) => Ok(Done::Foreign),
         }
@@ -323,6 +353,10 @@ pub async fn run(
                 stats.waiters += 1;
                 stats.woken += usize::from(woke);
             }
+            Ok(Done::InstanceScanned { woke }) => {
+                stats.instance_scans += 1;
+                stats.woken += usize::from(woke);
+            }
             Ok(Done::Foreign) => stats.foreign += 1,
             Err(err) => {
                 warn!(message_id = %message_id, error = %err, "record not stored; SQS delivers it again");
@@ -338,6 +372,7 @@ pub async fn run(
         stored = stats.findings_stored,
         completions = stats.completions,
         waiters = stats.waiters,
+        instance_scans = stats.instance_scans,
         woken = stats.woken,
         foreign = stats.foreign,
         other = stats.other,
@@ -397,5 +432,46 @@ mod tests {
         let waiter = serde_json::json!({"amiscan_waiter": {
             "scan_id": "ami-0123456789abcdef0-20261123", "inspector_scan_id": "s-1", "task_token": "t"}});
         assert!(matches!(classify(&waiter.to_string()), Item::Waiter(_)));
+    }
+
+    #[test]
+    fn an_instance_scan_delivery_is_checked_against_its_waiter() {
+        let event: Value = serde_json::from_str(include_str!(
+            "../../../../events/create-scan-rule/inspector-scan-event.json"
+        ))
+        .unwrap();
+        let message = |event: &Value, instance: &str| {
+            serde_json::json!({"amiscan_instance_scan": {
+                "scan_id": "ami-0123456789abcdef0-20261127", "instance_id": instance, "task_token": "t"},
+                "event": event})
+            .to_string()
+        };
+        match classify(&message(&event, "i-0123456789abcdef0")) {
+            Item::InstanceScanned(m) => {
+                assert_eq!(m.event_time().as_deref(), Some("2026-11-27T13:41:10Z"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another instance's event, or not Inspector's completion: refused,
+        // naming the field.
+        let other = classify(&message(&event, "i-0fedcba9876543210"));
+        assert!(
+            matches!(&other, Item::Malformed(m) if m.contains("event.detail.instance-id")),
+            "{other:?}"
+        );
+        let mut pending = event.clone();
+        pending["detail"]["scan-status"] = "INITIAL_SCAN_PENDING".into();
+        let pending = classify(&message(&pending, "i-0123456789abcdef0"));
+        assert!(
+            matches!(&pending, Item::Malformed(m) if m.contains("event.detail.scan-status")),
+            "{pending:?}"
+        );
+        let mut forged = event.clone();
+        forged["source"] = "someone.else".into();
+        let forged = classify(&message(&forged, "i-0123456789abcdef0"));
+        assert!(
+            matches!(&forged, Item::Malformed(m) if m.contains("event.source")),
+            "{forged:?}"
+        );
     }
 }

@@ -1,5 +1,9 @@
-//! create-scan-rule: the per-instance EventBridge rule that starts the report
-//! machine when Inspector's first scan of the instance completes.
+//! create-scan-rule: the per-instance EventBridge rule that delivers
+//! Inspector's "scan complete" event for the scan's instance into
+//! collect-findings' queue, with the token of launch-scan's waiting task, so
+//! the collector wakes that execution. launch-scan calls it from its wait
+//! (`lambda:invoke.waitForTaskToken`): the rule exists only once the
+//! execution waits, and carries the token of that very wait.
 
 use serde_json::json;
 use tracing::info;
@@ -7,26 +11,26 @@ use tracing::info;
 use crate::aws::events::types::{InputTransformer, Target};
 use crate::aws::events::{self, Rule};
 use crate::error::{Error, Result};
-use crate::model::{scan, InstanceId, ReportInput, RuleName, ScanContext};
+use crate::model::instance_wait::{
+    INITIAL_SCAN_COMPLETE, INSTANCE_SCAN_DETAIL_TYPE, INSTANCE_SCAN_SOURCE,
+};
+use crate::model::{InstanceId, InstanceWaiter, RuleName, RuleRequest, ScanContext};
 use crate::naming;
-use crate::settings::{vars, EnvReader, FromEnv, RoleArn, StateMachineArn};
+use crate::settings::{vars, EnvReader, FromEnv, QueueArn};
 use crate::tags;
 
-/// create-scan-rule: what the per-instance rule starts.
+/// create-scan-rule: where the rule delivers.
 #[derive(Debug, Clone)]
 pub struct RuleSettings {
-    pub report_state_machine_arn: StateMachineArn,
-    pub events_role_arn: RoleArn,
+    pub findings_queue_arn: QueueArn,
 }
 
 impl FromEnv for RuleSettings {
     fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
-        let machine: Option<StateMachineArn> = env.required(vars::REPORT_STATE_MACHINE_ARN);
-        let role: Option<RoleArn> = env.required(vars::EVENTS_ROLE_ARN);
+        let queue: Option<QueueArn> = env.required(vars::FINDINGS_QUEUE_ARN);
         env.finish(|| {
             Some(RuleSettings {
-                report_state_machine_arn: machine?,
-                events_role_arn: role?,
+                findings_queue_arn: queue?,
             })
         })
     }
@@ -35,48 +39,54 @@ impl FromEnv for RuleSettings {
 /// The pattern of Inspector's "scan complete" event for one instance.
 pub fn event_pattern(instance_id: &InstanceId) -> String {
     json!({
-        "source": ["aws.inspector2"],
-        "detail-type": ["Inspector2 Scan"],
+        "source": [INSTANCE_SCAN_SOURCE],
+        "detail-type": [INSTANCE_SCAN_DETAIL_TYPE],
         "detail": {
-            "scan-status": ["INITIAL_SCAN_COMPLETE"],
+            "scan-status": [INITIAL_SCAN_COMPLETE],
             "instance-id": [instance_id],
         }
     })
     .to_string()
 }
 
-/// EventBridge's placeholder for the event's time in the input template.
-const EVENT_TIME: &str = "<event_time>";
+/// EventBridge's reserved variable for the whole event, as JSON.
+pub const WHOLE_EVENT: &str = "<aws.events.event.json>";
 
-/// The report machine's input: the scan's context as a literal and the
-/// time of Inspector's event, as one [`ReportInput`].
-pub fn input_transformer(scan: &ScanContext) -> Result<InputTransformer> {
-    let input = ReportInput::new(scan.clone(), EVENT_TIME.into(), scan::FROM_EVENT);
-    let template = serde_json::to_string(&input)
-        .map_err(|e| Error::Internal(format!("encoding the report input: {e}")))?;
+/// The queue message: the waiter as a literal and Inspector's event.
+pub fn input_transformer(scan: &ScanContext, task_token: &str) -> Result<InputTransformer> {
+    let instance_id = scan.require_instance("scan")?.clone();
+    let waiter = InstanceWaiter {
+        scan_id: scan.scan_id.clone(),
+        instance_id,
+        task_token: task_token.to_string(),
+    };
+    // A placeholder string, replaced by the bare variable: EventBridge puts
+    // the event's JSON there, unquoted.
+    let template = json!({"amiscan_instance_scan": waiter, "event": "EVENT"}).to_string();
+    let template = template.replacen("\"EVENT\"", WHOLE_EVENT, 1);
     InputTransformer::builder()
-        .input_paths_map("event_time", "$.time")
         .input_template(template)
         .build()
         .map_err(|e| Error::Internal(format!("input transformer: {e}")))
 }
 
-/// Creates (or re-creates, unchanged) the rule and its single target.
+/// Creates (or re-creates with the current token) the rule and its single
+/// target; returns the rule's name.
 pub async fn run(
     client: &events::Client,
     settings: &RuleSettings,
-    mut scan: ScanContext,
-) -> Result<ScanContext> {
-    let instance_id = scan.require_instance("")?.clone();
+    request: RuleRequest,
+) -> Result<RuleName> {
+    let scan = &request.scan;
+    let instance_id = scan.require_instance("scan")?.clone();
     let name = RuleName::for_instance(&instance_id);
-    scan.rule_name = Some(name.clone());
     let rule_arn = events::put_rule(
         client,
         Rule {
             name: name.as_str(),
             description: naming::truncate(
                 &format!(
-                    "amiscan: report {} once Inspector has scanned {instance_id}",
+                    "amiscan: wake scan {} once Inspector has scanned {instance_id}",
                     scan.scan_id
                 ),
                 512,
@@ -88,33 +98,35 @@ pub async fn run(
     .await?;
     let target = Target::builder()
         .id(naming::RULE_TARGET_ID)
-        .arn(&settings.report_state_machine_arn.0)
-        .role_arn(&settings.events_role_arn.0)
-        .input_transformer(input_transformer(&scan)?)
+        .arn(&settings.findings_queue_arn.0)
+        .input_transformer(input_transformer(scan, &request.task_token)?)
         .build()
         .map_err(|e| Error::Internal(format!("rule target: {e}")))?;
     events::put_target(client, name.as_str(), target).await?;
     info!(rule_name = %name, rule_arn = %rule_arn, instance_id = %instance_id, "scan rule ready");
-    Ok(scan)
+    Ok(name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::parse_event;
+    use crate::model::{parse_event, InstanceScanMessage};
 
-    fn scan() -> ScanContext {
-        let mut scan: ScanContext = serde_json::from_str(include_str!(
-            "../../../../events/create-scan-rule/output.json"
-        ))
+    fn request() -> RuleRequest {
+        let mut request: RuleRequest = parse_event(
+            serde_json::from_str(include_str!(
+                "../../../../events/create-scan-rule/request.json"
+            ))
+            .unwrap(),
+        )
         .unwrap();
-        scan.ami_name = Some("golden \"base\"".into());
-        scan
+        request.scan.ami_name = Some("golden \"base\"".into());
+        request
     }
 
     #[test]
     fn the_pattern_matches_only_this_instances_completed_scan() {
-        let instance = scan().instance_id.unwrap();
+        let instance = request().scan.instance_id.unwrap();
         let pattern: serde_json::Value = serde_json::from_str(&event_pattern(&instance)).unwrap();
         assert_eq!(pattern["source"], json!(["aws.inspector2"]));
         assert_eq!(pattern["detail-type"], json!(["Inspector2 Scan"]));
@@ -126,22 +138,39 @@ mod tests {
     }
 
     #[test]
-    fn the_target_input_is_the_report_input_with_the_events_time() {
-        let transformer = input_transformer(&scan()).unwrap();
-        // What EventBridge does with the template, for a sample event.
-        let rendered = transformer
-            .input_template()
-            .replace(EVENT_TIME, "2026-11-23T10:00:00Z");
-        let input: ReportInput = parse_event(serde_json::from_str(&rendered).unwrap()).unwrap();
-        assert_eq!(input.scan, scan());
+    fn the_delivery_is_the_waiter_and_inspectors_event() {
+        let request = request();
+        let transformer = input_transformer(&request.scan, "token \"1\"").unwrap();
+        let event = include_str!("../../../../events/create-scan-rule/inspector-scan-event.json");
+        // What EventBridge does with the template for a sample event.
+        let rendered = transformer.input_template().replace(WHOLE_EVENT, event);
+        let message: InstanceScanMessage =
+            parse_event(serde_json::from_str(&rendered).unwrap()).unwrap();
+        assert_eq!(message.amiscan_instance_scan.task_token, "token \"1\"");
+        assert_eq!(message.amiscan_instance_scan.scan_id, request.scan.scan_id);
         assert_eq!(
-            input.inspector.event_time.as_deref(),
-            Some("2026-11-23T10:00:00Z")
+            Some(&message.amiscan_instance_scan.instance_id),
+            request.scan.instance_id.as_ref()
         );
-        assert_eq!(input.inspector.source.as_deref(), Some("event"));
         assert_eq!(
-            transformer.input_paths_map().unwrap()["event_time"],
-            "$.time"
+            message.event_time().as_deref(),
+            Some("2026-11-27T13:41:10Z")
         );
+        assert!(transformer.input_paths_map().is_none());
+    }
+
+    #[test]
+    fn a_request_without_an_instance_or_token_is_refused_by_field() {
+        let mut value: serde_json::Value = serde_json::from_str(include_str!(
+            "../../../../events/create-scan-rule/request.json"
+        ))
+        .unwrap();
+        value["task_token"] = "".into();
+        let err = parse_event::<RuleRequest>(value.clone()).unwrap_err();
+        assert!(err.to_string().contains("task_token"), "{err}");
+        value["task_token"] = "t".into();
+        value["scan"].as_object_mut().unwrap().remove("instance_id");
+        let err = parse_event::<RuleRequest>(value).unwrap_err();
+        assert!(err.to_string().contains("scan.instance_id"), "{err}");
     }
 }

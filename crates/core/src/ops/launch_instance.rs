@@ -7,7 +7,7 @@ use tracing::{info, warn};
 use crate::aws::ec2::types::{BlockDeviceMapping, EbsBlockDevice, Image};
 use crate::aws::ec2::{self, Boot, Instances, Launch, Profile, ScannerInstance};
 use crate::error::{Error, Result};
-use crate::model::{AmiId, ScanContext};
+use crate::model::{AmiId, RuleName, ScanContext};
 use crate::naming;
 use crate::settings::{
     vars, EnvReader, FromEnv, InstanceProfile, InstanceTypes, ScanTimeoutMinutes, SecurityGroupId,
@@ -124,10 +124,13 @@ pub fn launched(
     timeout_minutes: u32,
 ) -> ScanContext {
     let launched_at = instance.launch_time.unwrap_or_else(Utc::now);
-    scan.instance_id = Some(instance.instance_id);
+    scan.instance_id = Some(instance.instance_id.clone());
     scan.instance_type = instance.instance_type;
     scan.launched_at = Some(launched_at);
     scan.deadline_at = Some(launched_at + chrono::Duration::minutes(i64::from(timeout_minutes)));
+    // launch-scan waits this long on its task token for Inspector's event.
+    scan.wait_seconds = Some(u64::from(timeout_minutes) * 60);
+    scan.rule_name = Some(RuleName::for_instance(&instance.instance_id));
     scan.ami_name = image.name().map(str::to_string).or(scan.ami_name);
     scan.platform = image
         .platform_details()
