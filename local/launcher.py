@@ -168,6 +168,58 @@ for module in [m for m in list(sys.modules.values()) if m is not None]:
         module.boto_client_for = boto_client_for
 
 
+# --- Step Functions: moto's port of the ASL engine leaves the service
+# integrations' name mapping out (its _normalise_parameters/_normalise_response
+# do nothing), so `states:startExecution.sync:2` sends `StateMachineArn` and
+# `Input` to botocore, which knows `stateMachineArn` and `input`, and reads
+# `ExecutionArn` from an answer that says `executionArn`. Map the names as Step
+# Functions does: parameters to the API's members, answers to the
+# integration's PascalCase (user data, the child's Input and Output, untouched).
+def _sfn_members(action):
+    import botocore.session
+
+    model = botocore.session.get_session().get_service_model("stepfunctions")
+    name = "".join(part.capitalize() for part in action.split("_"))
+    return {m.lower(): m for m in model.operation_model(name).input_shape.members}
+
+
+def _pascal(value, keep=("Input", "Output")):
+    if isinstance(value, dict):
+        out = {}
+        for key, inner in value.items():
+            key = key[:1].upper() + key[1:]
+            out[key] = inner if key in keep else _pascal(inner, ())
+        return out
+    if isinstance(value, list):
+        return [_pascal(v, ()) for v in value]
+    return value
+
+
+def _sfn_normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
+    ORIGINAL_SFN_NORMALISE(self, parameters, boto_service_name, service_action_name)
+    members = _sfn_members(service_action_name or self._get_boto_service_action())
+    for key in list(parameters):
+        member = members.get(key.lower())
+        if member and member != key:
+            parameters[member] = parameters.pop(key)
+
+
+def _sfn_normalise_response(self, response, boto_service_name=None, service_action_name=None):
+    if isinstance(response, dict):
+        normalised = _pascal(response)
+        response.clear()
+        response.update(normalised)
+
+
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (  # noqa: E402
+    StateTaskServiceSfn,
+)
+
+ORIGINAL_SFN_NORMALISE = StateTaskServiceSfn._normalise_parameters
+StateTaskServiceSfn._normalise_parameters = _sfn_normalise_parameters
+StateTaskServiceSfn._normalise_response = _sfn_normalise_response
+
+
 def _import_asl_services():
     """The ASL service modules import boto_client_for by name: load them now so
     the loop above reaches each of them."""

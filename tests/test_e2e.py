@@ -107,7 +107,7 @@ def test_the_local_setup_uses_the_templates_names_variables_and_substitutions(cl
     parsed = template()
     lam = cloud.client("lambda")
     for logical, (binary, variables) in template_functions(parsed).items():
-        configured = lam.get_function_configuration(FunctionName=binary)["Environment"]["Variables"]
+        configured = lam.get_function_configuration(FunctionName=binary).get("Environment", {}).get("Variables", {})
         assert sorted(configured) == variables, logical
     sfn = cloud.client("stepfunctions")
     for logical, name in (("LaunchScanStateMachine", LAUNCH_MACHINE), ("ReportAndCleanupStateMachine", REPORT_MACHINE)):
