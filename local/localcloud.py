@@ -101,7 +101,8 @@ def machine_arn(name):
 class Behaviour:
     """What the Inspector stand-in does for the scan instances of one AMI."""
 
-    def __init__(self, kind, findings=(), reason="UNMANAGED_EC2_INSTANCE", before_event=None, scanned_at=None):
+    def __init__(self, kind, findings=(), reason="UNMANAGED_EC2_INSTANCE", before_event=None, scanned_at=None,
+                 event_after=None):
         assert kind in ("scan", "never", "lost"), kind
         self.kind = kind
         # (severity, cve, package) or (severity, cve, package, fix, exploit),
@@ -112,6 +113,10 @@ class Behaviour:
         # The time on Inspector's "scan complete" event (a datetime), to file
         # a scan under an earlier day; None for the current time.
         self.scanned_at = scanned_at
+        # Seconds between the instance's rule appearing and Inspector's event
+        # (the coverage says scanned at once): around the scan's deadline,
+        # the event and the deadline race. None: at once.
+        self.event_after = event_after
 
 
 class SnapshotBehaviour:
@@ -607,6 +612,22 @@ class LocalCloud:
         }})
         if behaviour.before_event:
             behaviour.before_event(self, instance)
+        if behaviour.kind == "scan" and behaviour.event_after:
+            late = Behaviour("scan", behaviour.findings, scanned_at=behaviour.scanned_at)
+            def send():
+                try:
+                    self._send_scan_event(instance, late, events)
+                except Exception as err:  # the tests report it
+                    self.stand_in_errors.append(repr(err))
+
+            timer = threading.Timer(behaviour.event_after, send)
+            timer.daemon = True
+            timer.start()
+            return
+        self._send_scan_event(instance, behaviour, events)
+
+    def _send_scan_event(self, instance, behaviour, events):
+        instance_id = instance["InstanceId"]
         if behaviour.kind == "scan":
             counts = {"CRITICAL": 0, "HIGH": 0, "MEDIUM": 0}
             for severity, *_ in behaviour.findings:

@@ -139,6 +139,7 @@ def batch(cloud):
         "export_fails": cloud.seed_ami("e2e-export-fails", "amzn2-ami"),
         "cleanup_fails": cloud.seed_ami("e2e-cleanup-fails", "amzn2-ami"),
         "status_tag_fails": cloud.seed_ami("e2e-status-tag-fails", "amzn2-ami"),
+        "at_deadline": cloud.seed_ami("e2e-event-at-deadline", "amzn2-ami"),
     }
     cloud.expect(amis["vulnerable"], Behaviour("scan", CRITICAL))
     cloud.expect(amis["clean"], Behaviour("scan", []))
@@ -148,6 +149,9 @@ def batch(cloud):
     cloud.expect(amis["deregistered"], Behaviour(
         "scan", CRITICAL, before_event=lambda c, i: c.client("ec2").deregister_image(ImageId=i["ImageId"])))
     cloud.expect(amis["export_fails"], Behaviour("scan", CRITICAL))
+    # Inspector's event comes just as the one-minute deadline passes: the
+    # deadline's check and the event race for the one waiting task.
+    cloud.expect(amis["at_deadline"], Behaviour("scan", CRITICAL, event_after=61))
     cloud.control("/script", {"function": "launch-instance", "match": amis["launch_fails"], "times": -1,
                               "error": {"errorType": "AmiNotUsable", "errorMessage": "scripted: launch refused"}})
     cloud.control("/script", {"function": "export-report", "match": amis["export_fails"], "times": -1,
@@ -221,6 +225,27 @@ def test_a_lost_event_is_exported_at_the_deadline(cloud, batch):
     sources = [i["inspector"].get("source") for i in report_inputs(cloud) if i["scan"]["ami_id"] == amis["lost"]]
     assert sources == ["deadline"], "launch-scan reported from check-scan's answer at the deadline, not from an event"
     assert_nothing_left(cloud, amis["lost"])
+
+
+def test_an_event_at_the_deadline_leaves_one_report_one_result_tag_and_one_alert(cloud, batch):
+    amis, notes = batch["amis"], batch["notes"]
+    ami = amis["at_deadline"]
+    # Whichever came first (the deadline's check that Inspector scanned, or
+    # the event) reported; the other changed nothing.
+    reports = [e for e in cloud.executions(REPORT_MACHINE) if cloud.execution_input(e)["scan"]["ami_id"] == ami]
+    assert len(reports) == 1, reports
+    assert reports[0]["status"] == "SUCCEEDED"
+    assert cloud.execution_input(reports[0])["inspector"]["source"] in ("deadline", "event")
+    sfn = cloud.client("stepfunctions")
+    result_tags = [h for e in reports + [e for e in batch["launches"] if e["name"].startswith(ami)]
+                   for h in sfn.get_execution_history(executionArn=e["executionArn"], maxResults=1000)["events"]
+                   if h["type"] == "LambdaFunctionScheduled" and h["lambdaFunctionScheduledEventDetails"]["resource"].endswith(":tag-ami")
+                   and '"COMPLETE"' in h["lambdaFunctionScheduledEventDetails"]["input"]]
+    assert len(result_tags) == 1, result_tags
+    assert events_of(notes, ami) == ["AMI_VULNERABLE", "SCAN_COMPLETED", "SCAN_STARTED"]
+    tags = cloud.image_tags(ami)
+    assert (tags["amiscan:status"], tags["amiscan:verdict"]) == ("COMPLETE", "FAIL")
+    assert_nothing_left(cloud, ami)
 
 
 def test_an_ami_deregistered_during_its_scan_leaves_nothing_behind_and_alerts(cloud, batch):

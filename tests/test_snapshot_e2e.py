@@ -330,7 +330,7 @@ def test_snapshot_mode_launches_no_instance_uses_no_security_group_and_creates_n
     for execution in cloud.executions(LAUNCH_MACHINE):
         if any(execution["name"].startswith(ami) for ami in snapshot_mode["many"] + [snapshot_mode["unsupported"]]):
             entered = states_entered(cloud, execution)
-            assert "Launch Scan Instance" not in entered and "Create Scan Rule" not in entered, entered
+            assert "Launch Scan Instance" not in entered and "Wait For Instance Scan" not in entered, entered
 
 
 def test_a_fresh_stack_with_no_exceptions_file_was_refused_nothing(cloud):
