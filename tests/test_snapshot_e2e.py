@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
 from localcloud import (  # noqa: E402
     BUCKET,
     LAUNCH_MACHINE,
+    REPORT_MACHINE,
     Behaviour,
     LocalCloud,
     SnapshotBehaviour,
@@ -54,6 +55,11 @@ def states_entered(cloud, execution):
 
 def launch_of(cloud, ami_id):
     return next(e for e in cloud.executions(LAUNCH_MACHINE) if e["name"].startswith(ami_id))
+
+
+def report_child_of(cloud, ami_id):
+    """launch-scan's child report of the AMI's scan (named `<scan id>-report`)."""
+    return next(e for e in cloud.executions(REPORT_MACHINE) if e["name"].startswith(ami_id) and e["name"].endswith("-report"))
 
 
 def queue_depth(cloud, url):
@@ -121,7 +127,7 @@ def test_findings_that_arrive_after_the_completion_event_are_waited_for(cloud, a
     summary, rows = cloud.report_of(ami)
     assert (summary["verdict"], summary["finding_count"], summary["findings_expected"]) == ("FAIL", 3, 3)
     assert {r["vulnerability_id"] for r in rows} == {f[1] for f in FINDINGS}
-    assert "Stop Waiting For Late Findings" not in states_entered(cloud, launch_of(cloud, ami))
+    assert "Stop Waiting For Late Findings" not in states_entered(cloud, report_child_of(cloud, ami))
     assert_scanned_by_snapshot(cloud, ami)
 
 

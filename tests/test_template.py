@@ -198,11 +198,31 @@ def test_every_task_has_a_catch_for_every_error(machine):
 # findings is spent (export-report never waits once `grace_over` is set).
 BOUNDED_RETRIES = {
     ("Start Snapshot Scan Again", "Start Snapshot Scan"),
-    ("Stop Waiting For Late Findings", "Export Snapshot Findings"),
+    ("Stop Waiting For Late Findings", "Export Findings"),
 }
 # Only a path that launched an instance has anything to clean up; every
 # report-and-cleanup execution follows a launch.
 LAUNCHES = {"Launch Scan Instance"}
+
+
+LAUNCHED = {"Variable": "$.scan.instance_id", "IsPresent": True}
+
+
+def edges(state, launched):
+    """Each successor with whether the scan launched an instance there: a
+    Choice on `$.scan.instance_id` being present tells that apart (its later
+    choices and its default are taken only without an instance)."""
+    if state["Type"] != "Choice":
+        return [(nxt, launched) for nxt in set(successors(state))]
+    out, known = [], launched
+    for choice in state["Choices"]:
+        is_launch_test = {k: v for k, v in choice.items() if k != "Next"} == LAUNCHED
+        out.append((choice["Next"], known))
+        if is_launch_test:
+            known = False
+    if "Default" in state:
+        out.append((state["Default"], known))
+    return out
 
 
 @pytest.mark.parametrize("machine", sorted(MACHINES))
@@ -233,10 +253,10 @@ def test_every_path_that_launched_cleans_up_unless_the_scan_was_already_done_and
             terminals.add(name)
             done = cleaned or function_of(state) == "Cleanup"
             assert done or not launched or name in DONE_WITHOUT_CLEANUP, f"{' -> '.join(path + (name,))} never cleans up"
-        for nxt in set(successors(state)):
+        for nxt, still_launched in edges(state, launched):
             if (name, nxt) in BOUNDED_RETRIES:
                 continue
-            stack.append((nxt, launched, cleaned or cleans(name, nxt), path + (name,)))
+            stack.append((nxt, still_launched, cleaned or cleans(name, nxt), path + (name,)))
     assert any(states[t]["Type"] == "Fail" for t in terminals)
 
 
@@ -251,7 +271,35 @@ def test_a_snapshot_scan_never_launches_creates_a_rule_or_cleans_up():
         seen.add(name)
         assert function_of(states[name]) not in instance_only, name
         stack.extend(successors(states[name]))
-    assert "Export Snapshot Findings" in seen and "Tag AMI With Snapshot Result" in seen
+    assert "Report Snapshot Scan" in seen
+    # The child report of a snapshot scan (no instance_id) cleans nothing up.
+    states = asl("ReportAndCleanupStateMachine")["States"]
+    stack, seen = ["Export Findings"], set()
+    while stack:
+        name = stack.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        assert function_of(states[name]) not in instance_only, name
+        stack.extend(nxt for nxt, launched in edges(states[name], True)
+                     if states[name]["Type"] != "Choice" or not launched or LAUNCHED not in [
+                         {k: v for k, v in c.items() if k != "Next"} for c in states[name]["Choices"]])
+    assert {"Tag AMI With Result", "Tag AMI Not Scannable", "Alert Scan Incomplete"} <= seen
+
+
+def test_export_tag_and_result_alerts_live_only_in_report_and_cleanup():
+    launch = asl("LaunchScanStateMachine")["States"]
+    assert {function_of(s) for s in launch.values()} & {"ExportReport"} == set()
+    assert not any(s.get("Parameters", {}).get("status") == "COMPLETE" for s in launch.values()), "launch-scan tags no result"
+    children = [n for n, s in launch.items() if s.get("Resource") == "arn:aws:states:::states:startExecution.sync:2"]
+    assert sorted(children) == ["Report Instance Scan", "Report Snapshot Scan"]
+    for name in children:
+        assert launch[name]["Parameters"]["StateMachineArn"] == REPORT_CHILD
+        assert launch[name]["Parameters"]["Name.$"] == "States.Format('{}-report', $.scan.scan_id)"
+    result_events = {"AMI_VULNERABLE", "SCAN_COMPLETED", "SCAN_INCOMPLETE"}
+    published = {s["Parameters"]["MessageAttributes"]["event_type"]["StringValue"]
+                 for s in launch.values() if s.get("Resource") == "arn:aws:states:::sns:publish"}
+    assert published & result_events == set(), published
 
 
 def test_the_failure_path_tags_failed_and_alerts_before_failing():

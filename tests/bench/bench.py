@@ -802,7 +802,10 @@ class Bench:
         out = {"collector_invocations_both_scans": collector_invocations}
         for label, ami in amis.items():
             execution = next(e for e in cloud.executions(LAUNCH_MACHINE) if e["name"].startswith(ami))
-            history = cloud.history(execution)
+            # the child report's history counts as the scan's too
+            history = cloud.history(execution) + [ev for e in cloud.executions(REPORT_MACHINE)
+                                                  if e["name"] == f"{execution['name']}-report"
+                                                  for ev in cloud.history(e)]
             transitions = sum(1 for ev in history if ev["type"].endswith("StateEntered"))
             invocations = sum(1 for ev in history if ev["type"] == "LambdaFunctionScheduled" or (
                 ev["type"] == "TaskScheduled" and ev["taskScheduledEventDetails"].get("resourceType") == "lambda"))
