@@ -534,7 +534,7 @@ InstanceResponse.run_instances = run_instances
 
 # --- Inspector2: moto has no on-demand machine image scan. StartOnDemandScan,
 # GetOnDemandScanStatus and ListOnDemandScans answer from STATE["ondemand"],
-# as FACTS.md gives them: one running scan per AMI (a second start is a
+# as the Inspector API Reference gives them: one running scan per AMI (a second start is a
 # ConflictException), a repeated clientToken answers the scan it started,
 # StartOnDemandScan answers HTTP 202, times are ISO 8601 strings. The scans
 # themselves are played by the harness (it lists them through the control

@@ -33,7 +33,7 @@ pub const REQUEST_AMIS_MAX: usize = 1000;
 /// Skip reasons for named AMIs.
 pub const NOT_FOUND: &str = "not found";
 pub const NOT_OWNED: &str = "not owned by this account";
-/// EC2's event when an AMI enters a state (FACTS.md, "EC2 AMI events").
+/// EC2's event when an AMI enters a state (Amazon EC2 User Guide, "AMI events").
 pub const AMI_STATE_CHANGE: &str = "EC2 AMI State Change";
 /// Days since the last completed scan after which an AMI is overdue.
 pub type MaxScanAgeDays = Bounded<1, 365>;
