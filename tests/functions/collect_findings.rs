@@ -74,22 +74,28 @@ async fn collect_findings_stages_each_finding_once_and_ignores_what_is_not_amisc
     .chain(["{not json".to_string()])
     .collect();
     let keys = collected(&stack, &bodies).await;
+    // One object for the batch's findings of the scan: two findings, named
+    // by their count.
     let staged: Vec<_> = keys.iter().filter(|k| k.contains("/findings/")).collect();
-    assert_eq!(staged.len(), 2, "{keys:?}");
-    assert!(staged
-        .iter()
-        .all(|k| k.starts_with(&format!("staging/ondemand/{id}/findings/"))));
+    assert_eq!(staged.len(), 1, "{keys:?}");
+    assert!(staged[0].starts_with(&format!("staging/ondemand/{id}/findings/2-")));
     assert!(
         !keys.iter().any(|k| k.contains(foreign)),
         "a foreign scan's finding is not stored"
     );
     let (text, _) = stack.cloud.object_text(&stack.bucket, staged[0]).await;
-    let stored: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(
-        stored["scanId"],
-        json!(id),
-        "the finding is stored as Inspector sent it"
+    let stored: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(stored.len(), 2, "the duplicate is staged once: {text}");
+    assert!(
+        stored.iter().all(|f| f["scanId"] == json!(id)),
+        "each finding is stored as Inspector sent it"
     );
+    // The same batch delivered again writes the same object.
+    let again = collected(&stack, &bodies).await;
+    assert_eq!(again, keys);
 
     // The completion, then a waiter whose execution no longer waits: both
     // are stored, and neither fails the batch.
@@ -121,4 +127,83 @@ async fn collect_findings_stages_each_finding_once_and_ignores_what_is_not_amisc
         ),
         (json!("SUCCESSFUL"), json!(2))
     );
+}
+
+/// The export of a snapshot scan staged over several batches: what `export`
+/// writes for a completion of `total` findings.
+async fn export_snapshot(
+    stack: &Stack,
+    ami: &str,
+    started: &amiscan_core::model::ScanContext,
+    total: u64,
+) -> amiscan_core::report::ScanSummary {
+    let id = started.inspector_scan_id.clone().unwrap();
+    let mut outcome = completion_event(&id, ami, total)["detail"].clone();
+    outcome["source"] = json!("event");
+    stack
+        .export_report("CSV")
+        .handle(json!({"scan": started, "snapshot": outcome}))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_finding_staged_by_two_batches_is_reported_once_and_a_changed_body_is_a_conflict() {
+    let stack = Stack::new("ap-southeast-4").await;
+    let (ami, started) = stack.started_snapshot_scan().await;
+    let id = started.inspector_scan_id.clone().unwrap();
+    let bodies = |ns: &[u32]| -> Vec<String> {
+        ns.iter()
+            .map(|n| finding_event(&id, &ami, *n).to_string())
+            .collect()
+    };
+    // Finding 2 comes in both batches (SQS delivered it again).
+    collected(&stack, &bodies(&[1, 2])).await;
+    let keys = collected(&stack, &bodies(&[2, 3])).await;
+    let staged: Vec<_> = keys.iter().filter(|k| k.contains("/findings/")).collect();
+    assert_eq!(staged.len(), 2, "one object per batch: {keys:?}");
+    let summary = export_snapshot(&stack, &ami, &started, 3).await;
+    assert_eq!(
+        (summary.finding_count, summary.findings_expected),
+        (3, Some(3))
+    );
+    assert_eq!(summary.verdict.as_str(), "FAIL", "{summary:?}");
+    let rows = stack
+        .cloud
+        .object_text(&stack.bucket, &summary.findings_key)
+        .await
+        .0;
+    assert_eq!(rows.lines().count(), 3);
+    assert!(
+        !stack
+            .cloud
+            .object_keys(&stack.bucket)
+            .await
+            .iter()
+            .any(|k| k.starts_with(&format!("staging/ondemand/{id}/findings/"))),
+        "the staged batches are deleted after the report"
+    );
+
+    // A second scan whose finding 2 arrives again with another body: which
+    // is Inspector's cannot be told, so the scan is INCOMPLETE, never PASS.
+    let stack = Stack::new("ap-southeast-5").await;
+    let (ami, started) = stack.started_snapshot_scan().await;
+    let id = started.inspector_scan_id.clone().unwrap();
+    collected(
+        &stack,
+        &[1, 2]
+            .iter()
+            .map(|n| finding_event(&id, &ami, *n).to_string())
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let mut changed = finding_event(&id, &ami, 2);
+    changed["detail"]["severity"] = json!("LOW");
+    changed["detail"]["status"] = json!("CLOSED");
+    collected(&stack, &[changed.to_string()]).await;
+    let summary = export_snapshot(&stack, &ami, &started, 2).await;
+    assert_eq!(summary.verdict.as_str(), "INCOMPLETE", "{summary:?}");
+    let reason = summary.reason.unwrap_or_default();
+    assert!(reason.contains("different body"), "{reason}");
+    assert!(reason.contains(&format!("{:020x}", 2)), "{reason}");
 }

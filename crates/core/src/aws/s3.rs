@@ -232,16 +232,6 @@ pub fn keys_under(client: &Client, bucket: &str, prefix: &str) -> KeyPages {
     )
 }
 
-/// How many objects lie under a prefix.
-pub async fn count_under(client: &Client, bucket: &str, prefix: &str) -> Result<u64> {
-    let mut pages = keys_under(client, bucket, prefix);
-    let mut count = 0;
-    while let Some(page) = pages.next().await {
-        count += page?.len() as u64;
-    }
-    Ok(count)
-}
-
 /// Deletes every object under a prefix, 1,000 a call; returns how many.
 pub async fn delete_under(client: &Client, bucket: &str, prefix: &str) -> Result<u64> {
     use types::{Delete, ObjectIdentifier};

@@ -1,7 +1,8 @@
 //! collect-findings: the SQS consumer that wakes launch-scan's waits and
-//! catches what a snapshot scan delivers only as EventBridge events. Each
-//! finding event of a scan amiscan started is stored under that scan, named
-//! by its `findingArn`, so a duplicate overwrites itself; a completion event
+//! catches what a snapshot scan delivers only as EventBridge events. The
+//! finding events of a batch are staged as one object per scan amiscan
+//! started (JSON Lines, named after the batch's findings, so a batch
+//! delivered again overwrites itself); a completion event
 //! is stored and wakes the launch-scan execution waiting for it; launch-scan's
 //! own waiter message registers that execution. An instance scan's rule
 //! delivers Inspector's "scan complete" event with the waiting task's token,
@@ -140,6 +141,8 @@ pub fn classify(body: &str) -> Item {
 pub struct CollectStats {
     pub records: usize,
     pub findings_stored: usize,
+    /// Objects written: one per scan with findings in the batch.
+    pub staged_objects: usize,
     pub completions: usize,
     pub waiters: usize,
     /// Instance scans' "scan complete" deliveries.
@@ -153,7 +156,6 @@ pub struct CollectStats {
 }
 
 enum Done {
-    Stored,
     Completion { woke: bool },
     Waiter { woke: bool },
     InstanceScanned { woke: bool },
@@ -169,6 +171,29 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// One object of the batch's findings of one scan, as JSON Lines. A
+    /// finding delivered twice with the same body is written once; two
+    /// different bodies under one `findingArn` are both kept, for the export
+    /// to report the conflict.
+    async fn stage(&self, scan_id: &str, findings: &[(String, Value)]) -> Result<usize> {
+        let staging = Staging::of(scan_id).map_err(Error::Internal)?;
+        let mut seen = HashSet::new();
+        let mut body = Vec::new();
+        let mut arns = Vec::new();
+        for (arn, detail) in findings {
+            let line = serde_json::to_vec(detail)
+                .map_err(|e| Error::Internal(format!("encoding a finding: {e}")))?;
+            if seen.insert((arn.as_str(), line.clone())) {
+                arns.push(arn.as_str());
+                body.extend_from_slice(&line);
+                body.push(b'\n');
+            }
+        }
+        let key = staging.batch(&arns);
+        s3::put_small(self.s3, self.bucket, self.kms, &key, body).await?;
+        Ok(seen.len())
+    }
+
     async fn put(&self, key: &str, value: &impl Serialize) -> Result<()> {
         let body = serde_json::to_vec(value)
             .map_err(|e| Error::Internal(format!("encoding {key}: {e}")))?;
@@ -185,18 +210,8 @@ impl Ctx<'_> {
 
     async fn handle(&self, item: Item) -> Result<Done> {
         match item {
-            Item::Finding {
-                scan_id,
-                finding_arn,
-                detail,
-            } => {
-                if !self.ours.contains(&scan_id) {
-                    return Ok(Done::Foreign);
-                }
-                let staging = Staging::of(&scan_id).map_err(Error::Internal)?;
-                self.put(&staging.finding(&finding_arn), &detail).await?;
-                Ok(Done::Stored)
-            }
+            // Staged per scan and batch by `stage`, before any completion.
+            Item::Finding { .. } => Ok(Done::Foreign),
             Item::Completion { scan_id, outcome } => {
                 if !self.ours.contains(&scan_id) {
                     return Ok(Done::Foreign);
@@ -322,7 +337,62 @@ pub async fn run(
         ours: &ours,
     };
     let mut response = BatchResponse::default();
-    let results: Vec<(String, Result<Done>)> = stream::iter(items)
+    // Findings first, one object per scan: a completion later in the batch
+    // then finds them staged.
+    let mut by_scan: HashMap<String, Vec<(String, String, Value)>> = HashMap::new();
+    let mut rest = Vec::new();
+    for (message_id, item) in items {
+        match item {
+            Item::Finding {
+                scan_id,
+                finding_arn,
+                detail,
+            } if ours.contains(&scan_id) || unknown.contains_key(&scan_id) => by_scan
+                .entry(scan_id)
+                .or_default()
+                .push((message_id, finding_arn, detail)),
+            Item::Finding { .. } => stats.foreign += 1,
+            other => rest.push((message_id, other)),
+        }
+    }
+    let staged: Vec<(Vec<String>, Result<usize>)> = stream::iter(by_scan)
+        .map(|(scan_id, records)| {
+            let ctx = &ctx;
+            let unknown = &unknown;
+            async move {
+                let ids = records.iter().map(|(id, _, _)| id.clone()).collect();
+                if let Some(err) = unknown.get(&scan_id) {
+                    return (ids, Err(err.clone()));
+                }
+                let findings: Vec<(String, Value)> =
+                    records.into_iter().map(|(_, arn, d)| (arn, d)).collect();
+                (
+                    ids,
+                    ctx.stage(&scan_id, &findings).await.map(|_| findings.len()),
+                )
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    for (message_ids, result) in staged {
+        match result {
+            Ok(n) => {
+                stats.findings_stored += n;
+                stats.staged_objects += 1;
+            }
+            Err(err) => {
+                warn!(records = message_ids.len(), error = %err, "findings not staged; SQS delivers them again");
+                stats.failed += message_ids.len();
+                response
+                    .batch_item_failures
+                    .extend(message_ids.into_iter().map(|id| ItemFailure {
+                        item_identifier: id,
+                    }));
+            }
+        }
+    }
+    let results: Vec<(String, Result<Done>)> = stream::iter(rest)
         .map(|(message_id, item)| {
             let ctx = &ctx;
             let unknown = &unknown;
@@ -344,7 +414,6 @@ pub async fn run(
         .await;
     for (message_id, result) in results {
         match result {
-            Ok(Done::Stored) => stats.findings_stored += 1,
             Ok(Done::Completion { woke }) => {
                 stats.completions += 1;
                 stats.woken += usize::from(woke);
@@ -370,6 +439,7 @@ pub async fn run(
     info!(
         records = stats.records,
         stored = stats.findings_stored,
+        staged_objects = stats.staged_objects,
         completions = stats.completions,
         waiters = stats.waiters,
         instance_scans = stats.instance_scans,

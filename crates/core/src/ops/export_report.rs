@@ -11,7 +11,7 @@
 //! points at its summary record): the summary carries what is new, fixed
 //! and still open.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt, TryStreamExt};
@@ -212,7 +212,19 @@ async fn stream_findings(
     Ok(tally)
 }
 
-/// Streams a snapshot scan's staged findings, a page of keys at a time.
+/// What streaming a snapshot scan's staged batches found besides the rows.
+#[derive(Debug, Default)]
+struct Staged {
+    /// Distinct findings (by `findingArn`) written as rows.
+    distinct: u64,
+    /// A `findingArn` that arrived with two different bodies, and how many did.
+    conflict: Option<(String, u64)>,
+}
+
+/// Streams a snapshot scan's staged batches, a page of keys at a time, each
+/// object read once. A finding staged twice (a batch delivered again, an
+/// event sent twice) is written once; two different bodies under one
+/// `findingArn` are a conflict.
 async fn stream_staged(
     s3_client: &s3::Client,
     bucket: &str,
@@ -221,8 +233,13 @@ async fn stream_staged(
     scan: &ScanContext,
     inspector_scan_id: &str,
     scanned_at: DateTime<Utc>,
-) -> Result<Tally> {
+) -> Result<(Tally, Staged)> {
     let mut tally = Tally::default();
+    let mut staged = Staged::default();
+    // findingArn -> a hash of its body: memory grows by one short entry per
+    // finding, not by its body.
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut conflicts = 0;
     if let Some((w, human)) = &mut writers.report {
         w.write(&human.header()?).await?;
     }
@@ -234,14 +251,37 @@ async fn stream_staged(
             .try_collect()
             .await?;
         let mut rows = Vec::new();
-        for body in bodies.into_iter().flatten() {
-            let finding: Value = match serde_json::from_slice(&body) {
+        for line in bodies
+            .iter()
+            .flatten()
+            .flat_map(|b| b.split(|c| *c == b'\n'))
+        {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let finding: Value = match serde_json::from_slice(line) {
                 Ok(v) => v,
                 Err(e) => {
                     warn!(error = %e, "a staged finding is not JSON; skipped");
                     continue;
                 }
             };
+            let arn = finding["findingArn"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let hash = report::fingerprint(line);
+            match seen.get(&arn) {
+                Some(&h) if h == hash => continue,
+                Some(_) => {
+                    conflicts += 1;
+                    staged.conflict.get_or_insert((arn, 0));
+                    continue;
+                }
+                None => {
+                    seen.insert(arn, hash);
+                }
+            }
             let row = report::finding_row(
                 &finding,
                 scan,
@@ -250,12 +290,32 @@ async fn stream_staged(
             );
             rows.push((finding, row));
         }
+        drop(bodies);
         writers.page(&mut tally, scan, rows).await?;
     }
     if let Some((w, human)) = &mut writers.report {
         w.write(&human.footer()).await?;
     }
-    Ok(tally)
+    staged.distinct = seen.len() as u64;
+    if let Some((_, n)) = &mut staged.conflict {
+        *n = conflicts;
+    }
+    Ok((tally, staged))
+}
+
+/// How many findings the staged batches hold, from their keys alone (an
+/// upper bound of the distinct findings: a batch may repeat a finding of
+/// another).
+async fn staged_count(s3_client: &s3::Client, bucket: &str, staging: &Staging) -> Result<u64> {
+    let mut pages = s3::keys_under(s3_client, bucket, &staging.findings());
+    let mut count = 0;
+    while let Some(page) = pages.next().await {
+        count += page?
+            .iter()
+            .filter_map(|k| report::batch_count(k))
+            .sum::<u64>();
+    }
+    Ok(count)
 }
 
 /// A snapshot scan's verdict and why: drawn from its findings only when
@@ -418,7 +478,9 @@ pub async fn run(
                     ),
                 ));
             }
-            let received = s3::count_under(s3_client, bucket, &staging.findings()).await?;
+            // Counted from the batch objects' names: no finding is read
+            // before every one Inspector counted can be there.
+            let received = staged_count(s3_client, bucket, &staging).await?;
             if let Some(expected) =
                 should_wait(outcome, received, settings.findings_grace_seconds, now)
             {
@@ -466,7 +528,7 @@ pub async fn run(
     };
     let streamed = match (&snapshot, &instance_id) {
         (Some((outcome, staging)), _) => {
-            stream_staged(
+            match stream_staged(
                 s3_client,
                 bucket,
                 staging,
@@ -476,16 +538,42 @@ pub async fn run(
                 scanned_at,
             )
             .await
+            {
+                // A finding staged twice made the names count more than
+                // there are: wait on, as if counted short.
+                Ok((_, staged))
+                    if should_wait(
+                        outcome,
+                        staged.distinct,
+                        settings.findings_grace_seconds,
+                        now,
+                    )
+                    .is_some() =>
+                {
+                    Err(Error::FindingsPending {
+                        scan_id: outcome.scan_id.clone(),
+                        expected: outcome
+                            .finding_severity_counts
+                            .as_ref()
+                            .map_or(0, |c| c.total),
+                        received: staged.distinct,
+                    })
+                }
+                Ok((tally, staged)) => Ok((tally, staged.conflict)),
+                Err(e) => Err(e),
+            }
         }
         (None, Some(instance_id)) => {
-            stream_findings(inspector, &mut writers, &scan, instance_id, scanned_at).await
+            stream_findings(inspector, &mut writers, &scan, instance_id, scanned_at)
+                .await
+                .map(|tally| (tally, None))
         }
         (None, None) => Err(Error::Internal(
             "neither a snapshot nor an instance scan".into(),
         )),
     };
-    let tally = match streamed {
-        Ok(tally) => tally,
+    let (tally, conflict) = match streamed {
+        Ok(streamed) => streamed,
         Err(err) => {
             writers.abort().await;
             return Err(err);
@@ -501,9 +589,16 @@ pub async fn run(
     };
 
     let from_findings = Verdict::of(&tally.active, settings.severity_threshold.0);
-    let (verdict, reason) = match &snapshot {
-        Some((outcome, _)) => snapshot_verdict(outcome, tally.rows, from_findings),
-        None => (from_findings, None),
+    let (verdict, reason) = match (&snapshot, conflict) {
+        (Some((outcome, _)), None) => snapshot_verdict(outcome, tally.rows, from_findings),
+        // Which body is Inspector's cannot be told: never a PASS.
+        (Some(_), Some((arn, n))) => (
+            Verdict::Incomplete,
+            Some(format!(
+                "{n} finding event(s) arrived with a different body under a findingArn already staged ({arn})"
+            )),
+        ),
+        (None, _) => (from_findings, None),
     };
     let changes = delta(&tally.open, previous.as_ref().map(|p| p.open()));
     drop(previous);

@@ -28,7 +28,7 @@ pub const FINDINGS_PREFIX: &str = "findings/";
 pub const SCANS_PREFIX: &str = "scans/";
 pub const REPORTS_PREFIX: &str = "reports/";
 /// Where a snapshot scan's findings wait for its report: one object per
-/// finding, named after the finding, so a duplicate event overwrites itself.
+/// collector batch and scan, holding that batch's findings of the scan.
 /// The bucket's lifecycle rule expires what a report did not delete.
 pub const STAGING_PREFIX: &str = "staging/ondemand/";
 
@@ -69,22 +69,33 @@ impl Staging {
     pub fn findings(&self) -> String {
         format!("{}findings/", self.0)
     }
-    /// A finding's object: the last part of its ARN when it is plain, else
-    /// a hash of the whole ARN.
-    pub fn finding(&self, finding_arn: &str) -> String {
-        let tail = finding_arn.rsplit('/').next().unwrap_or_default();
-        let plain = !tail.is_empty()
-            && tail.len() <= 128
-            && tail
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        let name = if plain {
-            tail.to_string()
-        } else {
-            format!("h{:016x}", fnv1a(finding_arn.as_bytes()))
-        };
-        format!("{}findings/{name}.json", self.0)
+    /// One collector batch's findings of this scan, as JSON Lines:
+    /// `<count>-<hash of the sorted findingArns>.jsonl`. A batch delivered
+    /// again writes the same key; the count lets the export check
+    /// completeness from the names alone.
+    pub fn batch(&self, finding_arns: &[&str]) -> String {
+        let mut sorted = finding_arns.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let hash = fnv1a(sorted.join("\n").as_bytes());
+        format!("{}findings/{}-{hash:016x}.jsonl", self.0, sorted.len())
     }
+}
+
+/// How many findings a batch object holds, from its key (`None`: not a
+/// batch object's key).
+pub fn batch_count(key: &str) -> Option<u64> {
+    let name = key.rsplit('/').next()?.strip_suffix(".jsonl")?;
+    let (count, hash) = name.split_once('-')?;
+    (hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| count.parse().ok())
+        .flatten()
+}
+
+/// A staged finding's fingerprint, to tell two bodies under one
+/// `findingArn` apart without keeping either.
+pub fn fingerprint(bytes: &[u8]) -> u64 {
+    fnv1a(bytes)
 }
 
 /// FNV-1a, 64 bits: stable across builds, unlike std's hasher.
@@ -135,21 +146,19 @@ mod tests {
     }
 
     #[test]
-    fn staged_findings_are_named_by_finding_and_stay_in_their_folder() {
+    fn a_batch_of_staged_findings_is_named_by_its_findings_and_counts_them() {
         let staging = Staging::of("8b1e4a9c-2f3d").unwrap();
-        let arn = "arn:aws:inspector2:us-east-1:123456789012:finding/ondemand/8b1e4a9c-2f3d/3a9e0c";
-        assert_eq!(
-            staging.finding(arn),
-            "staging/ondemand/8b1e4a9c-2f3d/findings/3a9e0c.json"
-        );
-        assert_eq!(staging.finding(arn), staging.finding(arn));
-        let odd = staging.finding("arn:x/evil..");
+        let key = staging.batch(&["arn:x/b", "arn:x/a", "arn:x/b"]);
         assert!(
-            odd.starts_with("staging/ondemand/8b1e4a9c-2f3d/findings/h"),
-            "{odd}"
+            key.starts_with("staging/ondemand/8b1e4a9c-2f3d/findings/2-"),
+            "{key}"
         );
-        assert_ne!(odd, staging.finding("arn:y/evil.."));
-        assert!(Staging::of("../scans").is_err());
-        assert!(Staging::of("").is_err());
+        assert!(key.ends_with(".jsonl"));
+        // The same findings in another order name the same object.
+        assert_eq!(key, staging.batch(&["arn:x/a", "arn:x/b"]));
+        assert_ne!(key, staging.batch(&["arn:x/a", "arn:x/c"]));
+        assert_eq!(batch_count(&key), Some(2));
+        assert_eq!(batch_count("staging/ondemand/x/findings/3a9e0c.json"), None);
+        assert_eq!(batch_count("staging/ondemand/x/scan.json"), None);
     }
 }
