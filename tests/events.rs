@@ -84,10 +84,14 @@ fn every_function_accepts_its_sample_inputs_and_its_outputs_parse() {
             Item::Finding { .. } => "finding",
             Item::Waiter(_) => "waiter",
             Item::Completion { .. } => "completion",
+            Item::InstanceScanned(_) => "instance scanned",
             other => panic!("collect-findings/batch.json: {other:?}"),
         })
         .collect();
-    assert_eq!(kinds, ["finding", "waiter", "completion"]);
+    assert_eq!(
+        kinds,
+        ["finding", "waiter", "completion", "instance scanned"]
+    );
     serde_json::from_value::<BatchResponse>(sample("collect-findings/output.json")).unwrap();
     for (name, event) in samples("tag-ami") {
         if name == "output.json" {
