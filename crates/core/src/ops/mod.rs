@@ -16,6 +16,7 @@ pub mod tag_ami;
 mod tests {
     use std::path::Path;
 
+    /// Each module of `dir` (a file, or a folder of files) and its text.
     fn sources(dir: &str) -> Vec<(String, String)> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
         std::fs::read_dir(dir)
@@ -23,9 +24,42 @@ mod tests {
             .map(|e| e.unwrap().path())
             .map(|p| {
                 let name = p.file_stem().unwrap().to_string_lossy().to_string();
-                (name, std::fs::read_to_string(p).unwrap())
+                let text = if p.is_dir() {
+                    files(&p)
+                        .iter()
+                        .map(|(_, t)| t.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                } else {
+                    std::fs::read_to_string(p).unwrap()
+                };
+                (name, text)
             })
             .collect()
+    }
+
+    fn files(dir: &Path) -> Vec<(std::path::PathBuf, String)> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .flat_map(|p| {
+                if p.is_dir() {
+                    files(&p)
+                } else {
+                    let text = std::fs::read_to_string(&p).unwrap();
+                    vec![(p, text)]
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_file_of_an_op_is_over_600_lines() {
+        let ops = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ops");
+        for (path, text) in files(&ops) {
+            let lines = text.lines().count();
+            assert!(lines <= 600, "{} has {lines} lines", path.display());
+        }
     }
 
     #[test]

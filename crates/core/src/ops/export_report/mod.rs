@@ -1,0 +1,403 @@
+//! export-report: read every Inspector finding of the scan (from ListFindings
+//! for the scan instance, before anything is terminated; from the staged
+//! finding events for a snapshot scan), stream them to S3 as JSON Lines (and
+//! the human report), write the per-scan summary last, and return it with
+//! the verdict. A snapshot scan whose findings have not all arrived is
+//! `FindingsPending` within the grace and `INCOMPLETE` after it.
+//!
+//! Each active finding is checked against the accepted risks in
+//! `config/exceptions.json` (an invalid file applies none, and says why) and
+//! against the AMI's previous completed scan (`state/latest/<ami>.json`
+//! points at its summary record): the summary carries what is new, fixed
+//! and still open.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::{info, warn};
+
+use crate::aws::inspector;
+use crate::aws::s3::{self, ObjectWriter};
+use crate::error::{Error, Result};
+use crate::model::exceptions::{self, ForAmi, EXCEPTIONS_KEY};
+use crate::model::scan::{SNAPSHOT_FAILED, SNAPSHOT_SUCCESSFUL};
+use crate::model::{
+    time, InspectorFacts, InstanceId, ReportInput, ScanContext, SnapshotOutcome, Verdict,
+};
+use crate::report::summary::{delta, keys_of};
+use crate::report::{self, HumanReport, ReportFormat, ScanSummary, Source, Staging, Tally};
+use crate::settings::{vars, Bounded, BucketName, EnvReader, FromEnv, KmsKeyArn, Threshold};
+
+mod history;
+mod judge;
+mod streaming;
+#[cfg(test)]
+mod tests;
+
+pub use history::*;
+pub use judge::*;
+#[allow(unused_imports)]
+use streaming::*;
+
+/// Staged findings read at once.
+const STAGED_READS: usize = 16;
+
+/// export-report: where reports go and what fails a scan.
+#[derive(Debug, Clone)]
+pub struct ExportSettings {
+    pub report_bucket: BucketName,
+    pub report_kms_key_arn: KmsKeyArn,
+    pub report_format: ReportFormat,
+    pub severity_threshold: Threshold,
+    /// How long after a snapshot scan completes its late findings are
+    /// waited for before the scan is reported `INCOMPLETE`.
+    pub findings_grace_seconds: u64,
+    pub alert_on: AlertOn,
+}
+
+/// When a failed scan raises `AMI_VULNERABLE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOn {
+    /// Only when a finding new since the previous scan reaches the threshold.
+    New,
+    /// On every `FAIL`.
+    EveryFail,
+}
+
+impl std::str::FromStr for AlertOn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_uppercase().as_str() {
+            "NEW" => Ok(AlertOn::New),
+            "EVERY_FAIL" => Ok(AlertOn::EveryFail),
+            _ => Err("expected NEW or EVERY_FAIL".into()),
+        }
+    }
+}
+
+/// The default grace for late finding events.
+pub const DEFAULT_GRACE_SECONDS: u32 = 600;
+
+impl FromEnv for ExportSettings {
+    fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
+        let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
+        let key: Option<KmsKeyArn> = env.required(vars::REPORT_KMS_KEY_ARN);
+        let format: Option<ReportFormat> = env.required(vars::REPORT_FORMAT);
+        let threshold: Option<Threshold> = env.required(vars::SEVERITY_THRESHOLD);
+        let grace: Option<Bounded<0, 3600>> =
+            env.optional(vars::FINDINGS_GRACE_SECONDS, Bounded(DEFAULT_GRACE_SECONDS));
+        let alert_on: Option<AlertOn> = env.optional(vars::ALERT_ON, AlertOn::New);
+        env.finish(|| {
+            Some(ExportSettings {
+                report_bucket: bucket?,
+                report_kms_key_arn: key?,
+                report_format: format?,
+                severity_threshold: threshold?,
+                findings_grace_seconds: u64::from(grace?.0),
+                alert_on: alert_on?,
+            })
+        })
+    }
+}
+
+/// When the scan happened: the time of Inspector's "scan complete" event, so
+/// a retried export writes to the same partition and a late export still
+/// files the scan under the day Inspector made it. Falls back to `now` when
+/// there is no event time, when it does not parse, or when it lies in the
+/// future (a skewed clock).
+pub fn scan_time(inspector: &InspectorFacts, now: DateTime<Utc>) -> DateTime<Utc> {
+    let Some(raw) = inspector.event_time.as_deref() else {
+        return now;
+    };
+    match time::parse(raw) {
+        Some(t) if t <= now => t,
+        Some(_) => now,
+        None => {
+            warn!(
+                event_time = raw,
+                "Inspector event time unreadable; using the current time"
+            );
+            now
+        }
+    }
+}
+
+/// Exports the scan's findings and returns its summary.
+pub async fn run(
+    inspector: &inspector::Client,
+    s3_client: &s3::Client,
+    settings: &ExportSettings,
+    input: ReportInput,
+    now: DateTime<Utc>,
+) -> Result<ScanSummary> {
+    let mut facts = input.inspector.clone();
+    if facts.event_time.is_none() {
+        facts.event_time = input.snapshot.as_ref().and_then(|o| o.completed_at.clone());
+    }
+    let scanned_at = scan_time(&facts, now);
+    let scan = input.scan;
+    let bucket = settings.report_bucket.0.as_str();
+    let kms = settings.report_kms_key_arn.0.as_str();
+
+    // Snapshot mode: the staged findings must all be there, or the grace over.
+    let snapshot = match &input.snapshot {
+        Some(outcome) => {
+            let staging =
+                Staging::of(&outcome.scan_id).map_err(|e| Error::invalid("snapshot.scanId", e))?;
+            if scan
+                .inspector_scan_id
+                .as_deref()
+                .is_some_and(|id| id != outcome.scan_id)
+            {
+                return Err(Error::invalid(
+                    "snapshot.scanId",
+                    format!(
+                        "is not this scan's on-demand scan {:?}",
+                        scan.inspector_scan_id
+                    ),
+                ));
+            }
+            // Counted from the batch objects' names: no finding is read
+            // before every one Inspector counted can be there.
+            let received = staged_count(s3_client, bucket, &staging).await?;
+            if let Some(expected) =
+                should_wait(outcome, received, settings.findings_grace_seconds, now)
+            {
+                return Err(Error::FindingsPending {
+                    scan_id: outcome.scan_id.clone(),
+                    expected,
+                    received,
+                });
+            }
+            Some((outcome.clone(), staging))
+        }
+        None => None,
+    };
+    let instance_id = match snapshot {
+        Some(_) => None,
+        None => Some(scan.require_instance("scan")?.clone()),
+    };
+
+    let (exception_list, exceptions_error) = load_exceptions(s3_client, bucket, scanned_at).await?;
+    let (previous_ref, previous) = load_previous(s3_client, bucket, &scan).await?;
+    let judge = Judge {
+        exceptions: ForAmi::new(
+            &exception_list,
+            scan.ami_id.as_str(),
+            scan.ami_name.as_deref(),
+        ),
+        previous: previous.as_ref().map(|p| keys_of(p.open())),
+        at: scanned_at,
+    };
+    drop(exception_list);
+
+    let human = settings.report_format.writer();
+    let keys = report::report_keys(&scan, scanned_at, human.as_ref().map(|h| h.extension()));
+    let object = |key: &str, content_type: &'static str| {
+        ObjectWriter::new(s3_client, bucket, kms, key.to_string(), content_type)
+    };
+    let mut writers = Writers {
+        findings: object(&keys.findings, "application/x-ndjson"),
+        report: keys
+            .report
+            .as_deref()
+            .zip(human)
+            .map(|(key, human)| (object(key, human.content_type()), human)),
+        judge,
+    };
+    let streamed = match (&snapshot, &instance_id) {
+        (Some((outcome, staging)), _) => {
+            match stream_staged(
+                s3_client,
+                bucket,
+                staging,
+                &mut writers,
+                &scan,
+                &outcome.scan_id,
+                scanned_at,
+            )
+            .await
+            {
+                // A finding staged twice made the names count more than
+                // there are: wait on, as if counted short.
+                Ok((_, staged))
+                    if should_wait(
+                        outcome,
+                        staged.distinct,
+                        settings.findings_grace_seconds,
+                        now,
+                    )
+                    .is_some() =>
+                {
+                    Err(Error::FindingsPending {
+                        scan_id: outcome.scan_id.clone(),
+                        expected: outcome
+                            .finding_severity_counts
+                            .as_ref()
+                            .map_or(0, |c| c.total),
+                        received: staged.distinct,
+                    })
+                }
+                Ok((tally, staged)) => Ok((tally, staged.conflict)),
+                Err(e) => Err(e),
+            }
+        }
+        (None, Some(instance_id)) => {
+            stream_findings(inspector, &mut writers, &scan, instance_id, scanned_at)
+                .await
+                .map(|tally| (tally, None))
+        }
+        (None, None) => Err(Error::Internal(
+            "neither a snapshot nor an instance scan".into(),
+        )),
+    };
+    let (tally, conflict) = match streamed {
+        Ok(streamed) => streamed,
+        Err(err) => {
+            writers.abort().await;
+            return Err(err);
+        }
+    };
+    let Writers {
+        findings, report, ..
+    } = writers;
+    let data_bytes = findings.finish().await?;
+    let report_bytes = match report {
+        Some((w, _)) => w.finish().await?,
+        None => 0,
+    };
+
+    let from_findings = Verdict::of(&tally.active, settings.severity_threshold.0);
+    let (verdict, reason) = match (&snapshot, conflict) {
+        (Some((outcome, _)), None) => snapshot_verdict(outcome, tally.rows, from_findings),
+        // Which body is Inspector's cannot be told: never a PASS.
+        (Some(_), Some((arn, n))) => (
+            Verdict::Incomplete,
+            Some(format!(
+                "{n} finding event(s) arrived with a different body under a findingArn already staged ({arn})"
+            )),
+        ),
+        (None, _) => (from_findings, None),
+    };
+    let changes = delta(&tally.open, previous.as_ref().map(|p| p.open()));
+    drop(previous);
+    let alert = verdict == Verdict::Fail
+        && match settings.alert_on {
+            AlertOn::EveryFail => true,
+            AlertOn::New => {
+                Verdict::of(&tally.new_unexcepted, settings.severity_threshold.0) == Verdict::Fail
+            }
+        };
+    let mut summary = ScanSummary {
+        scan_id: scan.scan_id.to_string(),
+        ami_id: scan.ami_id.to_string(),
+        ami_name: scan.ami_name.clone(),
+        platform: scan.platform.clone(),
+        scan_mode: if snapshot.is_some() {
+            "snapshot"
+        } else {
+            "instance"
+        }
+        .to_string(),
+        instance_id: instance_id.as_ref().map(|i| i.to_string()),
+        inspector_scan_id: snapshot.as_ref().map(|(o, _)| o.scan_id.clone()),
+        instance_type: scan.instance_type.clone(),
+        requested_at: scan.requested_at.map(time::timestamp),
+        launched_at: scan.launched_at.map(time::timestamp),
+        scanned_at: time::timestamp(scanned_at),
+        verdict,
+        severity_threshold: settings.severity_threshold.to_string(),
+        highest_severity: tally
+            .active
+            .highest()
+            .map_or("NONE", |s| s.as_str())
+            .to_string(),
+        finding_count: tally.rows,
+        findings_expected: snapshot
+            .as_ref()
+            .and_then(|(o, _)| o.finding_severity_counts.as_ref())
+            .map(|c| c.total),
+        reason,
+        counts: tally.active,
+        excepted: tally.excepted,
+        exceptions_error,
+        previous_scan_id: previous_ref.as_ref().map(|p| p.scan_id.clone()),
+        first_scan: changes.first_scan,
+        new_count: changes.new.len() as u64,
+        fixed_count: changes.fixed.len() as u64,
+        still_open_count: changes.still_open.len() as u64,
+        delta: changes.line(),
+        new: changes.new,
+        fixed: changes.fixed,
+        still_open: changes.still_open,
+        alert,
+        digest: String::new(),
+        bucket: bucket.to_string(),
+        findings_key: keys.findings.clone(),
+        summary_key: keys.summary.clone(),
+        report_uri: format!(
+            "s3://{bucket}/{}",
+            keys.report.as_ref().unwrap_or(&keys.findings)
+        ),
+        report_key: keys.report.clone(),
+    };
+    summary.digest = summary.digest_text();
+    // The summary goes last: its presence means the scan's data is complete.
+    let mut line = serde_json::to_vec(&summary)
+        .map_err(|e| Error::Internal(format!("encoding the summary: {e}")))?;
+    line.push(b'\n');
+    let mut writer = object(&keys.summary, "application/x-ndjson");
+    writer.write(&line).await?;
+    writer.finish().await?;
+    drop(line);
+    // Only a full scan is what the next one compares with.
+    if matches!(summary.verdict, Verdict::Pass | Verdict::Fail) {
+        let latest = Latest {
+            scan_id: summary.scan_id.clone(),
+            summary_key: keys.summary.clone(),
+            // One scan back is all a retry needs: the chain stays two long.
+            previous: previous_ref.map(|p| {
+                Box::new(Latest {
+                    previous: None,
+                    ..p
+                })
+            }),
+        };
+        let body = serde_json::to_vec(&latest)
+            .map_err(|e| Error::Internal(format!("encoding the pointer: {e}")))?;
+        let mut writer = object(&report::latest_key(&summary.ami_id), "application/json");
+        writer.write(&body).await?;
+        writer.finish().await?;
+    }
+    if let Some((_, staging)) = &snapshot {
+        // The report holds them now; the lifecycle rule is the backstop.
+        match s3::delete_under(s3_client, bucket, staging.prefix()).await {
+            Ok(n) => info!(
+                deleted = n,
+                prefix = staging.prefix(),
+                "staged findings deleted"
+            ),
+            Err(e) => {
+                warn!(error = %e, prefix = staging.prefix(), "staged findings left to the lifecycle rule")
+            }
+        }
+    }
+    info!(
+        scan_id = %summary.scan_id,
+        scan_mode = %summary.scan_mode,
+        findings = summary.finding_count,
+        expected = ?summary.findings_expected,
+        critical = summary.counts.critical,
+        high = summary.counts.high,
+        verdict = summary.verdict.as_str(),
+        excepted = summary.excepted,
+        delta = %summary.delta,
+        data_bytes,
+        report_bytes,
+        "report exported"
+    );
+    Ok(summary.listed())
+}

@@ -1,0 +1,183 @@
+//! Streaming the findings to the report objects: an instance's from
+//! Inspector's ListFindings, a snapshot scan's from its staged batches.
+
+#[allow(unused_imports)]
+use super::*;
+
+/// The objects one export writes as it streams, and how rows are judged.
+pub(crate) struct Writers<'a> {
+    pub(crate) findings: ObjectWriter<'a>,
+    pub(crate) report: Option<(ObjectWriter<'a>, HumanReport)>,
+    pub(crate) judge: Judge,
+}
+
+impl Writers<'_> {
+    /// Writes one page of rows (with the raw findings the human report
+    /// reads) to the data object and the report, tallying them.
+    pub(crate) async fn page(
+        &mut self,
+        tally: &mut Tally,
+        scan: &ScanContext,
+        mut rows: Vec<(Value, report::FindingRow)>,
+    ) -> Result<()> {
+        let mut lines = Vec::new();
+        let mut human_bytes = Vec::new();
+        for (raw, row) in &mut rows {
+            self.judge.annotate(row);
+            tally.add(row);
+            serde_json::to_writer(&mut lines, row)
+                .map_err(|e| Error::Internal(format!("encoding a finding row: {e}")))?;
+            lines.push(b'\n');
+            if let Some((_, human)) = &mut self.report {
+                human_bytes.extend(human.row(raw, row, scan)?);
+            }
+        }
+        self.findings.write(&lines).await?;
+        if let Some((w, _)) = &mut self.report {
+            w.write(&human_bytes).await?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn abort(self) {
+        self.findings.abort().await;
+        if let Some((w, _)) = self.report {
+            w.abort().await;
+        }
+    }
+}
+
+pub(crate) async fn stream_findings(
+    client: &inspector::Client,
+    writers: &mut Writers<'_>,
+    scan: &ScanContext,
+    instance_id: &InstanceId,
+    scanned_at: DateTime<Utc>,
+) -> Result<Tally> {
+    let mut tally = Tally::default();
+    if let Some((w, human)) = &mut writers.report {
+        w.write(&human.header()?).await?;
+    }
+    let mut pages = inspector::findings_of(client, instance_id)?;
+    while let Some(page) = pages.next().await {
+        let rows = page?
+            .iter()
+            .map(|finding| report::instance_finding_row(finding, scan, instance_id, scanned_at))
+            .collect::<Vec<_>>();
+        writers.page(&mut tally, scan, rows).await?;
+    }
+    if let Some((w, human)) = &mut writers.report {
+        w.write(&human.footer()).await?;
+    }
+    Ok(tally)
+}
+
+/// What streaming a snapshot scan's staged batches found besides the rows.
+#[derive(Debug, Default)]
+pub(crate) struct Staged {
+    /// Distinct findings (by `findingArn`) written as rows.
+    pub(crate) distinct: u64,
+    /// A `findingArn` that arrived with two different bodies, and how many did.
+    pub(crate) conflict: Option<(String, u64)>,
+}
+
+/// Streams a snapshot scan's staged batches, a page of keys at a time, each
+/// object read once. A finding staged twice (a batch delivered again, an
+/// event sent twice) is written once; two different bodies under one
+/// `findingArn` are a conflict.
+pub(crate) async fn stream_staged(
+    s3_client: &s3::Client,
+    bucket: &str,
+    staging: &Staging,
+    writers: &mut Writers<'_>,
+    scan: &ScanContext,
+    inspector_scan_id: &str,
+    scanned_at: DateTime<Utc>,
+) -> Result<(Tally, Staged)> {
+    let mut tally = Tally::default();
+    let mut staged = Staged::default();
+    // findingArn -> a hash of its body: memory grows by one short entry per
+    // finding, not by its body.
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut conflicts = 0;
+    if let Some((w, human)) = &mut writers.report {
+        w.write(&human.header()?).await?;
+    }
+    let mut pages = s3::keys_under(s3_client, bucket, &staging.findings());
+    while let Some(page) = pages.next().await {
+        let bodies: Vec<Option<Vec<u8>>> = stream::iter(page?)
+            .map(|key| async move { s3::get_bytes(s3_client, bucket, &key).await })
+            .buffered(STAGED_READS)
+            .try_collect()
+            .await?;
+        let mut rows = Vec::new();
+        for line in bodies
+            .iter()
+            .flatten()
+            .flat_map(|b| b.split(|c| *c == b'\n'))
+        {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let finding: Value = match serde_json::from_slice(line) {
+                Ok(v) => v,
+                Err(e) => {
+                    warn!(error = %e, "a staged finding is not JSON; skipped");
+                    continue;
+                }
+            };
+            let arn = finding["findingArn"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let hash = report::fingerprint(line);
+            match seen.get(&arn) {
+                Some(&h) if h == hash => continue,
+                Some(_) => {
+                    conflicts += 1;
+                    staged.conflict.get_or_insert((arn, 0));
+                    continue;
+                }
+                None => {
+                    seen.insert(arn, hash);
+                }
+            }
+            let row = report::finding_row(
+                &finding,
+                scan,
+                Source::Snapshot(inspector_scan_id),
+                scanned_at,
+            );
+            rows.push((finding, row));
+        }
+        drop(bodies);
+        writers.page(&mut tally, scan, rows).await?;
+    }
+    if let Some((w, human)) = &mut writers.report {
+        w.write(&human.footer()).await?;
+    }
+    staged.distinct = seen.len() as u64;
+    if let Some((_, n)) = &mut staged.conflict {
+        *n = conflicts;
+    }
+    Ok((tally, staged))
+}
+
+/// How many findings the staged batches hold, from their keys alone (an
+/// upper bound of the distinct findings: a batch may repeat a finding of
+/// another).
+pub(crate) async fn staged_count(
+    s3_client: &s3::Client,
+    bucket: &str,
+    staging: &Staging,
+) -> Result<u64> {
+    let mut pages = s3::keys_under(s3_client, bucket, &staging.findings());
+    let mut count = 0;
+    while let Some(page) = pages.next().await {
+        count += page?
+            .iter()
+            .filter_map(|k| report::batch_count(k))
+            .sum::<u64>();
+    }
+    Ok(count)
+}
