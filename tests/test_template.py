@@ -614,7 +614,7 @@ def required_variables():
     settings = (ROOT / "crates/core/src/settings.rs").read_text()
     names = dict(re.findall(r'pub const ([A-Z_]+): &str = "([A-Z_]+)";', settings))
     required = {}
-    for op in sorted((ROOT / "crates/core/src/ops").glob("*.rs")):
+    for op in sorted((ROOT / "crates/core/src/ops").rglob("*.rs")):
         for block in op.read_text().split("\nimpl FromEnv for ")[1:]:
             struct = block.split(" ", 1)[0]
             body = block.split("\n}\n", 1)[0]
