@@ -105,53 +105,53 @@ pub(crate) async fn stream_staged(
     }
     let mut pages = s3::keys_under(s3_client, bucket, &staging.findings());
     while let Some(page) = pages.next().await {
-        let bodies: Vec<Option<Vec<u8>>> = stream::iter(page?)
+        // One object (a batch, up to a few hundred findings) in hand at a
+        // time, the next ones already on their way: memory holds
+        // STAGED_READS bodies and one batch's rows, whatever the scan's size.
+        let mut bodies = stream::iter(page?)
             .map(|key| async move { s3::get_bytes(s3_client, bucket, &key).await })
-            .buffered(STAGED_READS)
-            .try_collect()
-            .await?;
-        let mut rows = Vec::new();
-        for line in bodies
-            .iter()
-            .flatten()
-            .flat_map(|b| b.split(|c| *c == b'\n'))
-        {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            let finding: Value = match serde_json::from_slice(line) {
-                Ok(v) => v,
-                Err(e) => {
-                    warn!(error = %e, "a staged finding is not JSON; skipped");
+            .buffered(STAGED_READS);
+        while let Some(body) = bodies.next().await {
+            let Some(body) = body? else { continue };
+            let mut rows = Vec::new();
+            for line in body.split(|c| *c == b'\n') {
+                if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-            };
-            let arn = finding["findingArn"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let hash = report::fingerprint(line);
-            match seen.get(&arn) {
-                Some(&h) if h == hash => continue,
-                Some(_) => {
-                    conflicts += 1;
-                    staged.conflict.get_or_insert((arn, 0));
-                    continue;
+                let finding: Value = match serde_json::from_slice(line) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        warn!(error = %e, "a staged finding is not JSON; skipped");
+                        continue;
+                    }
+                };
+                let arn = finding["findingArn"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let hash = report::fingerprint(line);
+                match seen.get(&arn) {
+                    Some(&h) if h == hash => continue,
+                    Some(_) => {
+                        conflicts += 1;
+                        staged.conflict.get_or_insert((arn, 0));
+                        continue;
+                    }
+                    None => {
+                        seen.insert(arn, hash);
+                    }
                 }
-                None => {
-                    seen.insert(arn, hash);
-                }
+                let row = report::finding_row(
+                    &finding,
+                    scan,
+                    Source::Snapshot(inspector_scan_id),
+                    scanned_at,
+                );
+                rows.push((finding, row));
             }
-            let row = report::finding_row(
-                &finding,
-                scan,
-                Source::Snapshot(inspector_scan_id),
-                scanned_at,
-            );
-            rows.push((finding, row));
+            drop(body);
+            writers.page(&mut tally, scan, rows).await?;
         }
-        drop(bodies);
-        writers.page(&mut tally, scan, rows).await?;
     }
     if let Some((w, human)) = &mut writers.report {
         w.write(&human.footer()).await?;
