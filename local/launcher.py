@@ -9,6 +9,7 @@ Every patch names the moto gap it covers. Nothing else of moto is changed.
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -175,6 +176,7 @@ for module in [m for m in list(sys.modules.values()) if m is not None]:
 # `ExecutionArn` from an answer that says `executionArn`. Map the names as Step
 # Functions does: parameters to the API's members, answers to the
 # integration's PascalCase (user data, the child's Input and Output, untouched).
+@functools.lru_cache(maxsize=None)
 def _sfn_members(action):
     import botocore.session
 
@@ -295,6 +297,29 @@ LambdaFunction.invoke = forward_invoke
 ORIGINAL_SEND = Rule.send_to_targets
 
 
+def target_input(target, event):
+    """What EventBridge hands a target: its `Input`, `InputPath` or
+    `InputTransformer` over the event as delivered (ISO `time`, without moto's
+    own `ingestion-time`), else the event. moto renders
+    `<aws.events.event.json>` from its internal event and fills an empty
+    `InputPathsMap` with defaults; EventBridge does neither."""
+    moto_event, event = event, {k: v for k, v in event.items() if k != "ingestion-time"}
+    if "Input" in target:
+        return json.loads(target["Input"])
+    if "InputPath" in target:
+        from jsonpath_ng.ext import parse
+
+        matches = parse(target["InputPath"]).find(event)
+        return matches[0].value if matches else None
+    if "InputTransformer" in target:
+        transformer = target["InputTransformer"]
+        template = transformer.get("InputTemplate", "").replace("<aws.events.event.json>", json.dumps(event))
+        return EventTemplateParser.parse(input_template=template,
+                                         input_paths_map=transformer.get("InputPathsMap") or {"-": "$.no-such-path"},
+                                         event=moto_event)
+    return event
+
+
 def send_to_targets(self, original_event, transform_input=True):
     if not self.event_pattern.matches_event(original_event):
         return
@@ -312,39 +337,15 @@ def send_to_targets(self, original_event, transform_input=True):
         if not delivery_allowed(self, target):
             continue
         if target["Arn"].startswith("arn:aws:sqs:") and "InputTransformer" in target:
-            # moto renders <aws.events.event.json> from its own event (epoch
-            # `time`, its `ingestion-time`): render the event as EventBridge
-            # delivers it, then let moto's queue delivery send it.
-            transformer = target["InputTransformer"]
-            whole = json.dumps({k: v for k, v in original_event.items() if k != "ingestion-time"})
-            template = transformer.get("InputTemplate", "").replace("<aws.events.event.json>", whole)
-            message = EventTemplateParser.parse(input_template=template,
-                                                # moto fills an empty map with its defaults; EventBridge has none
-                                                input_paths_map=transformer.get("InputPathsMap") or {"-": "$.no-such-path"},
-                                                event=original_event)
-            self._send_to_sqs_queue(target["Arn"].split(":")[5], message,
+            # Rendered here; moto's queue delivery sends it.
+            self._send_to_sqs_queue(target["Arn"].split(":")[5], target_input(target, original_event),
                                     target.get("SqsParameters", {}).get("MessageGroupId"))
             continue
         if not target["Arn"].startswith("arn:aws:states:"):
             others.append(target)
             continue
         try:
-            if "Input" in target:
-                event_input = json.loads(target["Input"])
-            elif "InputPath" in target:
-                from jsonpath_ng.ext import parse
-
-                matches = parse(target["InputPath"]).find(original_event)
-                event_input = matches[0].value if matches else None
-            elif "InputTransformer" in target:
-                transformer = target["InputTransformer"]
-                event_input = EventTemplateParser.parse(
-                    input_template=transformer.get("InputTemplate"),
-                    input_paths_map=transformer.get("InputPathsMap", {}),
-                    event=original_event,
-                )
-            else:
-                event_input = original_event
+            event_input = target_input(target, original_event)
             from moto.stepfunctions.responses import get_backend
 
             arn = target["Arn"]

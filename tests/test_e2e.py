@@ -236,9 +236,8 @@ def test_an_event_at_the_deadline_leaves_one_report_one_result_tag_and_one_alert
     assert len(reports) == 1, reports
     assert reports[0]["status"] == "SUCCEEDED"
     assert cloud.execution_input(reports[0])["inspector"]["source"] in ("deadline", "event")
-    sfn = cloud.client("stepfunctions")
     result_tags = [h for e in reports + [e for e in batch["launches"] if e["name"].startswith(ami)]
-                   for h in sfn.get_execution_history(executionArn=e["executionArn"], maxResults=1000)["events"]
+                   for h in cloud.history(e)
                    if h["type"] == "LambdaFunctionScheduled" and h["lambdaFunctionScheduledEventDetails"]["resource"].endswith(":tag-ami")
                    and '"COMPLETE"' in h["lambdaFunctionScheduledEventDetails"]["input"]]
     assert len(result_tags) == 1, result_tags

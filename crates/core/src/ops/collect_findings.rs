@@ -175,7 +175,7 @@ impl Ctx<'_> {
     /// finding delivered twice with the same body is written once; two
     /// different bodies under one `findingArn` are both kept, for the export
     /// to report the conflict.
-    async fn stage(&self, scan_id: &str, findings: &[(String, Value)]) -> Result<usize> {
+    async fn stage(&self, scan_id: &str, findings: &[(String, Value)]) -> Result<()> {
         let staging = Staging::of(scan_id).map_err(Error::Internal)?;
         let mut seen = HashSet::new();
         let mut body = Vec::new();
@@ -190,8 +190,7 @@ impl Ctx<'_> {
             }
         }
         let key = staging.batch(&arns);
-        s3::put_small(self.s3, self.bucket, self.kms, &key, body).await?;
-        Ok(seen.len())
+        s3::put_small(self.s3, self.bucket, self.kms, &key, body).await
     }
 
     async fn put(&self, key: &str, value: &impl Serialize) -> Result<()> {

@@ -89,3 +89,21 @@ pub fn should_wait(
     let waited = (now - completed).num_seconds().max(0) as u64;
     (waited < grace_seconds).then_some(expected)
 }
+
+/// `FindingsPending` while [`should_wait`] says so, for Step Functions to
+/// retry the export.
+pub(crate) fn wait_for_more(
+    outcome: &SnapshotOutcome,
+    received: u64,
+    grace_seconds: u64,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    match should_wait(outcome, received, grace_seconds, now) {
+        Some(expected) => Err(Error::FindingsPending {
+            scan_id: outcome.scan_id.clone(),
+            expected,
+            received,
+        }),
+        None => Ok(()),
+    }
+}

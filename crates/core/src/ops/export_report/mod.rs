@@ -163,15 +163,7 @@ pub async fn run(
             // Counted from the batch objects' names: no finding is read
             // before every one Inspector counted can be there.
             let received = staged_count(s3_client, bucket, &staging).await?;
-            if let Some(expected) =
-                should_wait(outcome, received, settings.findings_grace_seconds, now)
-            {
-                return Err(Error::FindingsPending {
-                    scan_id: outcome.scan_id.clone(),
-                    expected,
-                    received,
-                });
-            }
+            wait_for_more(outcome, received, settings.findings_grace_seconds, now)?;
             Some((outcome.clone(), staging))
         }
         None => None,
@@ -223,25 +215,13 @@ pub async fn run(
             {
                 // A finding staged twice made the names count more than
                 // there are: wait on, as if counted short.
-                Ok((_, staged))
-                    if should_wait(
-                        outcome,
-                        staged.distinct,
-                        settings.findings_grace_seconds,
-                        now,
-                    )
-                    .is_some() =>
-                {
-                    Err(Error::FindingsPending {
-                        scan_id: outcome.scan_id.clone(),
-                        expected: outcome
-                            .finding_severity_counts
-                            .as_ref()
-                            .map_or(0, |c| c.total),
-                        received: staged.distinct,
-                    })
-                }
-                Ok((tally, staged)) => Ok((tally, staged.conflict)),
+                Ok((tally, staged)) => wait_for_more(
+                    outcome,
+                    staged.distinct,
+                    settings.findings_grace_seconds,
+                    now,
+                )
+                .map(|()| (tally, staged.conflict)),
                 Err(e) => Err(e),
             }
         }
