@@ -200,29 +200,80 @@ BOUNDED_RETRIES = {
     ("Start Snapshot Scan Again", "Start Snapshot Scan"),
     ("Stop Waiting For Late Findings", "Export Findings"),
 }
-# Only a path that launched an instance has anything to clean up; every
-# report-and-cleanup execution follows a launch.
+# Only a path that launched an instance has anything to clean up.
 LAUNCHES = {"Launch Scan Instance"}
-
-
 LAUNCHED = {"Variable": "$.scan.instance_id", "IsPresent": True}
+EVENT_TYPE = "$.tagging.alert.attributes.event_type.StringValue"
 
 
-def edges(state, launched):
-    """Each successor with whether the scan launched an instance there: a
-    Choice on `$.scan.instance_id` being present tells that apart (its later
-    choices and its default are taken only without an instance)."""
+def alert_after(state, alert):
+    """What `$.tagging` holds once a state succeeded: tag-ami's answer
+    ('started' after IN_PROGRESS, 'result' after a report's tags, which may
+    word a second alert, else 'ending'), or a Pass's fixed alert."""
+    if function_of(state) == "TagAmi":
+        status = state["Parameters"].get("status")
+        return {"IN_PROGRESS": "started", "COMPLETE": "result"}.get(status, "ending")
+    if state["Type"] == "Pass" and state.get("ResultPath") == "$.tagging":
+        return "ending"
+    return alert
+
+
+def holds(condition, launched, alert):
+    """True, False, or None when the path does not tell."""
+    if "And" in condition:
+        parts = [holds(c, launched, alert) for c in condition["And"]]
+        return False if False in parts else (True if all(parts) else None)
+    if {k: v for k, v in condition.items() if k != "Next"} == LAUNCHED:
+        return launched
+    if condition.get("Variable") == EVENT_TYPE:
+        return (alert == "started") == (condition["StringEquals"] == "SCAN_STARTED")
+    if condition.get("Variable") == "$.tagging.and_then":
+        return alert == "result"
+    return None
+
+
+def edges(state, launched, alert):
+    """Each successor with what the path knows there: whether it launched an
+    instance (True, False, or None for maybe) and what alert `$.tagging`
+    holds. A Choice is followed where its condition may hold; a branch on
+    `$.scan.instance_id` taken while unknown means launched, the ones after
+    it mean not."""
     if state["Type"] != "Choice":
-        return [(nxt, launched) for nxt in set(successors(state))]
-    out, known = [], launched
+        out = [(state["Next"], launched, alert_after(state, alert))] if "Next" in state else []
+        return out + [(c["Next"], launched, alert) for c in state.get("Catch", [])]
+    out = []
     for choice in state["Choices"]:
-        is_launch_test = {k: v for k, v in choice.items() if k != "Next"} == LAUNCHED
-        out.append((choice["Next"], known))
-        if is_launch_test:
-            known = False
-    if "Default" in state:
-        out.append((state["Default"], known))
-    return out
+        verdict = holds(choice, launched, alert)
+        if verdict is False:
+            continue
+        if verdict is True:
+            return out + [(choice["Next"], launched, alert)]
+        if launched is None and LAUNCHED in [choice] + choice.get("And", []) + [
+                {k: v for k, v in choice.items() if k != "Next"}]:
+            out.append((choice["Next"], True, alert))
+            launched = False
+        else:
+            out.append((choice["Next"], launched, alert))
+    return out + [(state["Default"], launched, alert)]
+
+
+def paths(machine, start=None, launched=False):
+    """Every path through a machine, as (state, launched, alert, path before
+    it). A state met again with the same knowledge is a loop, except the two
+    bounded ways back; the one publishing state is met twice on a path that
+    announced a start and then ended."""
+    states = asl(machine)["States"]
+    stack = [(start or asl(machine)["StartAt"], launched, None, ())]
+    while stack:
+        name, launched, alert, path = stack.pop()
+        assert (name, launched, alert) not in path, f"loop: {' -> '.join(p[0] for p in path)} -> {name}"
+        state = states[name]
+        if name in LAUNCHES:
+            launched = True
+        yield name, launched, alert, path
+        for nxt, still_launched, next_alert in edges(state, launched, alert):
+            if (name, nxt) not in BOUNDED_RETRIES:
+                stack.append((nxt, still_launched, next_alert, path + ((name, launched, alert),)))
 
 
 @pytest.mark.parametrize("machine", sorted(MACHINES))
@@ -237,143 +288,126 @@ def test_every_path_that_launched_cleans_up_unless_the_scan_was_already_done_and
         not_started = [c["Next"] for c in state.get("Catch", []) if c["ErrorEquals"] != ["States.TaskFailed"]]
         return child and nxt not in not_started
 
-    # Depth-first over every path: (state, launched, cleaned so far, states on the path).
-    start_launched = machine == "ReportAndCleanupStateMachine"
-    stack = [(asl(machine)["StartAt"], start_launched, False, ())]
+    # The report runs after a launch, or after a snapshot scan (None: maybe).
     terminals = set()
-    while stack:
-        name, launched, cleaned, path = stack.pop()
-        assert name not in path, f"loop: {' -> '.join(path + (name,))}"
-        state = states[name]
-        launched = launched or name in LAUNCHES
+    for name, launched, _, path in paths(machine, launched=None if machine == "ReportAndCleanupStateMachine" else False):
+        walked = [p[0] for p in path] + [name]
         # A cleanup task counts once reached, even when it fails after its
         # retries: nothing further can clean up, and the hourly sweep is the
         # backstop that the failure alert leads to.
-        if is_terminal(state):
+        ends_in_child = states[name].get("Parameters", {}).get("StateMachineArn") == REPORT_CHILD
+        cleaned = any(cleans(a, b) for a, b in zip(walked, walked[1:])) or function_of(states[name]) == "Cleanup"
+        cleaned = cleaned or ends_in_child  # a child that succeeded cleaned up
+        if is_terminal(states[name]):
             terminals.add(name)
-            done = cleaned or function_of(state) == "Cleanup"
-            assert done or not launched or name in DONE_WITHOUT_CLEANUP, f"{' -> '.join(path + (name,))} never cleans up"
-        for nxt, still_launched in edges(state, launched):
-            if (name, nxt) in BOUNDED_RETRIES:
-                continue
-            stack.append((nxt, still_launched, cleaned or cleans(name, nxt), path + (name,)))
+            assert cleaned or not launched or name in DONE_WITHOUT_CLEANUP, f"{' -> '.join(walked)} never cleans up"
     assert any(states[t]["Type"] == "Fail" for t in terminals)
 
 
+@pytest.mark.parametrize("machine", sorted(MACHINES))
+def test_every_path_ends_in_one_alert_and_a_start_leads_to_a_wait(machine):
+    """Every terminal state but the child report's start comes after the
+    publishing state, and a start announcement never ends a path."""
+    states = asl(machine)["States"]
+    for name, launched, alert, path in paths(machine, launched=None if machine == "ReportAndCleanupStateMachine" else False):
+        walked = [p[0] for p in path]
+        if not is_terminal(states[name]) or states[name].get("Parameters", {}).get("StateMachineArn") == REPORT_CHILD:
+            continue
+        if name == "Report Ended In Failure":
+            continue  # the child alerted
+        assert "Send Alert" in walked, f"{' -> '.join(walked + [name])} ends without an alert"
+        assert alert != "started", f"{' -> '.join(walked + [name])} ends on a start announcement"
+
+
 def test_a_snapshot_scan_never_launches_creates_a_rule_or_cleans_up():
-    states = asl("LaunchScanStateMachine")["States"]
     instance_only = {"LaunchInstance", "CreateScanRule", "Cleanup"}
-    stack, seen = ["Start Snapshot Scan"], set()
-    while stack:
-        name = stack.pop()
-        if name in seen or name == "Fall Back To Instance Scan":
+    launch = asl("LaunchScanStateMachine")["States"]
+    seen = set()
+    for name, launched, _, path in paths("LaunchScanStateMachine", start="Start Snapshot Scan"):
+        if "Fall Back To Instance Scan" in [p[0] for p in path] + [name]:
             continue
         seen.add(name)
-        assert function_of(states[name]) not in instance_only, name
-        stack.extend(successors(states[name]))
+        assert function_of(launch[name]) not in instance_only, name
     assert "Report Snapshot Scan" in seen
     # The child report of a snapshot scan (no instance_id) cleans nothing up.
-    states = asl("ReportAndCleanupStateMachine")["States"]
-    stack, seen = ["Export Findings"], set()
-    while stack:
-        name = stack.pop()
-        if name in seen:
-            continue
+    report = asl("ReportAndCleanupStateMachine")["States"]
+    seen = set()
+    for name, _, _, _ in paths("ReportAndCleanupStateMachine", launched=False):
         seen.add(name)
-        assert function_of(states[name]) not in instance_only, name
-        stack.extend(nxt for nxt, launched in edges(states[name], True)
-                     if states[name]["Type"] != "Choice" or not launched or LAUNCHED not in [
-                         {k: v for k, v in c.items() if k != "Next"} for c in states[name]["Choices"]])
-    assert {"Tag AMI With Result", "Tag AMI Not Scannable", "Alert Scan Incomplete"} <= seen
+        assert function_of(report[name]) not in instance_only, name
+    assert {"Tag AMI With Result", "Next Alert", "Send Alert"} <= seen
 
 
-def test_export_tag_and_result_alerts_live_only_in_report_and_cleanup():
+def test_export_and_result_tags_live_only_in_report_and_cleanup():
     launch = asl("LaunchScanStateMachine")["States"]
     assert {function_of(s) for s in launch.values()} & {"ExportReport"} == set()
-    assert not any(s.get("Parameters", {}).get("status") == "COMPLETE" for s in launch.values()), "launch-scan tags no result"
+    assert not any("summary.$" in s.get("Parameters", {}) for s in launch.values()), "launch-scan tags no result"
     children = [n for n, s in launch.items() if s.get("Resource") == "arn:aws:states:::states:startExecution.sync:2"]
     assert sorted(children) == ["Report Instance Scan", "Report Snapshot Scan"]
     for name in children:
         assert launch[name]["Parameters"]["StateMachineArn"] == REPORT_CHILD
         assert launch[name]["Parameters"]["Name.$"] == "States.Format('{}-report', $.scan.scan_id)"
-    result_events = {"AMI_VULNERABLE", "SCAN_COMPLETED", "SCAN_INCOMPLETE"}
-    published = {s["Parameters"]["MessageAttributes"]["event_type"]["StringValue"]
-                 for s in launch.values() if s.get("Resource") == "arn:aws:states:::sns:publish"}
-    assert published & result_events == set(), published
+    report = asl("ReportAndCleanupStateMachine")["States"]
+    (result,) = [s for s in report.values() if s.get("Parameters", {}).get("status") == "COMPLETE"]
+    assert result["Parameters"]["summary.$"] == "$.summary"
 
 
 def test_the_failure_path_tags_failed_and_alerts_before_failing():
     for machine in MACHINES:
         states = asl(machine)["States"]
-        assert states["Tag AMI Failed"]["Parameters"]["status"] == "FAILED"
-        alert = states["Alert Scan Failed"]
-        attrs = alert["Parameters"]["MessageAttributes"]
-        assert attrs["event_type"]["StringValue"] == "SCAN_FAILED"
-        assert alert["Next"] == "Scan Failed" and states["Scan Failed"]["Type"] == "Fail"
+        tag = states["Tag AMI Failed"]
+        assert tag["Parameters"] == {"scan.$": "$.scan", "status": "FAILED", "reason.$": "$.error",
+                                     "failed_state.$": "$.failed_state"}
+        assert tag["Next"] == "Send Alert"
+        (fallback,) = {c["Next"] for c in tag["Catch"]}
+        assert states[fallback]["Type"] == "Pass" and states[fallback]["Next"] == "Send Alert"
+        attrs = states[fallback]["Parameters"]["alert"]["attributes"]
+        assert (attrs["event_type"]["StringValue"], attrs["severity"]["StringValue"]) == ("SCAN_FAILED", "ERROR")
+        assert len(states[fallback]["Parameters"]["alert"]["subject"]) <= 100
+        (to_fail,) = [c["Next"] for c in states["After The Alert"]["Choices"] if c.get("Variable") == "$.failed_state"]
+        assert states[to_fail]["Type"] == "Fail"
         for catch_target in {c["Next"] for s in states.values() for c in s.get("Catch", [])}:
             if catch_target.endswith("Failed") and states[catch_target]["Type"] == "Pass":
                 assert states[catch_target]["ResultPath"] == "$.failed_state"
+        # One failure path: every state that records a failure joins it.
+        joins = {s["Next"] for s in states.values() if s["Type"] == "Pass" and s.get("ResultPath") == "$.failed_state"}
+        assert joins <= {"Did The Scan Launch", "Clean Up After Failure", "Tag AMI Failed", "Tag AMI With Result"}, joins
 
 
-def test_every_sns_message_carries_the_filter_attributes():
-    event_types = {"SCAN_STARTED", "SCAN_COMPLETED", "SCAN_FAILED", "SCAN_INCOMPLETE", "AMI_VULNERABLE", "NOTHING_TO_SCAN"}
-    seen = set()
+def test_each_machine_publishes_from_one_state_whose_alert_comes_from_the_data():
+    for machine in MACHINES:
+        states = asl(machine)["States"]
+        text = (ROOT / MACHINES[machine]).read_text()
+        publishers = [n for n, s in states.items() if s.get("Resource") == "arn:aws:states:::sns:publish"]
+        assert publishers == ["Send Alert"], publishers
+        assert states["Send Alert"]["Parameters"] == {
+            "TopicArn": "${TopicArn}",
+            "Subject.$": "$.tagging.alert.subject",
+            "MessageStructure": "json",
+            "Message.$": "States.JsonToString($.tagging.alert.message)",
+            "MessageAttributes.$": "$.tagging.alert.attributes",
+        }
+        # Whatever leads to it has just written the alert: tag-ami, or a Pass.
+        for name, state in states.items():
+            if state.get("Next") == "Send Alert":
+                assert state.get("ResultPath") == "$.tagging", name
+                assert function_of(state) == "TagAmi" or state["Type"] == "Pass", name
+        # No text is spelled in the machine: States.Format names child executions only.
+        assert text.count("States.Format") == sum(1 for s in states.values() if "Name.$" in s.get("Parameters", {}))
+        # A failed publish of a start lets the scan go on; of anything else, fails.
+        choice = states["After The Alert"]
+        assert [c["Next"] for c in choice["Choices"] if c.get("Variable") == "$.tagging.publish_error"] == ["Notification Not Sent"]
+        assert states["Notification Not Sent"]["Type"] == "Fail"
+
+
+def test_every_tag_write_keeps_its_alert_and_the_state_data_small():
+    """tag-ami's answer (tags and up to two alerts) is the only thing the
+    machines keep at `$.tagging`; each tag state writes it there."""
     for machine in MACHINES:
         for name, state in asl(machine)["States"].items():
-            if state.get("Resource") == "arn:aws:states:::sns:publish":
-                params = state["Parameters"]
-                attrs = params["MessageAttributes"]
-                assert attrs["event_type"]["StringValue"] in event_types, name
-                assert "severity" in attrs, name
-                # One body per protocol: JSON for all, plain text for email.
-                assert params["MessageStructure"] == "json" and "Message.$" not in params, name
-                assert set(params["Message"]) == {"default.$", "email.$"}, name
-                assert params["Message"]["default.$"].startswith("States.JsonToString("), name
-                email = params["Message"]["email.$"]
-                assert email.startswith("States.Format('amiscan"), name
-                if "$.summary" in params["Message"]["default.$"]:
-                    assert "$.summary.digest" in email, f"{name}: the email body carries the scan's digest"
-                assert "Subject" in params or "Subject.$" in params, name
-                seen.add(attrs["event_type"]["StringValue"])
-    assert seen == event_types - {"NOTHING_TO_SCAN"}  # find-amis publishes that one
-
-
-def test_every_email_body_reads_only_paths_its_subject_or_the_input_guarantees():
-    """A path an intrinsic reads that is missing fails the execution with
-    States.Runtime, which no Catch catches: an email body reads only the
-    scan's ids, the summary (with its digest), and what its subject reads."""
-    allowed = {"$.scan.ami_id", "$.scan.scan_id", "$.scan.instance_id", "$.scan.inspector_scan_id",
-               "$.summary.ami_id", "$.summary.digest", "$.error", "$.cleanup_error", "$.check"}
-    for machine in MACHINES:
-        for name, state in asl(machine)["States"].items():
-            if state.get("Resource") != "arn:aws:states:::sns:publish":
-                continue
-            params = state["Parameters"]
-            subject_paths = set(re.findall(r"\$[.\w]+", params.get("Subject.$", "")))
-            for path in re.findall(r"\$[.\w]+", params["Message"]["email.$"]):
-                assert path in allowed | subject_paths, f"{name}: the email reads {path}"
-
-
-# The longest value each Subject argument can take: an AMI id, a count, a
-# state name, and Inspector's longest scanStatusReason.
-SUBJECT_ARGUMENT_WIDTH = {"ami_id": 21, "instance_id": 19, "critical": 6, "high": 6, "finding_count": 6,
-                          "findings_expected": 6, "verdict": 13, "status": 20, "failed_state": 48,
-                          "scanStatusReason": len("EXTRACTION_COLLECTION_TIME_LIMIT_EXCEEDED")}
-
-
-def test_every_sns_subject_fits_sns_limit_of_100_characters_at_its_longest():
-    for machine in MACHINES:
-        names = asl(machine)["States"]
-        assert max(len(n) for n in names) <= SUBJECT_ARGUMENT_WIDTH["failed_state"]
-        for name, state in names.items():
-            if state.get("Resource") != "arn:aws:states:::sns:publish":
-                continue
-            subject = state["Parameters"].get("Subject.$") or state["Parameters"]["Subject"]
-            match = re.fullmatch(r"States\.Format\('([^']*)'((?:, \$[.\w]+)*)\)", subject)
-            text, args = (match.group(1), match.group(2).split(", ")[1:]) if match else (subject, [])
-            assert text.count("{}") == len(args), name
-            longest = len(text.replace("{}", "")) + sum(SUBJECT_ARGUMENT_WIDTH[a.split(".")[-1]] for a in args)
-            assert longest <= 100, f"{name}: a subject of up to {longest} characters is refused by SNS"
+            if function_of(state) == "TagAmi":
+                assert state["ResultPath"] == "$.tagging", name
+                assert state["Next"] == "Send Alert", name
 
 
 # ------------------------------------------------------------------ template <-> code

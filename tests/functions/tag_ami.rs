@@ -44,6 +44,18 @@ async fn tag_ami_writes_status_then_result_and_reports_a_missing_ami() {
         "other tags are left alone"
     );
 
+    // Inspector's RESOURCE_TERMINATED: nothing is tagged, the alert says so.
+    let before = stack.cloud.image_tags(&ami).await;
+    let gone = stack
+        .tag_ami()
+        .handle(json!({"scan": scan, "status": "FAILED", "resource_gone": true,
+                       "reason": {"scanStatus": "FAILED", "scanStatusReason": "RESOURCE_TERMINATED"}}))
+        .await
+        .unwrap();
+    assert_eq!(stack.cloud.image_tags(&ami).await, before);
+    assert!(gone.tags.is_empty());
+    assert!(gone.alert.subject.contains("deregistered"));
+
     stack
         .cloud
         .ec2()
@@ -54,8 +66,24 @@ async fn tag_ami_writes_status_then_result_and_reports_a_missing_ami() {
         .unwrap();
     let err = stack
         .tag_ami()
-        .handle(json!({"scan": scan, "status": "FAILED"}))
+        .handle(json!({"scan": scan, "status": "IN_PROGRESS"}))
         .await
         .unwrap_err();
     assert_eq!(error_type(err), "NotFound");
+    // A failure that outlived its AMI is still alerted, with nothing tagged.
+    let failed = stack
+        .tag_ami()
+        .handle(
+            json!({"scan": scan, "status": "FAILED", "failed_state": "Tag AMI With Result",
+                       "reason": {"Error": "NotFound", "Cause": "AMI gone"}}),
+        )
+        .await
+        .unwrap();
+    assert!(failed.tags.is_empty());
+    assert_eq!(
+        failed.alert.subject,
+        "amiscan: a scan failed in Tag AMI With Result"
+    );
+    let email = &failed.alert.message.email;
+    assert!(email.contains("nothing was tagged"), "{email}");
 }

@@ -3,9 +3,10 @@
 //! subject and the `event_type` and `severity` attributes that
 //! subscriptions filter on.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tracing::info;
 
 use crate::aws::sns;
@@ -20,6 +21,7 @@ pub enum EventType {
     ScanStarted,
     ScanCompleted,
     ScanFailed,
+    ScanIncomplete,
     AmiVulnerable,
     NothingToScan,
     ScanBatchStarted,
@@ -31,6 +33,7 @@ impl EventType {
             EventType::ScanStarted => "SCAN_STARTED",
             EventType::ScanCompleted => "SCAN_COMPLETED",
             EventType::ScanFailed => "SCAN_FAILED",
+            EventType::ScanIncomplete => "SCAN_INCOMPLETE",
             EventType::AmiVulnerable => "AMI_VULNERABLE",
             EventType::NothingToScan => "NOTHING_TO_SCAN",
             EventType::ScanBatchStarted => "SCAN_BATCH_STARTED",
@@ -61,6 +64,60 @@ pub fn per_protocol(note: &Notification) -> Result<String> {
     let body = serde_json::to_string(&note.body)
         .map_err(|e| Error::Internal(format!("encoding the message: {e}")))?;
     Ok(serde_json::json!({ "default": body, "email": note.text }).to_string())
+}
+
+/// A notification in the shape a state machine's publishing state passes
+/// to SNS's Publish: `Subject.$` reads `subject`, `Message.$` is
+/// `States.JsonToString` of `message` (`MessageStructure: json`), and
+/// `MessageAttributes.$` reads `attributes` as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Publishable {
+    pub subject: String,
+    pub message: PerProtocol,
+    pub attributes: BTreeMap<String, MessageAttribute>,
+}
+
+/// One body per protocol: `default` (JSON text) for every protocol but
+/// email, which gets `email` (plain text).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PerProtocol {
+    pub default: String,
+    pub email: String,
+}
+
+/// An SNS message attribute, in Publish's own field names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MessageAttribute {
+    pub data_type: String,
+    pub string_value: String,
+}
+
+impl Notification {
+    /// This notification as a state machine publishes it, the subject made
+    /// one line SNS accepts.
+    pub fn publishable(&self) -> Result<Publishable> {
+        let default = serde_json::to_string(&self.body)
+            .map_err(|e| Error::Internal(format!("encoding the message: {e}")))?;
+        let attribute = |value: &str| MessageAttribute {
+            data_type: "String".into(),
+            string_value: value.to_string(),
+        };
+        Ok(Publishable {
+            subject: subject_line(&self.subject),
+            message: PerProtocol {
+                default,
+                email: self.text.clone(),
+            },
+            attributes: BTreeMap::from([
+                (
+                    "event_type".to_string(),
+                    attribute(self.event_type.as_str()),
+                ),
+                ("severity".to_string(), attribute(&self.severity)),
+            ]),
+        })
+    }
 }
 
 /// A subject SNS accepts: one line of printable ASCII, at most 100 characters.
@@ -115,6 +172,29 @@ mod tests {
         let long = subject_line(&"x".repeat(300));
         assert_eq!(long.len(), 100);
         assert!(long.ends_with("..."));
+    }
+
+    #[test]
+    fn a_publishable_notification_has_publishs_field_names_and_one_body_per_protocol() {
+        let note = Notification {
+            subject: "amiscan:\n ami-1 scanned".into(),
+            event_type: EventType::ScanIncomplete,
+            severity: "WARNING".into(),
+            body: serde_json::json!({"ami_id": "ami-1"}),
+            text: "Two lines.\nFor people.".into(),
+        };
+        let out = serde_json::to_value(note.publishable().unwrap()).unwrap();
+        assert_eq!(
+            out,
+            serde_json::json!({
+                "subject": "amiscan: ami-1 scanned",
+                "message": {"default": r#"{"ami_id":"ami-1"}"#, "email": "Two lines.\nFor people."},
+                "attributes": {
+                    "event_type": {"DataType": "String", "StringValue": "SCAN_INCOMPLETE"},
+                    "severity": {"DataType": "String", "StringValue": "WARNING"}
+                }
+            })
+        );
     }
 
     #[tokio::test]

@@ -91,6 +91,11 @@ pub struct ScanSummary {
     /// under each alert's first line.
     #[serde(default)]
     pub digest: String,
+    /// Set by report-and-cleanup, never by the export nor in the S3 record:
+    /// the error of a scan instance's cleanup that failed after the export
+    /// (the alert says so; the hourly sweep removes what is left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup_error: Option<serde_json::Value>,
     pub bucket: String,
     pub findings_key: String,
     pub summary_key: String,

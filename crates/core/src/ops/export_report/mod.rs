@@ -315,6 +315,7 @@ pub async fn run(
         still_open: changes.still_open,
         alert,
         digest: String::new(),
+        cleanup_error: None,
         bucket: bucket.to_string(),
         findings_key: keys.findings.clone(),
         summary_key: keys.summary.clone(),

@@ -1,5 +1,8 @@
 //! tag-ami: write a scan's status and result onto the AMI, under the
-//! configured prefix and within EC2's tag limits.
+//! configured prefix and within EC2's tag limits, and word the alert that
+//! goes with it (`alert`): the state machines publish what it returns.
+
+mod alert;
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -12,6 +15,7 @@ use tracing::info;
 use crate::aws::ec2;
 use crate::error::{Error, Result};
 use crate::model::{time, AmiId, Input, ScanContext, ScanStatus, Severity, Verdict};
+use crate::notify::Publishable;
 use crate::report::ScanSummary;
 use crate::settings::{vars, EnvReader, FromEnv};
 use crate::tags::{self, TagPrefix};
@@ -62,13 +66,36 @@ impl FromEnv for TagSettings {
 pub struct TagRequest {
     pub scan: ScanContext,
     pub status: ScanStatus,
-    /// Why a scan failed or timed out: text, or a Step Functions error
-    /// object (`{"Error": …, "Cause": …}`).
+    /// Why a scan failed or timed out: text, a Step Functions error object
+    /// (`{"Error": …, "Cause": …}`), or Inspector's on-demand scan status.
     #[serde(default)]
     pub reason: Option<Value>,
-    /// The export's summary; required with `COMPLETE`.
+    /// The export's summary; required with `COMPLETE`. A summary whose
+    /// verdict is `NOT_SCANNABLE` (Inspector answered that it cannot read
+    /// the image) is tagged `NOT_SCANNABLE` with the summary's reason.
     #[serde(default)]
     pub summary: Option<ScanSummary>,
+    /// The state a `FAILED` scan failed in, for the alert.
+    #[serde(default)]
+    pub failed_state: Option<String>,
+    /// Inspector's `RESOURCE_TERMINATED`: the AMI (or its snapshots) went
+    /// away during the scan. Nothing is tagged; only the alert is worded.
+    #[serde(default)]
+    pub resource_gone: bool,
+}
+
+impl TagRequest {
+    /// The status to tag: a completed report whose verdict is
+    /// `NOT_SCANNABLE` is tagged so, with the summary's reason.
+    fn resolved(mut self) -> TagRequest {
+        if let (ScanStatus::Complete, Some(summary)) = (self.status, &self.summary) {
+            if summary.verdict == Verdict::NotScannable {
+                self.status = ScanStatus::NotScannable;
+                self.reason = summary.reason.clone().map(Value::String);
+            }
+        }
+        self
+    }
 }
 
 impl Input for TagRequest {
@@ -79,7 +106,7 @@ impl Input for TagRequest {
                 "summary",
                 "is required when status is COMPLETE",
             )),
-            (Some(summary), ScanStatus::Complete)
+            (Some(summary), _)
                 if summary.ami_id != self.scan.ami_id.as_str()
                     || summary.scan_id != self.scan.scan_id.as_str() =>
             {
@@ -104,12 +131,33 @@ pub struct TagOutput {
     /// `deprecated` or `disabled` when the FAIL action was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
+    /// The alert to publish now.
+    pub alert: Publishable,
+    /// A second alert to publish after it (a vulnerable AMI's
+    /// `SCAN_COMPLETED`, after its `AMI_VULNERABLE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub and_then: Option<Publishable>,
 }
 
-/// A reason as one line of text.
+/// A reason as one line of text: text, a Step Functions error
+/// (`{"Error", "Cause"}`), or Inspector's view of an on-demand scan (in
+/// the completion event's field names, as launch-scan holds it when the
+/// scan was still running at the deadline).
 pub fn reason_text(reason: &Value) -> String {
     match reason {
         Value::String(s) => s.clone(),
+        Value::Object(map) if map.contains_key("scanStatus") => {
+            let part = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or_default();
+            let mut text = format!(
+                "Inspector's snapshot scan {} was {} at the deadline",
+                part("scanId"),
+                part("scanStatus")
+            );
+            if !part("scanStatusReason").is_empty() {
+                text = format!("{text} ({})", part("scanStatusReason"));
+            }
+            text
+        }
         Value::Object(map) => {
             let part = |k: &str| map.get(k).and_then(Value::as_str).unwrap_or_default();
             match (part("Error"), part("Cause")) {
@@ -213,30 +261,47 @@ fn insert_mode_that_ran(
     set.insert(prefix.key(tags::SCAN_MODE), mode.to_string());
 }
 
-/// Tags the AMI. An AMI that is gone is `NotFound`, by EC2's own answer.
+/// Tags the AMI and words the alert. An AMI that is gone is `NotFound`,
+/// except for a `FAILED` scan (nothing is left to tag; the alert says so)
+/// and a request that says it went away during the scan.
 pub async fn run(
     client: &ec2::Client,
     settings: &TagSettings,
     request: TagRequest,
     now: DateTime<Utc>,
 ) -> Result<TagOutput> {
+    let request = request.resolved();
     let ami_id = request.scan.ami_id.clone();
     let (set, remove) = result_tags(&settings.tag_prefix, &request, now);
-    ec2::create_tags(client, ami_id.as_str(), &set)
-        .await
-        .map_err(|err| match err.aws_code() {
-            Some("InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable") => Error::NotFound {
-                kind: "AMI",
-                id: ami_id.to_string(),
-            },
-            _ => err,
-        })?;
-    ec2::delete_tags(client, ami_id.as_str(), &remove).await?;
+    let tagged = if request.resource_gone {
+        info!(ami_id = %ami_id, "AMI gone during its scan: nothing tagged");
+        false
+    } else {
+        match write_tags(client, &ami_id, &set, &remove).await {
+            Ok(()) => true,
+            // A failure that outlived its AMI has nothing left to tag; its
+            // alert is what remains, and says so.
+            Err(Error::NotFound { .. }) if request.status == ScanStatus::Failed => {
+                info!(ami_id = %ami_id, "AMI gone: the failure is alerted, not tagged");
+                false
+            }
+            Err(err) => return Err(err),
+        }
+    };
+    let (first, second) = alert::alerts_for(&request, tagged);
+    let alert = first.publishable()?;
+    let and_then = second.map(|n| n.publishable()).transpose()?;
+    let (set, remove) = if tagged {
+        (set, remove)
+    } else {
+        (BTreeMap::new(), Vec::new())
+    };
     info!(ami_id = %ami_id, status = %request.status, "AMI tagged");
-    let failed = request
-        .summary
-        .as_ref()
-        .is_some_and(|s| request.status == ScanStatus::Complete && s.verdict == Verdict::Fail);
+    let failed = tagged
+        && request
+            .summary
+            .as_ref()
+            .is_some_and(|s| request.status == ScanStatus::Complete && s.verdict == Verdict::Fail);
     let action = if failed {
         apply_fail_action(client, &ami_id, settings.fail_action, now).await?
     } else {
@@ -247,7 +312,29 @@ pub async fn run(
         tags: set,
         removed: remove,
         action,
+        alert,
+        and_then,
     })
+}
+
+/// Sets and removes the tags; an AMI that is gone is `NotFound`, by EC2's
+/// own answer.
+async fn write_tags(
+    client: &ec2::Client,
+    ami_id: &AmiId,
+    set: &BTreeMap<String, String>,
+    remove: &[String],
+) -> Result<()> {
+    ec2::create_tags(client, ami_id.as_str(), set)
+        .await
+        .map_err(|err| match err.aws_code() {
+            Some("InvalidAMIID.NotFound" | "InvalidAMIID.Unavailable") => Error::NotFound {
+                kind: "AMI",
+                id: ami_id.to_string(),
+            },
+            _ => err,
+        })?;
+    ec2::delete_tags(client, ami_id.as_str(), remove).await
 }
 
 /// Deprecates or disables an AMI whose scan failed the threshold.
@@ -359,5 +446,11 @@ mod tests {
             "NoScan: UNMANAGED EC2"
         );
         assert_eq!(reason_text(&json!("plain")), "plain");
+        assert_eq!(
+            reason_text(
+                &json!({"scanId": "8b1e", "scanStatus": "IN_PROGRESS", "source": "status"})
+            ),
+            "Inspector's snapshot scan 8b1e was IN_PROGRESS at the deadline"
+        );
     }
 }
