@@ -206,29 +206,39 @@ LAUNCHED = {"Variable": "$.scan.instance_id", "IsPresent": True}
 EVENT_TYPE = "$.tagging.alert.attributes.event_type.StringValue"
 
 
-def alert_after(state, alert):
-    """What `$.tagging` holds once a state succeeded: tag-ami's answer
+def alert_after(state, known):
+    """What a path knows once a state succeeded, as (what `$.tagging` holds,
+    why the snapshot attempt ended without a report): tag-ami's answer
     ('started' after IN_PROGRESS, 'result' after a report's tags, which may
-    word a second alert, else 'ending'), or a Pass's fixed alert."""
+    word a second alert, else 'ending'), a Pass's fixed alert, and the `then`
+    a Pass writes to `$.no_report`."""
+    tagging, then = known
     if function_of(state) == "TagAmi":
         status = state["Parameters"].get("status")
-        return {"IN_PROGRESS": "started", "COMPLETE": "result"}.get(status, "ending")
+        return {"IN_PROGRESS": "started", "COMPLETE": "result"}.get(status, "ending"), then
     if state["Type"] == "Pass" and state.get("ResultPath") == "$.tagging":
-        return "ending"
-    return alert
+        return "ending", then
+    if state["Type"] == "Pass" and state.get("ResultPath") == "$.no_report":
+        return tagging, (state.get("Parameters") or state.get("Result"))["then"]
+    return known
 
 
-def holds(condition, launched, alert):
+def holds(condition, launched, known):
     """True, False, or None when the path does not tell."""
+    tagging, then = known
     if "And" in condition:
-        parts = [holds(c, launched, alert) for c in condition["And"]]
+        parts = [holds(c, launched, known) for c in condition["And"]]
         return False if False in parts else (True if all(parts) else None)
     if {k: v for k, v in condition.items() if k != "Next"} == LAUNCHED:
         return launched
     if condition.get("Variable") == EVENT_TYPE:
-        return (alert == "started") == (condition["StringEquals"] == "SCAN_STARTED")
+        return (tagging == "started") == (condition["StringEquals"] == "SCAN_STARTED")
     if condition.get("Variable") == "$.tagging.and_then":
-        return alert == "result"
+        return tagging == "result"
+    if condition.get("Variable") == "$.no_report":
+        return then is not None
+    if condition.get("Variable") == "$.no_report.then":
+        return then == condition["StringEquals"]
     return None
 
 
@@ -263,7 +273,7 @@ def paths(machine, start=None, launched=False):
     bounded ways back; the one publishing state is met twice on a path that
     announced a start and then ended."""
     states = asl(machine)["States"]
-    stack = [(start or asl(machine)["StartAt"], launched, None, ())]
+    stack = [(start or asl(machine)["StartAt"], launched, (None, None), ())]
     while stack:
         name, launched, alert, path = stack.pop()
         assert (name, launched, alert) not in path, f"loop: {' -> '.join(p[0] for p in path)} -> {name}"
@@ -316,7 +326,7 @@ def test_every_path_ends_in_one_alert_and_a_start_leads_to_a_wait(machine):
         if name == "Report Ended In Failure":
             continue  # the child alerted
         assert "Send Alert" in walked, f"{' -> '.join(walked + [name])} ends without an alert"
-        assert alert != "started", f"{' -> '.join(walked + [name])} ends on a start announcement"
+        assert alert[0] != "started", f"{' -> '.join(walked + [name])} ends on a start announcement"
 
 
 def test_a_snapshot_scan_never_launches_creates_a_rule_or_cleans_up():
@@ -340,6 +350,9 @@ def test_a_snapshot_scan_never_launches_creates_a_rule_or_cleans_up():
 
 def test_export_and_result_tags_live_only_in_report_and_cleanup():
     launch = asl("LaunchScanStateMachine")["States"]
+    # start-scan discards what a snapshot attempt without a report staged.
+    (discard,) = [s for s in launch.values() if "discard_staging.$" in s.get("Parameters", {})]
+    assert function_of(discard) == "StartScan"
     assert {function_of(s) for s in launch.values()} & {"ExportReport"} == set()
     assert not any("summary.$" in s.get("Parameters", {}) for s in launch.values()), "launch-scan tags no result"
     children = [n for n, s in launch.items() if s.get("Resource") == "arn:aws:states:::states:startExecution.sync:2"]

@@ -55,8 +55,27 @@ async fn start_scan_starts_one_scan_marks_it_and_a_retry_starts_no_second() {
         .handle(Stack::snapshot_input(&ami))
         .await
         .unwrap();
-    assert_eq!(again.inspector_scan_id.as_deref(), Some(id.as_str()));
+    assert_eq!(again["inspector_scan_id"], id.as_str());
     assert_eq!(scans_of(&stack, &ami).await.len(), 1);
+
+    // The attempt ends without a report: what it staged goes, and nothing
+    // else in the bucket does.
+    let staged_of = |keys: &[String]| {
+        keys.iter()
+            .filter(|k| k.starts_with(&format!("staging/ondemand/{id}/")))
+            .count()
+    };
+    let before = stack.cloud.object_keys(&stack.bucket).await;
+    assert_eq!(staged_of(&before), 1, "the marker");
+    let out = stack
+        .start_scan()
+        .handle(json!({ "discard_staging": again }))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"deleted": 1}));
+    let after = stack.cloud.object_keys(&stack.bucket).await;
+    assert_eq!(staged_of(&after), 0);
+    assert_eq!(after.len(), before.len() - 1, "nothing else was deleted");
 }
 
 #[tokio::test]
@@ -82,7 +101,7 @@ async fn start_scan_attaches_to_a_scan_someone_else_started() {
         .handle(Stack::snapshot_input(&ami))
         .await
         .unwrap();
-    assert_eq!(started.inspector_scan_id.as_deref(), Some(theirs.as_str()));
+    assert_eq!(started["inspector_scan_id"], theirs.as_str());
     assert_eq!(
         scans_of(&stack, &ami).await.len(),
         1,

@@ -792,7 +792,7 @@ impl Stack {
             .handle(Stack::snapshot_input(&ami))
             .await
             .unwrap();
-        (ami, started)
+        (ami, serde_json::from_value(started).unwrap())
     }
 
     /// A snapshot scan's context as launch-scan's first step receives it.

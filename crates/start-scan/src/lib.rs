@@ -6,7 +6,7 @@ use amiscan_core::lambda::Handler;
 use amiscan_core::model::{parse_event, ScanContext};
 use amiscan_core::ops::start_scan::{self, StartSettings};
 use amiscan_core::Error;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 pub struct Function {
     inspector: inspector::Client,
@@ -16,7 +16,7 @@ pub struct Function {
 
 impl Handler for Function {
     type Settings = StartSettings;
-    type Output = ScanContext;
+    type Output = Value;
 
     fn new(config: &SdkConfig, settings: StartSettings) -> Self {
         Function {
@@ -26,15 +26,24 @@ impl Handler for Function {
         }
     }
 
-    async fn handle(&self, event: Value) -> Result<ScanContext, Error> {
+    /// A scan context starts a scan; `{"discard_staging": <context>}`
+    /// deletes what its attempt staged (`{"deleted": n}`).
+    async fn handle(&self, event: Value) -> Result<Value, Error> {
+        if let Some(scan) = event.get("discard_staging") {
+            let scan: ScanContext = parse_event(scan.clone())?;
+            let deleted = start_scan::discard(&self.s3, &self.settings, &scan).await?;
+            return Ok(json!({ "deleted": deleted }));
+        }
         let scan: ScanContext = parse_event(event)?;
-        start_scan::run(
+        let started = start_scan::run(
             &self.inspector,
             &self.s3,
             &self.settings,
             scan,
             chrono::Utc::now(),
         )
-        .await
+        .await?;
+        serde_json::to_value(started)
+            .map_err(|e| Error::Internal(format!("encoding the context: {e}")))
     }
 }

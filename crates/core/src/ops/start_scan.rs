@@ -1,6 +1,7 @@
 //! start-scan: start Inspector's on-demand scan of an AMI's snapshots (or
 //! attach to the one already running), and record in the staging folder
-//! that the scan is amiscan's, so the collector keeps its findings.
+//! that the scan is amiscan's, so the collector keeps its findings; and
+//! remove what an attempt that ends without a report staged.
 
 use chrono::{DateTime, Duration, Utc};
 use tracing::info;
@@ -70,6 +71,14 @@ pub async fn run(
         };
     let staging = Staging::of(&inspector_scan_id)
         .map_err(|e| Error::Internal(format!("Inspector answered with scan id {e}")))?;
+    // A new start after INTERNAL_ERROR: the attempt before it ends here.
+    if let Some(previous) = scan
+        .inspector_scan_id
+        .as_deref()
+        .filter(|p| *p != inspector_scan_id)
+    {
+        discard_attempt(s3_client, settings, previous).await?;
+    }
     let minutes = u64::from(settings.scan_timeout_minutes.0);
     scan.inspector_scan_id = Some(inspector_scan_id.clone());
     scan.wait_seconds = Some(minutes * 60);
@@ -98,6 +107,37 @@ pub async fn run(
         "snapshot scan started"
     );
     Ok(scan)
+}
+
+/// Deletes what the scan's snapshot attempt staged (its marker, waiter,
+/// completion and findings) when it ends without a report: the fall-back to
+/// an instance scan, an AMI that went away, a timeout. After this the
+/// collector treats the attempt's late events as not amiscan's. Returns how
+/// many objects were deleted.
+pub async fn discard(
+    s3_client: &s3::Client,
+    settings: &StartSettings,
+    scan: &ScanContext,
+) -> Result<u64> {
+    match scan.inspector_scan_id.as_deref() {
+        Some(id) => discard_attempt(s3_client, settings, id).await,
+        None => Ok(0),
+    }
+}
+
+async fn discard_attempt(
+    s3_client: &s3::Client,
+    settings: &StartSettings,
+    inspector_scan_id: &str,
+) -> Result<u64> {
+    let staging =
+        Staging::of(inspector_scan_id).map_err(|e| Error::invalid("inspector_scan_id", e))?;
+    let deleted = s3::delete_under(s3_client, &settings.report_bucket.0, staging.prefix()).await?;
+    info!(
+        inspector_scan_id,
+        deleted, "staged records of an attempt without a report deleted"
+    );
+    Ok(deleted)
 }
 
 #[cfg(test)]
