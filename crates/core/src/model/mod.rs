@@ -2,6 +2,7 @@
 //! verdict, times, and how an event becomes one of these.
 
 pub mod exceptions;
+pub mod finding;
 pub mod ids;
 pub mod instance_wait;
 pub mod scan;
@@ -10,6 +11,7 @@ pub mod snapshot;
 pub mod sqs;
 pub mod time;
 
+pub use finding::Finding;
 pub use ids::{AmiId, InstanceId, RuleName, ScanId, RULE_NAME_PREFIX};
 pub use instance_wait::{InstanceScanMessage, InstanceWaiter, RuleRequest};
 pub use scan::{

@@ -20,7 +20,7 @@ use crate::aws::{s3, sfn};
 use crate::error::{Error, Result};
 use crate::model::scan::{InspectorFacts, FROM_EVENT};
 pub use crate::model::sqs::{BatchResponse, ItemFailure, SqsBatch, SqsRecord};
-use crate::model::{parse_event, InstanceScanMessage, SnapshotOutcome, WaiterMessage};
+use crate::model::{parse_event, Finding, InstanceScanMessage, SnapshotOutcome, WaiterMessage};
 use crate::report::Staging;
 use crate::settings::{vars, BucketName, EnvReader, FromEnv, KmsKeyArn};
 
@@ -54,10 +54,10 @@ impl FromEnv for CollectSettings {
 /// What one record is.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Item {
+    /// A finding event's detail, read once into the typed finding.
     Finding {
         scan_id: String,
-        finding_arn: String,
-        detail: Value,
+        finding: Box<Finding>,
     },
     Completion {
         scan_id: String,
@@ -110,13 +110,16 @@ pub fn classify(body: &str) -> Item {
     };
     match detail_type {
         FINDING_DETAIL_TYPE => {
-            let found =
-                scan_id(detail).and_then(|id| Ok((id, text(detail, "findingArn")?.to_string())));
+            let found = scan_id(detail).and_then(|id| {
+                text(detail, "findingArn")?;
+                let finding: Finding =
+                    serde_json::from_value(detail.clone()).map_err(|e| format!("`detail`: {e}"))?;
+                Ok((id, finding))
+            });
             match found {
-                Ok((scan_id, finding_arn)) => Item::Finding {
+                Ok((scan_id, finding)) => Item::Finding {
                     scan_id,
-                    finding_arn,
-                    detail: detail.clone(),
+                    finding: Box::new(finding),
                 },
                 Err(e) => Item::Malformed(e),
             }
@@ -175,16 +178,17 @@ impl Ctx<'_> {
     /// finding delivered twice with the same body is written once; two
     /// different bodies under one `findingArn` are both kept, for the export
     /// to report the conflict.
-    async fn stage(&self, scan_id: &str, findings: &[(String, Value)]) -> Result<()> {
+    async fn stage(&self, scan_id: &str, findings: &[Finding]) -> Result<()> {
         let staging = Staging::of(scan_id).map_err(Error::Internal)?;
         let mut seen = HashSet::new();
         let mut body = Vec::new();
         let mut arns = Vec::new();
-        for (arn, detail) in findings {
-            let line = serde_json::to_vec(detail)
+        for finding in findings {
+            let arn = finding.finding_arn.as_str();
+            let line = serde_json::to_vec(finding)
                 .map_err(|e| Error::Internal(format!("encoding a finding: {e}")))?;
-            if seen.insert((arn.as_str(), line.clone())) {
-                arns.push(arn.as_str());
+            if seen.insert((arn, line.clone())) {
+                arns.push(arn);
                 body.extend_from_slice(&line);
                 body.push(b'\n');
             }
@@ -338,18 +342,18 @@ pub async fn run(
     let mut response = BatchResponse::default();
     // Findings first, one object per scan: a completion later in the batch
     // then finds them staged.
-    let mut by_scan: HashMap<String, Vec<(String, String, Value)>> = HashMap::new();
+    let mut by_scan: HashMap<String, Vec<(String, Finding)>> = HashMap::new();
     let mut rest = Vec::new();
     for (message_id, item) in items {
         match item {
-            Item::Finding {
-                scan_id,
-                finding_arn,
-                detail,
-            } if ours.contains(&scan_id) || unknown.contains_key(&scan_id) => by_scan
-                .entry(scan_id)
-                .or_default()
-                .push((message_id, finding_arn, detail)),
+            Item::Finding { scan_id, finding }
+                if ours.contains(&scan_id) || unknown.contains_key(&scan_id) =>
+            {
+                by_scan
+                    .entry(scan_id)
+                    .or_default()
+                    .push((message_id, *finding))
+            }
             Item::Finding { .. } => stats.foreign += 1,
             other => rest.push((message_id, other)),
         }
@@ -359,12 +363,11 @@ pub async fn run(
             let ctx = &ctx;
             let unknown = &unknown;
             async move {
-                let ids = records.iter().map(|(id, _, _)| id.clone()).collect();
+                let ids = records.iter().map(|(id, _)| id.clone()).collect();
                 if let Some(err) = unknown.get(&scan_id) {
                     return (ids, Err(err.clone()));
                 }
-                let findings: Vec<(String, Value)> =
-                    records.into_iter().map(|(_, arn, d)| (arn, d)).collect();
+                let findings: Vec<Finding> = records.into_iter().map(|(_, f)| f).collect();
                 (
                     ids,
                     ctx.stage(&scan_id, &findings).await.map(|_| findings.len()),
@@ -462,13 +465,9 @@ mod tests {
     #[test]
     fn records_are_told_apart_by_detail_type_and_checked() {
         match classify(FINDING) {
-            Item::Finding {
-                scan_id,
-                finding_arn,
-                ..
-            } => {
+            Item::Finding { scan_id, finding } => {
                 assert_eq!(scan_id, "8b1e4a9c-2f3d-4e5a-9b6c-7d8e9f0a1b2c");
-                assert!(finding_arn.ends_with("/3a9e0c5b7d1f4e2a8c6b"));
+                assert!(finding.finding_arn.ends_with("/3a9e0c5b7d1f4e2a8c6b"));
             }
             other => panic!("{other:?}"),
         }

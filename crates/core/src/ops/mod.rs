@@ -85,4 +85,18 @@ mod tests {
             assert!(!text.contains("ops::"), "aws/{name}.rs uses an op");
         }
     }
+
+    #[test]
+    fn report_and_model_are_pure_layout_and_data_with_no_sdk() {
+        for dir in ["report", "model"] {
+            for (name, text) in sources(dir) {
+                for sdk in ["crate::aws", "aws_sdk_", "ops::"] {
+                    let used = text
+                        .lines()
+                        .any(|l| l.trim_start().starts_with("use ") && l.contains(sdk));
+                    assert!(!used, "{dir}/{name}.rs uses {sdk}");
+                }
+            }
+        }
+    }
 }

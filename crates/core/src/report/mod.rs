@@ -5,7 +5,7 @@ pub mod rows;
 pub mod summary;
 pub mod writer;
 
-pub use rows::{finding_row, instance_finding_row, FindingRow, Source};
+pub use rows::{finding_row, FindingRow, Source};
 pub use summary::{ScanSummary, Tally};
 pub use writer::{HumanReport, ReportFormat};
 

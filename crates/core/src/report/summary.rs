@@ -306,8 +306,7 @@ impl Delta {
 mod tests {
     use super::*;
     use crate::model::Severity;
-    use crate::report::rows::instance_finding_row;
-    use crate::report::rows::tests::{instance, sample_finding, scan};
+    use crate::report::rows::tests::{instance_row, sample_finding};
     use chrono::Utc;
 
     fn vuln(id: &str, package: &str, severity: &str) -> Vulnerability {
@@ -331,7 +330,7 @@ mod tests {
             ("arn:5", "CRITICAL", "CVE-1", "openssl"),
         ] {
             let f = sample_finding(arn, sev, "ACTIVE");
-            let (_, mut row) = instance_finding_row(&f, &scan(), &instance(), Utc::now());
+            let mut row = instance_row(&f, Utc::now());
             row.vulnerability_id = Some(cve.into());
             row.package_name = Some(pkg.into());
             tally.add(&row);
@@ -393,7 +392,7 @@ mod tests {
             ("LOW", "SUPPRESSED"),
         ] {
             let f = sample_finding("arn:x", sev, status);
-            tally.add(&instance_finding_row(&f, &scan(), &instance(), Utc::now()).1);
+            tally.add(&instance_row(&f, Utc::now()));
         }
         assert_eq!(tally.rows, 3);
         assert_eq!(tally.active.total(), 1);

@@ -6,8 +6,7 @@ use std::str::FromStr;
 
 use super::rows::FindingRow;
 use crate::error::{Error, Result};
-use crate::model::ScanContext;
-use serde_json::Value;
+use crate::model::{Finding, ScanContext};
 
 /// The `REPORT_FORMAT` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +109,7 @@ impl HumanReport {
         }
     }
 
-    pub fn row(&mut self, f: &Value, row: &FindingRow, scan: &ScanContext) -> Result<Vec<u8>> {
+    pub fn row(&mut self, f: &Finding, row: &FindingRow, scan: &ScanContext) -> Result<Vec<u8>> {
         self.rows += 1;
         match &mut self.kind {
             Kind::Csv(w) => csv_record(w, csv_fields(f, row, scan)),
@@ -158,32 +157,31 @@ fn csv_record(
     w.into_inner().map_err(|e| fail(&e))
 }
 
-fn csv_fields(f: &Value, row: &FindingRow, scan: &ScanContext) -> [String; 23] {
+fn csv_fields(f: &Finding, row: &FindingRow, scan: &ScanContext) -> [String; 23] {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     let num = |v: Option<f64>| v.map(|n| n.to_string()).unwrap_or_default();
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let details = &f["packageVulnerabilityDetails"];
-    let platform = f["resources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find_map(|r| r["details"]["awsEc2Instance"]["platform"].as_str())
-        .map(str::to_string)
+    let details = f.package_vulnerability_details.as_ref();
+    let platform = f
+        .resources
+        .iter()
+        .find_map(|r| {
+            r.details
+                .as_ref()
+                .and_then(|d| d.aws_ec2_instance.as_ref())
+                .and_then(|i| i.platform.clone())
+        })
         .or_else(|| scan.platform.clone())
         .unwrap_or_default();
-    let urls: Vec<&str> = details["referenceUrls"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let urls = details
+        .map(|d| d.reference_urls.join(", "))
+        .unwrap_or_default();
     [
         row.account_id.clone(),
         row.severity.clone(),
         opt(&row.fix_available),
         row.finding_type.clone(),
         opt(&row.title),
-        text(&f["description"]),
+        opt(&f.description),
         row.finding_arn.clone(),
         opt(&row.first_observed_at),
         opt(&row.last_observed_at),
@@ -195,20 +193,21 @@ fn csv_fields(f: &Value, row: &FindingRow, scan: &ScanContext) -> [String; 23] {
         opt(&row.remediation),
         num(row.inspector_score),
         opt(&row.vulnerability_id),
-        text(&details["vendorSeverity"]),
+        details
+            .and_then(|d| d.vendor_severity.clone())
+            .unwrap_or_default(),
         num(row.cvss3_score),
         scan.ami_id.to_string(),
-        text(&f["exploitAvailable"]),
+        opt(&f.exploit_available),
         num(row.epss_score),
-        urls.join(", "),
+        urls,
     ]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::rows::instance_finding_row;
-    use crate::report::rows::tests::{instance, sample_finding, scan};
+    use crate::report::rows::tests::{instance_row, sample_finding, scan};
     use chrono::Utc;
 
     fn text(bytes: Vec<u8>) -> String {
@@ -218,7 +217,7 @@ mod tests {
     #[test]
     fn csv_uses_inspectors_columns_and_quotes_what_needs_it() {
         let f = sample_finding("arn:1", "HIGH", "ACTIVE");
-        let (f, row) = instance_finding_row(&f, &scan(), &instance(), Utc::now());
+        let row = instance_row(&f, Utc::now());
         let mut csv = ReportFormat::Csv.writer().unwrap();
         assert_eq!((csv.extension(), csv.content_type()), ("csv", "text/csv"));
         let header = text(csv.header().unwrap());
@@ -248,7 +247,7 @@ description""#
         }
         let mut f = sample_finding("arn:1", "HIGH", "ACTIVE");
         f.title = Some("=cmd|' /C calc'!A0".into());
-        let (f, row) = instance_finding_row(&f, &scan(), &instance(), Utc::now());
+        let row = instance_row(&f, Utc::now());
         let mut csv = ReportFormat::Csv.writer().unwrap();
         let line = text(csv.row(&f, &row, &scan()).unwrap());
         assert!(line.contains(",'=cmd|' /C calc'!A0,"), "{line}");
@@ -261,7 +260,7 @@ description""#
         let mut out = json.header().unwrap();
         for arn in ["arn:1", "arn:2"] {
             let f = sample_finding(arn, "LOW", "ACTIVE");
-            let (f, row) = instance_finding_row(&f, &scan(), &instance(), Utc::now());
+            let row = instance_row(&f, Utc::now());
             out.extend(json.row(&f, &row, &scan()).unwrap());
         }
         out.extend(json.footer());

@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tracing::{info, warn};
 
 use crate::aws::inspector;
@@ -25,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::model::exceptions::{self, ForAmi, EXCEPTIONS_KEY};
 use crate::model::scan::{SNAPSHOT_FAILED, SNAPSHOT_SUCCESSFUL};
 use crate::model::{
-    time, InspectorFacts, InstanceId, ReportInput, ScanContext, SnapshotOutcome, Verdict,
+    time, Finding, InspectorFacts, InstanceId, ReportInput, ScanContext, SnapshotOutcome, Verdict,
 };
 use crate::report::summary::{delta, keys_of};
 use crate::report::{self, HumanReport, ReportFormat, ScanSummary, Source, Staging, Tally};

@@ -18,7 +18,7 @@ impl Writers<'_> {
         &mut self,
         tally: &mut Tally,
         scan: &ScanContext,
-        mut rows: Vec<(Value, report::FindingRow)>,
+        mut rows: Vec<(Finding, report::FindingRow)>,
     ) -> Result<()> {
         let mut lines = Vec::new();
         let mut human_bytes = Vec::new();
@@ -61,8 +61,12 @@ pub(crate) async fn stream_findings(
     let mut pages = inspector::findings_of(client, instance_id)?;
     while let Some(page) = pages.next().await {
         let rows = page?
-            .iter()
-            .map(|finding| report::instance_finding_row(finding, scan, instance_id, scanned_at))
+            .into_iter()
+            .map(|finding| {
+                let row =
+                    report::finding_row(&finding, scan, Source::Instance(instance_id), scanned_at);
+                (finding, row)
+            })
             .collect::<Vec<_>>();
         writers.page(&mut tally, scan, rows).await?;
     }
@@ -118,17 +122,14 @@ pub(crate) async fn stream_staged(
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let finding: Value = match serde_json::from_slice(line) {
-                    Ok(v) => v,
+                let finding: Finding = match serde_json::from_slice(line) {
+                    Ok(f) => f,
                     Err(e) => {
-                        warn!(error = %e, "a staged finding is not JSON; skipped");
+                        warn!(error = %e, "a staged finding is not one; skipped");
                         continue;
                     }
                 };
-                let arn = finding["findingArn"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
+                let arn = finding.finding_arn.clone();
                 let hash = report::fingerprint(line);
                 match seen.get(&arn) {
                     Some(&h) if h == hash => continue,

@@ -20,7 +20,7 @@ fn settings() -> ExportSettings {
 fn page(findings: &[(&str, &str)], next: Option<&str>) -> ListFindingsOutput {
     let mut out = ListFindingsOutput::builder().set_next_token(next.map(str::to_string));
     for (arn, severity) in findings {
-        out = out.findings(crate::report::rows::tests::sample_finding(
+        out = out.findings(crate::aws::inspector::tests::sdk_finding(
             arn, severity, "ACTIVE",
         ));
     }
