@@ -33,10 +33,12 @@ SCP_MAX = 5120
 
 
 def managed_policy(mode, account="123456789012", partition="aws", tag_prefix=None,
-                   launch_role=None, tag_role=None, parsed=None):
+                   launch_role=None, tag_role=None, parsed=None, scan_mode=None):
     """The managed policy document the stack creates, as a dict."""
     parsed = parsed or template()
     parameters = {"LaunchGuardrail": mode}
+    if scan_mode is not None:
+        parameters["ScanMode"] = scan_mode
     if tag_prefix is not None:
         parameters["TagPrefix"] = tag_prefix
     conditions = conditions_of(parsed, parameters)
@@ -62,7 +64,10 @@ def scp(policy, account):
         owner = condition.get("StringEquals", {})
         if owner.get("ec2:Owner") == account:
             owner["ec2:Owner"] = "${aws:PrincipalAccount}"
-        principal = condition.pop("ArnNotEquals")["aws:PrincipalArn"]
+        exempt = condition.pop("ArnNotEquals", None)
+        if exempt is None:
+            continue  # ScanMode snapshot: nobody boots AMIs whatever their verdict
+        principal = exempt["aws:PrincipalArn"]
         name = principal.split(":role/", 1)[1]
         condition["ArnNotLike"] = {"aws:PrincipalArn": f"arn:{principal.split(':')[1]}:iam::*:role/{name}"}
     return document

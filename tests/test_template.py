@@ -154,12 +154,31 @@ def test_every_placeholder_is_substituted_and_every_substitution_used(machine):
     assert used == given
 
 
+def under(value, can_launch):
+    """A template value with every `Fn::If` on CanLaunch decided (NoValue
+    items dropped from lists)."""
+    if isinstance(value, list):
+        items = [under(v, can_launch) for v in value]
+        return [v for v in items if v != {"Ref": "AWS::NoValue"}]
+    if isinstance(value, dict):
+        if list(value) == ["Fn::If"] and value["Fn::If"][0] == "CanLaunch":
+            return under(value["Fn::If"][1 if can_launch else 2], can_launch)
+        return {k: under(v, can_launch) for k, v in value.items()}
+    return value
+
+
+INSTANCE_FUNCTIONS = {"LaunchInstanceFunction", "CreateScanRuleFunction", "CleanupFunction"}
+
+
 @pytest.mark.parametrize("machine", sorted(MACHINES))
-def test_every_lambda_the_machine_calls_is_a_template_function_it_may_invoke(machine):
-    props = RESOURCES[machine]["Properties"]
+@pytest.mark.parametrize("can_launch", [True, False], ids=["instance-or-auto", "snapshot"])
+def test_every_lambda_the_machine_calls_is_a_template_function_it_may_invoke(machine, can_launch):
+    props = under(RESOURCES[machine]["Properties"], can_launch)
     fns = functions()
+    deployed = {f for f in fns if can_launch or RESOURCES[f].get("Condition") != "CanLaunch"}
     assert props["Role"] == {"Fn::GetAtt": [f"{machine}Role", "Arn"]}
-    (invoke,) = [s for s in role_statements(f"{machine}Role") if s.get("Sid") == "InvokeItsFunctions"]
+    statements = under(role_statements(f"{machine}Role"), can_launch)
+    (invoke,) = [s for s in statements if s.get("Sid") == "InvokeItsFunctions"]
     invokable = {r["Fn::GetAtt"][0] for r in invoke["Resource"] if "Fn::GetAtt" in r}
     expected = [arn for f in invokable for arn in ({"Fn::GetAtt": [f, "Arn"]}, {"Fn::Sub": f"${{{f}.Arn}}:*"})]
     assert sorted(map(json.dumps, invoke["Resource"])) == sorted(map(json.dumps, expected)), "each function and its versions"
@@ -168,9 +187,36 @@ def test_every_lambda_the_machine_calls_is_a_template_function_it_may_invoke(mac
     for name in called:
         logical = f"{name}Function"
         assert logical in fns, f"{machine} calls {logical}, which the template does not define"
-        assert props["DefinitionSubstitutions"][f"{name}FunctionArn"] == {"Fn::GetAtt": [logical, "Arn"]}
-        assert logical in invokable, f"{machine} may not invoke {logical}"
-    assert invokable == {f"{n}Function" for n in called}, "invoke rights beyond what the machine calls"
+        substitution = props["DefinitionSubstitutions"][f"{name}FunctionArn"]
+        if logical in deployed:
+            assert substitution == {"Fn::GetAtt": [logical, "Arn"]}
+            assert logical in invokable, f"{machine} may not invoke {logical}"
+        else:
+            # Not deployed in this mode: an ARN of no function, which the role may not invoke.
+            assert logical in INSTANCE_FUNCTIONS and "Fn::GetAtt" not in json.dumps(substitution), substitution
+            assert substitution["Fn::Sub"].endswith(f"-not-deployed"), substitution
+            assert logical not in invokable
+    assert invokable == {f"{n}Function" for n in called} & deployed, "invoke rights beyond what the machine calls"
+
+
+def test_snapshot_mode_deploys_no_instance_function_nor_anything_of_theirs():
+    """Under ScanMode snapshot (CanLaunch false) the instance functions, their
+    roles, log groups, alarms and outputs are not created, and nothing that
+    is created refers to them."""
+    theirs = set()
+    for f in INSTANCE_FUNCTIONS:
+        base = f.removesuffix("Function")
+        theirs |= {f, f"{f}Role", f"{base}Logs", f"{base}ErrorsAlarm"}
+    for logical in theirs:
+        assert RESOURCES[logical].get("Condition") == "CanLaunch", logical
+    for output in (f"{f}Name" for f in INSTANCE_FUNCTIONS):
+        assert TEMPLATE["Outputs"][output].get("Condition") == "CanLaunch", output
+    for logical, res in RESOURCES.items():
+        if res.get("Condition") == "CanLaunch":
+            continue
+        text = json.dumps(under(res, False))
+        for other in theirs:
+            assert f'"{other}"' not in text and f"{{{other}." not in text and f'"{other}.' not in text, (logical, other)
 
 
 @pytest.mark.parametrize("machine", sorted(MACHINES))
@@ -524,8 +570,9 @@ def test_a_snapshot_stack_needs_no_network_and_has_no_instance_resource_or_permi
             # tag-ami tags AMIs; nothing else may launch, pass a role or touch a rule.
             allowed = {"ec2:CreateTags"} if name == "TagAmiFunction" else set()
             assert not (granted & INSTANCE_ONLY_ACTIONS) - allowed, (name, granted & INSTANCE_ONLY_ACTIONS)
-    schedules = resources["CleanupFunction"]["Properties"]["Events"]
-    assert {e["Properties"]["State"] for e in schedules.values()} == {"DISABLED"}, "no sweep without instances"
+    # No instance function, hence no sweep: nothing to deploy that could not start.
+    assert not set(resources) & INSTANCE_FUNCTIONS, set(resources) & INSTANCE_FUNCTIONS
+    assert not any(r["Type"] == "AWS::Scheduler::Schedule" and "sweep" in json.dumps(r) for r in resources.values())
 
 
 @pytest.mark.parametrize("mode", ["instance", "auto"])
