@@ -102,11 +102,12 @@ def check(cloud, amis, decoys, run):
     fallback = cloud.scanner_instances_of(amis["al2"])
     if len(fallback) != 1 or fallback[0]["State"]["Name"] != "terminated":
         failures.append(f"al2 should have had one scan instance, now terminated: {fallback}")
-    reported = [cloud.report_of(amis[label])[0] for label in BY_SNAPSHOT]
-    for summary in filter(None, reported):
-        prefix = f"staging/ondemand/{summary['inspector_scan_id']}/"
-        if cloud.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("KeyCount", 0):
-            failures.append(f"{summary['ami_id']}: staged findings were not deleted after the report")
+    # Every scan ended: its report deleted what it staged, and start-scan what
+    # an attempt without a report staged (al2's snapshot attempt before it
+    # fell back to an instance).
+    staged = cloud.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="staging/").get("Contents", [])
+    if staged:
+        failures.append(f"staged records left after every scan ended: {[o['Key'] for o in staged]}")
     live = cloud.live_scanner_instances()
     if live:
         failures.append(f"scanner instances left running: {[i['InstanceId'] for i in live]}")

@@ -535,15 +535,22 @@ class LocalCloud:
             assert out.get("FunctionError") == "Unhandled" and error.get("errorType") == "InvalidInput", (binary, error)
 
     def remove_undeployed(self, resources):
-        """What a stack update deletes: the functions and roles the new
-        parameters no longer deploy (ScanMode snapshot: the instance
-        functions). One that would be added is refused: the harness does not
-        emulate that update; start a LocalCloud with the mode instead."""
+        """What a stack update deletes: the functions, roles and instance
+        profile the new parameters no longer deploy (ScanMode snapshot: the
+        instance functions and the scanner's role and profile; the scanner's
+        security group, made outside the stack's resources here, stays). One
+        that would be added is refused: the harness does not emulate that
+        update; start a LocalCloud with the mode instead."""
         lam, iam = self.client("lambda"), self.client("iam")
         for logical in [l for l in self.functions if l not in resources]:
             lam.delete_function(FunctionName=self.functions.pop(logical)[0])
         added = [l for l, r in resources.items() if r["Type"] == "AWS::Lambda::Function" and l not in self.functions]
         assert not added, f"a stack update that adds {added} is not emulated"
+        if "InstanceProfile" not in resources and "InstanceProfile" in self.names:
+            profile = self.names["InstanceProfile"]
+            if any(p["InstanceProfileName"] == profile for p in iam.list_instance_profiles()["InstanceProfiles"]):
+                iam.remove_role_from_instance_profile(InstanceProfileName=profile, RoleName=self.names["InstanceRole"])
+                iam.delete_instance_profile(InstanceProfileName=profile)
         parsed, _, _ = self.stack()
         for logical, res in parsed["Resources"].items():
             name = self.names.get(logical)

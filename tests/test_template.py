@@ -230,6 +230,21 @@ def test_every_lambda_task_retries_service_errors_and_transient(machine):
             assert (first["IntervalSeconds"], first["MaxAttempts"], first["BackoffRate"]) == (2, 6, 2), name
 
 
+def test_each_kind_of_error_has_one_retry_policy_across_the_machines():
+    """ASL cannot share a Retry between states, so each state spells it; but
+    each kind of error (a Lambda's, SNS's, SQS's, a child execution's, late
+    findings) is retried one way only, in both machines."""
+    policies = {}
+    for machine in MACHINES:
+        for state in asl(machine)["States"].values():
+            for retrier in state.get("Retry", []):
+                kind = tuple(retrier["ErrorEquals"])
+                policy = (retrier.get("IntervalSeconds", 1), retrier.get("MaxAttempts", 3), retrier.get("BackoffRate", 2.0))
+                policies.setdefault(kind, set()).add(policy)
+    assert all(len(p) == 1 for p in policies.values()), policies
+    assert len(policies) <= 5, sorted(policies)
+
+
 @pytest.mark.parametrize("machine", sorted(MACHINES))
 def test_every_task_has_a_catch_for_every_error(machine):
     for name, state in asl(machine)["States"].items():
@@ -373,6 +388,28 @@ def test_every_path_ends_in_one_alert_and_a_start_leads_to_a_wait(machine):
             continue  # the child alerted
         assert "Send Alert" in walked, f"{' -> '.join(walked + [name])} ends without an alert"
         assert alert[0] != "started", f"{' -> '.join(walked + [name])} ends on a start announcement"
+
+
+@pytest.mark.parametrize("machine", sorted(MACHINES))
+def test_every_path_into_the_failure_tag_has_written_what_it_reads(machine):
+    """Tag AMI Failed reads `$.error` and `$.failed_state`, and the cleanup
+    before it writes into `$.error`: a path that reached it without both
+    would fail with States.Runtime, which no Catch catches (no tag, no
+    alert)."""
+    states = asl(machine)["States"]
+    start = None if machine == "LaunchScanStateMachine" else None
+    for name, _, _, path in paths(machine, start=start, launched=None):
+        if name != "Tag AMI Failed":
+            continue
+        walked = [p[0] for p in path] + [name]
+        written = set()
+        for a, b in zip(walked, walked[1:]):
+            for catch in states[a].get("Catch", []):
+                if catch["Next"] == b:
+                    written.add(catch["ResultPath"])
+            if states[a]["Type"] == "Pass" and states[a].get("ResultPath"):
+                written.add(states[a]["ResultPath"])
+        assert {"$.error", "$.failed_state"} <= written, f"{' -> '.join(walked)} writes only {written}"
 
 
 def test_a_snapshot_scan_never_launches_creates_a_rule_or_cleans_up():
