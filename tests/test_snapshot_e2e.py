@@ -83,7 +83,7 @@ def auto(cloud):
     scenarios that need the deadline share its minute."""
     amis = {label: cloud.seed_ami(f"snapshot-{label}", "ubuntu") for label in (
         "shuffled", "late", "lost_completion", "lost_finding", "clean", "unsupported", "conflict",
-        "deregistered", "internal_error")}
+        "deregistered", "internal_error", "never")}
     cloud.expect_snapshot(amis["shuffled"], SnapshotBehaviour(findings=FINDINGS * 2 + FINDINGS[:1],
                                                               duplicate=True, shuffle=True))
     cloud.expect_snapshot(amis["late"], SnapshotBehaviour(findings=FINDINGS, findings_after_completion=True))
@@ -95,6 +95,7 @@ def auto(cloud):
     cloud.expect_snapshot(amis["conflict"], SnapshotBehaviour(findings=FINDINGS[2:]))
     cloud.expect_snapshot(amis["deregistered"], SnapshotBehaviour("terminated"))
     cloud.expect_snapshot(amis["internal_error"], SnapshotBehaviour(findings=FINDINGS[:1], first="INTERNAL_ERROR"))
+    cloud.expect_snapshot(amis["never"], SnapshotBehaviour("never"))
     # Someone started a scan of this AMI in the EC2 console a moment ago.
     person = cloud.client("inspector2").start_on_demand_scan(resourceId=amis["conflict"], resourceType="AMI")["scanId"]
     run = cloud.find_amis({"ami_ids": list(amis.values())})
@@ -211,6 +212,19 @@ def test_an_internal_error_is_retried_once_with_a_new_scan(cloud, auto):
     assert_scanned_by_snapshot(cloud, ami)
 
 
+def test_a_snapshot_scan_still_running_at_the_deadline_is_timed_out_with_inspectors_status(cloud, auto):
+    ami = auto["amis"]["never"]
+    tags = cloud.image_tags(ami)
+    assert (tags["amiscan:status"], tags["amiscan:scan-mode"]) == ("TIMED_OUT", "snapshot")
+    assert "was IN_PROGRESS at the deadline" in tags["amiscan:reason"], tags
+    assert "amiscan:verdict" not in tags and cloud.scanner_instances_of(ami) == []
+    (alert,) = [n for n in alerts_for(auto["notes"], ami) if n["attributes"]["event_type"] == "SCAN_FAILED"]
+    assert alert["attributes"]["severity"] == "WARNING" and alert["subject"].endswith("was not scanned (TIMED_OUT)")
+    entered = states_entered(cloud, launch_of(cloud, ami))
+    assert entered.index("Check Snapshot Scan") < entered.index("Discard Staged Records") < entered.index(
+        "Tag AMI Not Scanned"), entered
+
+
 def test_no_scan_leaves_staged_records_after_it_ends(cloud, auto):
     """The report deletes what its scan staged; start-scan deletes what an
     attempt without a report staged (the fall-back to an instance scan, a new
@@ -224,6 +238,7 @@ def test_no_scan_leaves_staged_records_after_it_ends(cloud, auto):
     assert left == {}, detail
     ended_without_report = {s.get("scanStatusReason") for s in scans.values() if s["scanStatus"] == "FAILED"}
     assert {"UNSUPPORTED_OS", "INTERNAL_ERROR", "RESOURCE_TERMINATED"} <= ended_without_report, "the run had each such ending"
+    assert "IN_PROGRESS" in {s["scanStatus"] for s in scans.values()}, "and a scan still running at its deadline"
 
 
 # ---------------------------------------------------------------- the collector alone

@@ -792,8 +792,9 @@ class Bench:
 
     # ------------------------------------------------------------ 6. whole snapshot scans
     def snapshot_scans(self):
-        """The same stack in ScanMode snapshot: a clean and a vulnerable AMI,
-        read by Inspector's on-demand scan through the local cloud."""
+        """The same stack updated to ScanMode snapshot (which deletes the
+        instance functions): a clean and a vulnerable AMI, read by Inspector's
+        on-demand scan through the local cloud. Runs last."""
         cloud = self.cloud
         cloud.start_functions(SCAN_MODE="snapshot")
         amis = {"clean": cloud.seed_ami("bench-snap-clean", "ubuntu"), "fail": cloud.seed_ami("bench-snap-fail", "ubuntu")}
@@ -827,7 +828,9 @@ class Bench:
             out[label] = {"state_transitions": transitions, "lambda_invocations": invocations, "sns_publishes": publishes,
                           "instances_launched": 0, "rules_created": 0,
                           "completion_to_tagged_s": round((reported - completed).total_seconds(), 3)}
-        cloud.start_functions(SCAN_MODE=self.cloud.scan_mode)
+        # The last phase on this stack: it stays in snapshot mode (the local
+        # cloud does not emulate the update that would create the instance
+        # functions again).
         return out
 
 

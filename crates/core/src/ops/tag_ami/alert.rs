@@ -217,13 +217,7 @@ mod tests {
     use crate::model::parse_event;
 
     fn request(name: &str) -> TagRequest {
-        let text = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../events/tag-ami")
-                .join(name),
-        )
-        .unwrap();
-        parse_event(serde_json::from_str::<Value>(&text).unwrap()).unwrap()
+        parse_event(super::super::tests::sample(name)).unwrap()
     }
 
     fn alerts_for_test(request: &TagRequest) -> (Notification, Option<Notification>) {

@@ -362,12 +362,13 @@ async fn apply_fail_action(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::parse_event;
     use serde_json::json;
 
-    fn sample(name: &str) -> Value {
+    /// A sample event of `events/tag-ami`.
+    pub(crate) fn sample(name: &str) -> Value {
         let text = std::fs::read_to_string(
             std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("../../events/tag-ami")
