@@ -83,7 +83,7 @@ def auto(cloud):
     scenarios that need the deadline share its minute."""
     amis = {label: cloud.seed_ami(f"snapshot-{label}", "ubuntu") for label in (
         "shuffled", "late", "lost_completion", "lost_finding", "clean", "unsupported", "conflict",
-        "deregistered", "internal_error", "never")}
+        "deregistered", "internal_error", "never", "mark_fails")}
     cloud.expect_snapshot(amis["shuffled"], SnapshotBehaviour(findings=FINDINGS * 2 + FINDINGS[:1],
                                                               duplicate=True, shuffle=True))
     cloud.expect_snapshot(amis["late"], SnapshotBehaviour(findings=FINDINGS, findings_after_completion=True))
@@ -96,6 +96,11 @@ def auto(cloud):
     cloud.expect_snapshot(amis["deregistered"], SnapshotBehaviour("terminated"))
     cloud.expect_snapshot(amis["internal_error"], SnapshotBehaviour(findings=FINDINGS[:1], first="INTERNAL_ERROR"))
     cloud.expect_snapshot(amis["never"], SnapshotBehaviour("never"))
+    # Inspector's scan starts, then marking the AMI fails: the failure path
+    # must discard what the attempt staged.
+    cloud.expect_snapshot(amis["mark_fails"], SnapshotBehaviour("never"))
+    cloud.control("/script", {"function": "tag-ami", "match": [amis["mark_fails"], "IN_PROGRESS"], "times": 1,
+                              "error": {"errorType": "AwsError", "errorMessage": "scripted: CreateTags refused"}})
     # Someone started a scan of this AMI in the EC2 console a moment ago.
     person = cloud.client("inspector2").start_on_demand_scan(resourceId=amis["conflict"], resourceType="AMI")["scanId"]
     run = cloud.find_amis({"ami_ids": list(amis.values())})
@@ -104,7 +109,8 @@ def auto(cloud):
 
 
 def test_every_snapshot_execution_ends_and_the_stand_in_had_no_error(cloud, auto):
-    assert {e["status"] for e in auto["launches"]} == {"SUCCEEDED"}, auto["launches"]
+    failing = launch_of(cloud, auto["amis"]["mark_fails"])["executionArn"]
+    assert {e["status"] for e in auto["launches"] if e["executionArn"] != failing} == {"SUCCEEDED"}, auto["launches"]
     assert cloud.stand_in_errors == []
 
 
@@ -223,6 +229,20 @@ def test_a_snapshot_scan_still_running_at_the_deadline_is_timed_out_with_inspect
     entered = states_entered(cloud, launch_of(cloud, ami))
     assert entered.index("Check Snapshot Scan") < entered.index("Discard Staged Records") < entered.index(
         "Tag AMI Not Scanned"), entered
+
+
+def test_a_failure_after_the_snapshot_scan_started_discards_its_staging_tags_failed_and_alerts(cloud, auto):
+    ami = auto["amis"]["mark_fails"]
+    execution = launch_of(cloud, ami)
+    assert execution["status"] == "FAILED"
+    tags = cloud.image_tags(ami)
+    assert tags["amiscan:status"] == "FAILED" and "scripted: CreateTags refused" in tags["amiscan:reason"], tags
+    entered = states_entered(cloud, execution)
+    assert entered.index("Did The Scan Launch") < entered.index("Discard Staged Records") < entered.index(
+        "Tag AMI Failed"), entered
+    (alert,) = [n for n in alerts_for(auto["notes"], ami) if n["attributes"]["event_type"] == "SCAN_FAILED"]
+    assert alert["attributes"]["severity"] == "ERROR"
+    assert alert["subject"] == "amiscan: a scan failed in Mark AMI In Progress"
 
 
 def test_no_scan_leaves_staged_records_after_it_ends(cloud, auto):

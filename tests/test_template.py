@@ -269,24 +269,27 @@ EVENT_TYPE = "$.tagging.alert.attributes.event_type.StringValue"
 
 def alert_after(state, known):
     """What a path knows once a state succeeded, as (what `$.tagging` holds,
-    why the snapshot attempt ended without a report): tag-ami's answer
-    ('started' after IN_PROGRESS, 'result' after a report's tags, which may
-    word a second alert, else 'ending'), a Pass's fixed alert, and the `then`
-    a Pass writes to `$.no_report`."""
-    tagging, then = known
+    why the snapshot attempt ended without a report, whether a state
+    failed): tag-ami's answer ('started' after IN_PROGRESS, 'result' after a
+    report's tags, which may word a second alert, else 'ending'), a Pass's
+    fixed alert, the `then` a Pass writes to `$.no_report`, and a Pass that
+    notes `$.failed_state`."""
+    tagging, then, failed = known
     if function_of(state) == "TagAmi":
         status = state["Parameters"].get("status")
-        return {"IN_PROGRESS": "started", "COMPLETE": "result"}.get(status, "ending"), then
+        return {"IN_PROGRESS": "started", "COMPLETE": "result"}.get(status, "ending"), then, failed
     if state["Type"] == "Pass" and state.get("ResultPath") == "$.tagging":
-        return "ending", then
+        return "ending", then, failed
     if state["Type"] == "Pass" and state.get("ResultPath") == "$.no_report":
-        return tagging, (state.get("Parameters") or state.get("Result"))["then"]
+        return tagging, (state.get("Parameters") or state.get("Result"))["then"], failed
+    if state["Type"] == "Pass" and state.get("ResultPath") == "$.failed_state":
+        return tagging, then, True
     return known
 
 
 def holds(condition, launched, known):
     """True, False, or None when the path does not tell."""
-    tagging, then = known
+    tagging, then, failed = known
     if "And" in condition:
         parts = [holds(c, launched, known) for c in condition["And"]]
         return False if False in parts else (True if all(parts) else None)
@@ -300,6 +303,8 @@ def holds(condition, launched, known):
         return then is not None
     if condition.get("Variable") == "$.no_report.then":
         return then == condition["StringEquals"]
+    if condition.get("Variable") == "$.failed_state":
+        return failed
     return None
 
 
@@ -334,7 +339,7 @@ def paths(machine, start=None, launched=False):
     bounded ways back; the one publishing state is met twice on a path that
     announced a start and then ended."""
     states = asl(machine)["States"]
-    stack = [(start or asl(machine)["StartAt"], launched, (None, None), ())]
+    stack = [(start or asl(machine)["StartAt"], launched, (None, None, False), ())]
     while stack:
         name, launched, alert, path = stack.pop()
         assert (name, launched, alert) not in path, f"loop: {' -> '.join(p[0] for p in path)} -> {name}"

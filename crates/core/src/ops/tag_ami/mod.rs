@@ -101,6 +101,12 @@ impl TagRequest {
 impl Input for TagRequest {
     fn check(&self) -> Result<()> {
         self.scan.check_at("scan")?;
+        if self.resource_gone && self.status != ScanStatus::Failed {
+            return Err(Error::invalid(
+                "resource_gone",
+                "goes only with status FAILED",
+            ));
+        }
         match (&self.summary, self.status) {
             (None, ScanStatus::Complete) => Err(Error::invalid(
                 "summary",
@@ -438,6 +444,9 @@ pub(crate) mod tests {
         assert_eq!(field(complete.clone()), "summary");
         complete.as_object_mut().unwrap().remove("summary");
         assert_eq!(field(complete), "summary");
+        let mut gone = sample("in-progress.json");
+        gone["resource_gone"] = json!(true);
+        assert_eq!(field(gone), "resource_gone");
     }
 
     #[test]
