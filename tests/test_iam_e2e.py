@@ -171,6 +171,18 @@ def test_tag_ami_may_not_write_a_tag_outside_the_prefix(cloud):
     assert cloud.image_tags(ami).get("Name") != "renamed"
 
 
+def test_tag_ami_may_not_delete_every_tag_of_an_ami(cloud):
+    """DeleteTags without keys removes every tag; `ForAllValues` holds for an
+    empty set of keys, so only an explicit refusal stops it."""
+    ami = cloud.seed_ami("iam-tag-every", "ubuntu")
+    before = cloud.image_tags(ami)
+    ec2 = as_role(cloud, "TagAmiFunctionRole", "ec2")
+    refused(lambda: ec2.delete_tags(Resources=[ami]), "UnauthorizedOperation")
+    assert cloud.image_tags(ami) == before and before
+    ec2.create_tags(Resources=[ami], Tags=[{"Key": "amiscan:note", "Value": "x"}])
+    ec2.delete_tags(Resources=[ami], Tags=[{"Key": "amiscan:note"}])
+
+
 def test_cleanup_may_not_terminate_an_instance_without_the_scanners_profile(cloud):
     ami = cloud.seed_ami("iam-cleanup-profile", "ubuntu")
     foreign, scanner = scanner_instance(cloud, ami, profile=False), scanner_instance(cloud, ami)

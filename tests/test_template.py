@@ -199,6 +199,17 @@ def test_every_lambda_the_machine_calls_is_a_template_function_it_may_invoke(mac
     assert invokable == {f"{n}Function" for n in called} & deployed, "invoke rights beyond what the machine calls"
 
 
+def test_export_report_may_write_only_the_prefixes_it_writes_and_tag_ami_never_deletes_every_tag():
+    (write,) = [s for s in role_statements("ExportReportFunctionRole") if s.get("Sid") == "WriteOnlyWhatItWrites"]
+    assert sorted(r["Fn::Sub"] for r in write["Resource"]) == sorted(
+        f"${{ReportBucket.Arn}}/{p}*" for p in ("findings/", "scans/", "reports/", "state/latest/"))
+    puts = [s for s in role_statements("ExportReportFunctionRole")
+            if "s3:PutObject" in (s.get("Action") if isinstance(s.get("Action"), list) else [s.get("Action")])]
+    assert puts == [write]
+    (deny,) = [s for s in role_statements("TagAmiFunctionRole") if s.get("Sid") == "NeverDeleteEveryTag"]
+    assert (deny["Effect"], deny["Action"], deny["Condition"]) == ("Deny", "ec2:DeleteTags", {"Null": {"aws:TagKeys": "true"}})
+
+
 def test_snapshot_mode_deploys_no_instance_function_nor_anything_of_theirs():
     """Under ScanMode snapshot (CanLaunch false) the instance functions, their
     roles, log groups, alarms and outputs are not created, and nothing that
@@ -553,9 +564,17 @@ def statements(logical, resources=None):
     return role_statements(f"{logical}Role", resources)
 
 
+# The only Deny in a function's role: tag-ami never deletes every tag of an image.
+ROLE_DENIES = {("TagAmiFunctionRole", "NeverDeleteEveryTag")}
+
+
 def granted_actions(logical, resources=None):
     actions = set()
     for statement in statements(logical, resources):
+        if statement["Effect"] == "Deny":
+            assert (f"{logical.removesuffix('Role')}Role", statement.get("Sid")) in ROLE_DENIES or (
+                f"{logical}Role", statement.get("Sid")) in ROLE_DENIES, (logical, statement)
+            continue
         assert statement["Effect"] == "Allow"
         action = statement["Action"]
         actions.update([action] if isinstance(action, str) else action)

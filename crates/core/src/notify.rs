@@ -63,7 +63,16 @@ pub struct Notification {
 pub fn per_protocol(note: &Notification) -> Result<String> {
     let body = serde_json::to_string(&note.body)
         .map_err(|e| Error::Internal(format!("encoding the message: {e}")))?;
-    Ok(serde_json::json!({ "default": body, "email": note.text }).to_string())
+    Ok(serde_json::json!({ "default": body, "email": email_text(&note.text) }).to_string())
+}
+
+/// Email text with every control character but the line break replaced by
+/// a space: a finding's or a reason's text (package metadata, Inspector's
+/// words) must not carry escape sequences or carriage returns into a mail.
+pub fn email_text(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() && c != '\n' { ' ' } else { c })
+        .collect()
 }
 
 /// A notification in the shape a state machine's publishing state passes
@@ -107,7 +116,7 @@ impl Notification {
             subject: subject_line(&self.subject),
             message: PerProtocol {
                 default,
-                email: self.text.clone(),
+                email: email_text(&self.text),
             },
             attributes: BTreeMap::from([
                 (
@@ -172,6 +181,14 @@ mod tests {
         let long = subject_line(&"x".repeat(300));
         assert_eq!(long.len(), 100);
         assert!(long.ends_with("..."));
+    }
+
+    #[test]
+    fn email_text_keeps_lines_and_drops_every_other_control_character() {
+        assert_eq!(
+            email_text("CVE-1\r\n\u{1b}[31mred\u{7}\tend"),
+            "CVE-1 \n [31mred  end"
+        );
     }
 
     #[test]
