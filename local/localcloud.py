@@ -31,6 +31,7 @@ import urllib.error
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from stack import Resolver, conditions_of, parameter_values, template, transformed
 
@@ -629,12 +630,25 @@ class LocalCloud:
                     if instance_id in self.seen_instances or behaviour is None:
                         continue
                     rule = f"{RULE_PREFIX}{instance_id}"
-                    if behaviour.kind == "scan" and not events.list_rules(NamePrefix=rule)["Rules"]:
-                        continue  # the event would find no rule yet
+                    # Inspector's event comes minutes after the launch, long
+                    # after create-scan-rule's PutRule and PutTargets; the
+                    # stand-in is quicker, so it waits for both: a rule
+                    # without its target yet would drop the event.
+                    if behaviour.kind == "scan" and not self._rule_has_target(events, rule):
+                        continue  # the event would find no rule, or no target, yet
                     self.seen_instances.add(instance_id)
                     self._scan(instance, behaviour, events)
             except Exception as err:  # keep playing; the tests report it
                 self.stand_in_errors.append(repr(err))
+
+    @staticmethod
+    def _rule_has_target(events, rule):
+        if not events.list_rules(NamePrefix=rule)["Rules"]:
+            return False
+        try:
+            return bool(events.list_targets_by_rule(Rule=rule)["Targets"])
+        except ClientError:  # deleted in between
+            return False
 
     def _scan(self, instance, behaviour, events):
         instance_id, ami_id = instance["InstanceId"], instance["ImageId"]
