@@ -25,6 +25,8 @@ fn completion_event(scan_id: &str, ami: &str, total: u64) -> Value {
     let mut event = fixture("complete-event.json");
     event["detail"]["scanId"] = json!(scan_id);
     event["detail"]["resourceId"] = json!(ami);
+    // Every finding of finding_event is CRITICAL.
+    event["detail"]["findingSeverityCounts"]["CRITICAL"] = json!(total);
     event["detail"]["findingSeverityCounts"]["TOTAL"] = json!(total);
     event["resources"] = json!([ami]);
     event
@@ -140,6 +142,11 @@ async fn export_snapshot(
     let id = started.inspector_scan_id.clone().unwrap();
     let mut outcome = completion_event(&id, ami, total)["detail"].clone();
     outcome["source"] = json!("event");
+    // Inspector's own record agrees: the scan is done.
+    amiscan_tests::control(
+        "/ondemand/finish",
+        json!({"scan_id": id, "status": "SUCCESSFUL"}),
+    );
     stack
         .export_report("CSV")
         .handle(json!({"scan": started, "snapshot": outcome}))
@@ -184,25 +191,21 @@ async fn a_finding_staged_by_two_batches_is_reported_once_and_a_changed_body_is_
         "the staged batches are deleted after the report"
     );
 
-    // A second scan whose finding 2 arrives again with another body: which
-    // is Inspector's cannot be told, so the scan is INCOMPLETE, never PASS.
+    // A second scan whose CRITICAL finding 2 is forged first as a LOW,
+    // CLOSED copy under its findingArn, then arrives as Inspector sent it:
+    // which body is Inspector's cannot be told, and the real one fails the
+    // AMI whichever came first: FAIL, never PASS.
     let stack = Stack::new("ap-southeast-5").await;
     let (ami, started) = stack.started_snapshot_scan().await;
     let id = started.inspector_scan_id.clone().unwrap();
-    collected(
-        &stack,
-        &[1, 2]
-            .iter()
-            .map(|n| finding_event(&id, &ami, *n).to_string())
-            .collect::<Vec<_>>(),
-    )
-    .await;
-    let mut changed = finding_event(&id, &ami, 2);
-    changed["detail"]["severity"] = json!("LOW");
-    changed["detail"]["status"] = json!("CLOSED");
-    collected(&stack, &[changed.to_string()]).await;
+    collected(&stack, &[finding_event(&id, &ami, 1).to_string()]).await;
+    let mut forged = finding_event(&id, &ami, 2);
+    forged["detail"]["severity"] = json!("LOW");
+    forged["detail"]["status"] = json!("CLOSED");
+    collected(&stack, &[forged.to_string()]).await;
+    collected(&stack, &[finding_event(&id, &ami, 2).to_string()]).await;
     let summary = export_snapshot(&stack, &ami, &started, 2).await;
-    assert_eq!(summary.verdict.as_str(), "INCOMPLETE", "{summary:?}");
+    assert_eq!(summary.verdict.as_str(), "FAIL", "{summary:?}");
     let reason = summary.reason.unwrap_or_default();
     assert!(reason.contains("different body"), "{reason}");
     assert!(reason.contains(&format!("{:020x}", 2)), "{reason}");

@@ -154,6 +154,22 @@ async fn export_report_compares_with_the_previous_scan_and_a_retry_does_not_comp
 
     let mut second = first.clone();
     second["scan_id"] = json!(format!("{ami}-20261124"));
+    // The export reads findings only from the scanner tagged for its scan:
+    // relabel the instance as the second scan's (as a new launch would be).
+    stack
+        .cloud
+        .ec2()
+        .create_tags()
+        .resources(&instance_id)
+        .tags(
+            amiscan_core::aws::ec2::types::Tag::builder()
+                .key(amiscan_core::tags::SCAN_ID_TAG)
+                .value(format!("{ami}-20261124"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     stack.cloud.set_findings(
         &instance_id,
         vec![

@@ -28,6 +28,37 @@ async fn tag_ami_writes_status_then_result_and_reports_a_missing_ami() {
     request["scan"] = scan.clone();
     request["summary"]["ami_id"] = json!(ami);
     request["summary"]["scan_id"] = scan["scan_id"].clone();
+    // tag-ami reads the summary export-report recorded, not its input's.
+    let key = request["summary"]["summary_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut recorded = serde_json::to_vec(&request["summary"]).unwrap();
+    recorded.push(b'\n');
+    stack
+        .cloud
+        .s3()
+        .put_object()
+        .bucket(&stack.bucket)
+        .key(&key)
+        .body(recorded.into())
+        .send()
+        .await
+        .unwrap();
+    let mut forged = request.clone();
+    forged["summary"]["verdict"] = json!("PASS");
+    forged["summary"]["critical"] = json!(0);
+    forged["summary"]["high"] = json!(0);
+    stack.tag_ami().handle(forged).await.unwrap();
+    let tags = stack.cloud.image_tags(&ami).await;
+    assert_eq!(
+        (
+            tags["amiscan:verdict"].as_str(),
+            tags["amiscan:critical"].as_str()
+        ),
+        ("FAIL", "1"),
+        "the recorded summary, not the input, is what is tagged"
+    );
     stack.tag_ami().handle(request).await.unwrap();
     let tags = stack.cloud.image_tags(&ami).await;
     assert_eq!(tags["amiscan:status"], "COMPLETE");

@@ -734,13 +734,19 @@ impl Stack {
             ("REPORT_KMS_KEY_ARN", &self.kms_key()),
             ("REPORT_FORMAT", format),
             ("SEVERITY_THRESHOLD", "CRITICAL"),
+            ("ACCOUNT_ID", ACCOUNT),
+            ("INSTANCE_PROFILE", &self.profile),
         ]))
         .unwrap();
         export_report::Function::new(&self.cloud.config, settings)
     }
 
     pub fn tag_ami(&self) -> tag_ami::Function {
-        let settings = TagSettings::from_env(env(&[("TAG_PREFIX", TAG_PREFIX)])).unwrap();
+        let settings = TagSettings::from_env(env(&[
+            ("TAG_PREFIX", TAG_PREFIX),
+            ("REPORT_BUCKET", &self.bucket),
+        ]))
+        .unwrap();
         tag_ami::Function::new(&self.cloud.config, settings)
     }
 
@@ -775,6 +781,7 @@ impl Stack {
         let settings = CollectSettings::from_env(env(&[
             ("REPORT_BUCKET", &self.bucket),
             ("REPORT_KMS_KEY_ARN", &self.kms_key()),
+            ("ACCOUNT_ID", ACCOUNT),
         ]))
         .unwrap();
         collect_findings::Function::new(&self.cloud.config, settings)

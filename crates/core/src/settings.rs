@@ -36,6 +36,7 @@ pub mod vars {
     pub const SCAN_ON_CREATE: &str = "SCAN_ON_CREATE";
     pub const MAX_SCAN_AGE_DAYS: &str = "MAX_SCAN_AGE_DAYS";
     pub const ALERT_ON: &str = "ALERT_ON";
+    pub const ACCOUNT_ID: &str = "ACCOUNT_ID";
 }
 
 /// Reads variables through a lookup function and collects every problem.
@@ -100,6 +101,18 @@ impl<F: Fn(&str) -> Option<String>> EnvReader<F> {
         match self.raw(name) {
             None => Some(default),
             Some(value) => self.parse(name, &value),
+        }
+    }
+
+    /// A variable that may be absent (`Some(None)`), parsed when present.
+    pub fn maybe<T>(&mut self, name: &str) -> Option<Option<T>>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        match self.raw(name) {
+            None => Some(None),
+            Some(value) => self.parse(name, &value).map(Some),
         }
     }
 
@@ -185,6 +198,27 @@ impl FromStr for BucketName {
             Ok(BucketName(s.to_string()))
         } else {
             Err("expected an S3 bucket name".into())
+        }
+    }
+}
+
+/// An AWS account id (twelve digits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountId(pub String);
+
+impl AccountId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for AccountId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(AccountId(s.to_string()))
+        } else {
+            Err("expected a twelve-digit AWS account id".into())
         }
     }
 }

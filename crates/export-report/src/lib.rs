@@ -2,7 +2,7 @@
 //! path when Inspector's event was lost). Streams the instance's findings to
 //! S3 and returns the scan's summary and verdict.
 
-use amiscan_core::aws::{inspector, s3, SdkConfig};
+use amiscan_core::aws::{ec2, inspector, s3, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::model::{parse_event, ReportInput};
 use amiscan_core::ops::export_report::{self, ExportSettings};
@@ -11,6 +11,7 @@ use amiscan_core::Error;
 use serde_json::Value;
 
 pub struct Function {
+    ec2: ec2::Client,
     inspector: inspector::Client,
     s3: s3::Client,
     settings: ExportSettings,
@@ -22,6 +23,7 @@ impl Handler for Function {
 
     fn new(config: &SdkConfig, settings: ExportSettings) -> Self {
         Function {
+            ec2: ec2::Client::new(config),
             inspector: inspector::Client::new(config),
             s3: s3::Client::new(config),
             settings,
@@ -31,6 +33,7 @@ impl Handler for Function {
     async fn handle(&self, event: Value) -> Result<ScanSummary, Error> {
         let input: ReportInput = parse_event(event)?;
         export_report::run(
+            &self.ec2,
             &self.inspector,
             &self.s3,
             &self.settings,

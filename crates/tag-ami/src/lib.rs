@@ -1,7 +1,7 @@
 //! tag-ami: writes a scan's status and, once complete, its counts, verdict
 //! and report location onto the AMI.
 
-use amiscan_core::aws::{ec2, SdkConfig};
+use amiscan_core::aws::{ec2, s3, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::model::parse_event;
 use amiscan_core::ops::tag_ami::{self, TagOutput, TagRequest, TagSettings};
@@ -10,6 +10,7 @@ use serde_json::Value;
 
 pub struct Function {
     ec2: ec2::Client,
+    s3: s3::Client,
     settings: TagSettings,
 }
 
@@ -20,12 +21,20 @@ impl Handler for Function {
     fn new(config: &SdkConfig, settings: TagSettings) -> Self {
         Function {
             ec2: ec2::Client::new(config),
+            s3: s3::Client::new(config),
             settings,
         }
     }
 
     async fn handle(&self, event: Value) -> Result<TagOutput, Error> {
         let request: TagRequest = parse_event(event)?;
-        tag_ami::run(&self.ec2, &self.settings, request, chrono::Utc::now()).await
+        tag_ami::run(
+            &self.ec2,
+            &self.s3,
+            &self.settings,
+            request,
+            chrono::Utc::now(),
+        )
+        .await
     }
 }

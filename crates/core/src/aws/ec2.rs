@@ -134,6 +134,8 @@ pub struct ScannerInstance {
     pub launch_time: Option<DateTime<Utc>>,
     /// The ARN of the instance profile it runs with.
     pub profile_arn: Option<String>,
+    /// The AMI it was launched from.
+    pub image_id: Option<String>,
 }
 
 impl ScannerInstance {
@@ -155,6 +157,7 @@ impl ScannerInstance {
                 .iam_instance_profile()
                 .and_then(|p| p.arn())
                 .map(str::to_string),
+            image_id: instance.image_id().map(str::to_string),
         })
     }
 

@@ -240,6 +240,21 @@ pub struct OnDemandCounts {
     pub total: u64,
 }
 
+impl OnDemandCounts {
+    /// Inspector's count of one severity.
+    pub fn get(&self, severity: super::Severity) -> u64 {
+        use super::Severity::*;
+        match severity {
+            Critical => self.critical,
+            High => self.high,
+            Medium => self.medium,
+            Low => self.low,
+            Informational => self.informational,
+            Untriaged => self.untriaged,
+        }
+    }
+}
+
 /// What the starter knows of Inspector's scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InspectorFacts {

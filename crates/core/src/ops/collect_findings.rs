@@ -22,11 +22,13 @@ use crate::model::scan::{InspectorFacts, FROM_EVENT};
 pub use crate::model::sqs::{BatchResponse, ItemFailure, SqsBatch, SqsRecord};
 use crate::model::{parse_event, Finding, InstanceScanMessage, SnapshotOutcome, WaiterMessage};
 use crate::report::Staging;
-use crate::settings::{vars, BucketName, EnvReader, FromEnv, KmsKeyArn};
+use crate::settings::{vars, AccountId, BucketName, EnvReader, FromEnv, KmsKeyArn};
 
 /// The two event types amiscan's static rules route into the queue.
 pub const FINDING_DETAIL_TYPE: &str = "OnDemand AMI Scan Findings";
 pub const COMPLETION_DETAIL_TYPE: &str = "Inspector2 OnDemand Scan Complete";
+/// The only source a completion may have.
+pub const INSPECTOR_SOURCE: &str = "aws.inspector2";
 
 /// Records handled at once within a batch.
 const CONCURRENCY: usize = 16;
@@ -36,16 +38,20 @@ const CONCURRENCY: usize = 16;
 pub struct CollectSettings {
     pub report_bucket: BucketName,
     pub report_kms_key_arn: KmsKeyArn,
+    /// This account: only its own Inspector events wake a scan.
+    pub account_id: AccountId,
 }
 
 impl FromEnv for CollectSettings {
     fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
         let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
         let key: Option<KmsKeyArn> = env.required(vars::REPORT_KMS_KEY_ARN);
+        let account: Option<AccountId> = env.required(vars::ACCOUNT_ID);
         env.finish(|| {
             Some(CollectSettings {
                 report_bucket: bucket?,
                 report_kms_key_arn: key?,
+                account_id: account?,
             })
         })
     }
@@ -61,7 +67,9 @@ pub enum Item {
     },
     Completion {
         scan_id: String,
-        outcome: SnapshotOutcome,
+        outcome: Box<SnapshotOutcome>,
+        /// The envelope's `account`: EventBridge sets it to the sender's.
+        account: String,
     },
     Waiter(WaiterMessage),
     /// An instance scan's rule delivered Inspector's "scan complete" event.
@@ -70,6 +78,9 @@ pub enum Item {
     Other(String),
     /// Unreadable: dropped with an error log, as redelivery cannot fix it.
     Malformed(String),
+    /// Well formed but not Inspector's word (a completion whose `source` is
+    /// not `aws.inspector2`, or of another account): dropped with an error.
+    Refused(String),
 }
 
 fn text<'a>(v: &'a Value, field: &str) -> std::result::Result<&'a str, String> {
@@ -124,6 +135,14 @@ pub fn classify(body: &str) -> Item {
                 Err(e) => Item::Malformed(e),
             }
         }
+        // Only AWS may send an `aws.*` source on EventBridge: a completion
+        // from any other source is someone's forgery.
+        COMPLETION_DETAIL_TYPE if value["source"].as_str() != Some(INSPECTOR_SOURCE) => {
+            Item::Refused(format!(
+                "a completion from source {:?}, not {INSPECTOR_SOURCE}",
+                value["source"].as_str().unwrap_or_default()
+            ))
+        }
         COMPLETION_DETAIL_TYPE => match scan_id(detail).and_then(|id| {
             let mut outcome: SnapshotOutcome =
                 serde_json::from_value(detail.clone()).map_err(|e| format!("`detail`: {e}"))?;
@@ -131,7 +150,11 @@ pub fn classify(body: &str) -> Item {
             outcome.grace_over = None;
             Ok((id, outcome))
         }) {
-            Ok((scan_id, outcome)) => Item::Completion { scan_id, outcome },
+            Ok((scan_id, outcome)) => Item::Completion {
+                scan_id,
+                outcome: Box::new(outcome),
+                account: value["account"].as_str().unwrap_or_default().to_string(),
+            },
             Err(e) => Item::Malformed(e),
         },
         "" => Item::Malformed("no `detail-type`".into()),
@@ -155,6 +178,8 @@ pub struct CollectStats {
     pub foreign: usize,
     pub other: usize,
     pub malformed: usize,
+    /// Completions not from Inspector in this account.
+    pub refused: usize,
     pub failed: usize,
 }
 
@@ -174,26 +199,28 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// One object of the batch's findings of one scan, as JSON Lines. A
+    /// One object of the batch's findings of one scan, as JSON Lines, sorted
+    /// (a batch delivered again in another order names the same object). A
     /// finding delivered twice with the same body is written once; two
     /// different bodies under one `findingArn` are both kept, for the export
     /// to report the conflict.
     async fn stage(&self, scan_id: &str, findings: &[Finding]) -> Result<()> {
         let staging = Staging::of(scan_id).map_err(Error::Internal)?;
-        let mut seen = HashSet::new();
-        let mut body = Vec::new();
-        let mut arns = Vec::new();
+        let mut lines = Vec::new();
         for finding in findings {
-            let arn = finding.finding_arn.as_str();
             let line = serde_json::to_vec(finding)
                 .map_err(|e| Error::Internal(format!("encoding a finding: {e}")))?;
-            if seen.insert((arn, line.clone())) {
-                arns.push(arn);
-                body.extend_from_slice(&line);
-                body.push(b'\n');
-            }
+            lines.push((finding.finding_arn.as_str(), line));
         }
-        let key = staging.batch(&arns);
+        lines.sort_unstable();
+        lines.dedup();
+        let arns: Vec<&str> = lines.iter().map(|(arn, _)| *arn).collect();
+        let mut body = Vec::new();
+        for (_, line) in &lines {
+            body.extend_from_slice(line);
+            body.push(b'\n');
+        }
+        let key = staging.batch(&arns, &body);
         s3::put_small(self.s3, self.bucket, self.kms, &key, body).await
     }
 
@@ -215,7 +242,9 @@ impl Ctx<'_> {
         match item {
             // Staged per scan and batch by `stage`, before any completion.
             Item::Finding { .. } => Ok(Done::Foreign),
-            Item::Completion { scan_id, outcome } => {
+            Item::Completion {
+                scan_id, outcome, ..
+            } => {
                 if !self.ours.contains(&scan_id) {
                     return Ok(Done::Foreign);
                 }
@@ -265,7 +294,7 @@ impl Ctx<'_> {
                 }
                 Ok(Done::InstanceScanned { woke })
             }
-            Item::Other(_) | Item::Malformed(_) => Ok(Done::Foreign),
+            Item::Other(_) | Item::Malformed(_) | Item::Refused(_) => Ok(Done::Foreign),
         }
     }
 }
@@ -284,8 +313,25 @@ pub async fn run(
         ..CollectStats::default()
     };
     let mut items = Vec::new();
+    let account = settings.account_id.as_str();
     for record in batch.records {
-        match classify(&record.body) {
+        let item = match classify(&record.body) {
+            Item::Completion { account: from, .. } if from != account => {
+                Item::Refused(format!("a completion of account {from:?}"))
+            }
+            Item::InstanceScanned(m) if m.event["account"].as_str() != Some(account) => {
+                Item::Refused(format!(
+                    "an instance scan event of account {:?}",
+                    m.event["account"].as_str().unwrap_or_default()
+                ))
+            }
+            item => item,
+        };
+        match item {
+            Item::Refused(why) => {
+                error!(message_id = %record.message_id, why = %why, "not Inspector's word: refused");
+                stats.refused += 1;
+            }
             Item::Malformed(why) => {
                 error!(message_id = %record.message_id, why = %why, "malformed record dropped");
                 stats.malformed += 1;
@@ -449,6 +495,7 @@ pub async fn run(
         foreign = stats.foreign,
         other = stats.other,
         malformed = stats.malformed,
+        refused = stats.refused,
         failed = stats.failed,
         "batch collected"
     );
@@ -471,6 +518,12 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        let mut forged: Value = serde_json::from_str(COMPLETE).unwrap();
+        forged["source"] = "inspector2.ami.ondemand".into();
+        assert!(
+            matches!(classify(&forged.to_string()), Item::Refused(why) if why.contains("aws.inspector2")),
+            "only AWS can send an aws.* source: any other completion is forged"
+        );
         match classify(COMPLETE) {
             Item::Completion { outcome, .. } => {
                 assert_eq!(outcome.scan_status, "SUCCESSFUL");

@@ -70,14 +70,20 @@ impl Staging {
         format!("{}findings/", self.0)
     }
     /// One collector batch's findings of this scan, as JSON Lines:
-    /// `<count>-<hash of the sorted findingArns>.jsonl`. A batch delivered
-    /// again writes the same key; the count lets the export check
-    /// completeness from the names alone.
-    pub fn batch(&self, finding_arns: &[&str]) -> String {
+    /// `<count of findingArns>-<hash of the sorted findingArns and the
+    /// body>.jsonl`. A batch delivered again (the same findings, the same
+    /// bodies, sorted) writes the same key; a body that differs under a
+    /// findingArn already staged is another object, never an overwrite, so
+    /// the export sees both. The count lets the export check completeness
+    /// from the names alone.
+    pub fn batch(&self, finding_arns: &[&str], body: &[u8]) -> String {
         let mut sorted = finding_arns.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
-        let hash = fnv1a(sorted.join("\n").as_bytes());
+        let mut named = sorted.join("\n").into_bytes();
+        named.extend_from_slice(b"\n\n");
+        named.extend_from_slice(body);
+        let hash = fnv1a(&named);
         format!("{}findings/{}-{hash:016x}.jsonl", self.0, sorted.len())
     }
 }
@@ -148,15 +154,17 @@ mod tests {
     #[test]
     fn a_batch_of_staged_findings_is_named_by_its_findings_and_counts_them() {
         let staging = Staging::of("8b1e4a9c-2f3d").unwrap();
-        let key = staging.batch(&["arn:x/b", "arn:x/a", "arn:x/b"]);
+        let key = staging.batch(&["arn:x/b", "arn:x/a", "arn:x/b"], b"a\nb\n");
         assert!(
             key.starts_with("staging/ondemand/8b1e4a9c-2f3d/findings/2-"),
             "{key}"
         );
         assert!(key.ends_with(".jsonl"));
         // The same findings in another order name the same object.
-        assert_eq!(key, staging.batch(&["arn:x/a", "arn:x/b"]));
-        assert_ne!(key, staging.batch(&["arn:x/a", "arn:x/c"]));
+        assert_eq!(key, staging.batch(&["arn:x/a", "arn:x/b"], b"a\nb\n"));
+        assert_ne!(key, staging.batch(&["arn:x/a", "arn:x/c"], b"a\nb\n"));
+        // Another body under the same findings is another object.
+        assert_ne!(key, staging.batch(&["arn:x/a", "arn:x/b"], b"a\nB\n"));
         assert_eq!(batch_count(&key), Some(2));
         assert_eq!(batch_count("staging/ondemand/x/findings/3a9e0c.json"), None);
         assert_eq!(batch_count("staging/ondemand/x/scan.json"), None);

@@ -170,7 +170,13 @@ pub fn finding_row(
         scanned_at: time::timestamp(scanned_at),
         finding_arn: f.finding_arn.clone(),
         severity: f.severity.clone(),
-        status: f.status.clone(),
+        // An on-demand scan reports what the image holds at that moment:
+        // every finding it sends counts, whatever its `status` says (the
+        // finding as sent stays in `finding_json`).
+        status: match source {
+            Source::Snapshot(_) => "ACTIVE".to_string(),
+            Source::Instance(_) => f.status.clone(),
+        },
         finding_type: f.finding_type.clone(),
         title: f.title.clone(),
         vulnerability_id: details.and_then(|d| d.vulnerability_id.clone()),

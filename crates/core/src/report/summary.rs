@@ -47,6 +47,11 @@ pub struct ScanSummary {
     /// Why the verdict is `INCOMPLETE` or `NOT_SCANNABLE`.
     #[serde(default)]
     pub reason: Option<String>,
+    /// Why a snapshot scan is `INCOMPLETE`: `missing` (findings or the
+    /// completion never arrived: a fresh scan can make it whole) or
+    /// `contradicted` (something arrived that Inspector did not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gap: Option<String>,
     /// Active findings per severity that no exception in force accepts;
     /// the verdict is drawn from these.
     #[serde(flatten)]

@@ -18,17 +18,21 @@ use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
+use crate::aws::ec2::{self, Instances};
 use crate::aws::inspector;
 use crate::aws::s3::{self, ObjectWriter};
 use crate::error::{Error, Result};
 use crate::model::exceptions::{self, ForAmi, EXCEPTIONS_KEY};
 use crate::model::scan::{SNAPSHOT_FAILED, SNAPSHOT_SUCCESSFUL};
 use crate::model::{
-    time, Finding, InspectorFacts, InstanceId, ReportInput, ScanContext, SnapshotOutcome, Verdict,
+    time, Finding, InspectorFacts, InstanceId, ReportInput, ScanContext, Severity, SeverityCounts,
+    SnapshotOutcome, Verdict,
 };
 use crate::report::summary::{delta, keys_of};
 use crate::report::{self, HumanReport, ReportFormat, ScanSummary, Source, Staging, Tally};
-use crate::settings::{vars, Bounded, BucketName, EnvReader, FromEnv, KmsKeyArn, Threshold};
+use crate::settings::{
+    vars, AccountId, Bounded, BucketName, EnvReader, FromEnv, InstanceProfile, KmsKeyArn, Threshold,
+};
 
 mod history;
 mod judge;
@@ -55,6 +59,11 @@ pub struct ExportSettings {
     /// waited for before the scan is reported `INCOMPLETE`.
     pub findings_grace_seconds: u64,
     pub alert_on: AlertOn,
+    /// This account: a snapshot scan's findings must be its own.
+    pub account_id: AccountId,
+    /// The scanner's instance profile (stacks that launch instances): an
+    /// instance scan is reported only from an instance that runs with it.
+    pub instance_profile: Option<InstanceProfile>,
 }
 
 /// When a failed scan raises `AMI_VULNERABLE`.
@@ -89,6 +98,8 @@ impl FromEnv for ExportSettings {
         let grace: Option<Bounded<0, 3600>> =
             env.optional(vars::FINDINGS_GRACE_SECONDS, Bounded(DEFAULT_GRACE_SECONDS));
         let alert_on: Option<AlertOn> = env.optional(vars::ALERT_ON, AlertOn::New);
+        let account: Option<AccountId> = env.required(vars::ACCOUNT_ID);
+        let profile: Option<Option<InstanceProfile>> = env.maybe(vars::INSTANCE_PROFILE);
         env.finish(|| {
             Some(ExportSettings {
                 report_bucket: bucket?,
@@ -97,6 +108,8 @@ impl FromEnv for ExportSettings {
                 severity_threshold: threshold?,
                 findings_grace_seconds: u64::from(grace?.0),
                 alert_on: alert_on?,
+                account_id: account?,
+                instance_profile: profile?,
             })
         })
     }
@@ -126,6 +139,7 @@ pub fn scan_time(inspector: &InspectorFacts, now: DateTime<Utc>) -> DateTime<Utc
 
 /// Exports the scan's findings and returns its summary.
 pub async fn run(
+    ec2_client: &ec2::Client,
     inspector: &inspector::Client,
     s3_client: &s3::Client,
     settings: &ExportSettings,
@@ -163,13 +177,32 @@ pub async fn run(
             // before every one Inspector counted can be there.
             let received = staged_count(s3_client, bucket, &staging).await?;
             wait_for_more(outcome, received, settings.findings_grace_seconds, now)?;
-            Some((outcome.clone(), staging))
+            // Inspector's own record of the scan, asked directly: the
+            // completion that woke the scan must agree with it.
+            let status =
+                inspector::on_demand_scan_status(inspector, &scan.ami_id, &outcome.scan_id).await?;
+            let disagrees = status_disagreement(outcome, status.as_ref(), scan.ami_id.as_str());
+            if let Some(how) = &disagrees {
+                warn!(scan_id = %outcome.scan_id, how = %how, "Inspector's scan status contradicts the completion");
+            }
+            Some((outcome.clone(), staging, disagrees))
         }
         None => None,
     };
     let instance_id = match snapshot {
         Some(_) => None,
-        None => Some(scan.require_instance("scan")?.clone()),
+        None => {
+            let id = scan.require_instance("scan")?.clone();
+            // Findings are read by instance id: the instance must be the
+            // scanner amiscan launched from this AMI for this scan.
+            let found = ec2::describe_instances(ec2_client, Instances::ById(&id)).await?;
+            if let Some(why) =
+                scanner_disagreement(found.first(), &scan, settings.instance_profile.as_ref())
+            {
+                return Err(Error::invalid("scan.instance_id", why));
+            }
+            Some(id)
+        }
     };
 
     let (exception_list, exceptions_error) = load_exceptions(s3_client, bucket, scanned_at).await?;
@@ -200,27 +233,36 @@ pub async fn run(
         judge,
     };
     let streamed = match (&snapshot, &instance_id) {
-        (Some((outcome, staging)), _) => {
+        (Some((outcome, staging, disagrees)), _) => {
+            let own = OwnScan {
+                account: settings.account_id.as_str(),
+                scan_id: &outcome.scan_id,
+                ami_id: scan.ami_id.as_str(),
+            };
             match stream_staged(
                 s3_client,
                 bucket,
                 staging,
                 &mut writers,
                 &scan,
-                &outcome.scan_id,
+                own,
+                settings.severity_threshold.0,
                 scanned_at,
             )
             .await
             {
                 // A finding staged twice made the names count more than
                 // there are: wait on, as if counted short.
-                Ok((tally, staged)) => wait_for_more(
+                Ok((tally, mut evidence)) => wait_for_more(
                     outcome,
-                    staged.distinct,
+                    evidence.received.total(),
                     settings.findings_grace_seconds,
                     now,
                 )
-                .map(|()| (tally, staged.conflict)),
+                .map(|()| {
+                    evidence.status_disagrees = disagrees.clone();
+                    (tally, Some(evidence))
+                }),
                 Err(e) => Err(e),
             }
         }
@@ -233,7 +275,7 @@ pub async fn run(
             "neither a snapshot nor an instance scan".into(),
         )),
     };
-    let (tally, conflict) = match streamed {
+    let (tally, evidence) = match streamed {
         Ok(streamed) => streamed,
         Err(err) => {
             writers.abort().await;
@@ -250,16 +292,11 @@ pub async fn run(
     };
 
     let from_findings = Verdict::of(&tally.active, settings.severity_threshold.0);
-    let (verdict, reason) = match (&snapshot, conflict) {
-        (Some((outcome, _)), None) => snapshot_verdict(outcome, tally.rows, from_findings),
-        // Which body is Inspector's cannot be told: never a PASS.
-        (Some(_), Some((arn, n))) => (
-            Verdict::Incomplete,
-            Some(format!(
-                "{n} finding event(s) arrived with a different body under a findingArn already staged ({arn})"
-            )),
-        ),
-        (None, _) => (from_findings, None),
+    let (verdict, reason, gap) = match (&snapshot, &evidence) {
+        (Some((outcome, _, _)), Some(evidence)) => {
+            snapshot_verdict(outcome, evidence, from_findings)
+        }
+        _ => (from_findings, None, None),
     };
     let changes = delta(&tally.open, previous.as_ref().map(|p| p.open()));
     drop(previous);
@@ -282,7 +319,7 @@ pub async fn run(
         }
         .to_string(),
         instance_id: instance_id.as_ref().map(|i| i.to_string()),
-        inspector_scan_id: snapshot.as_ref().map(|(o, _)| o.scan_id.clone()),
+        inspector_scan_id: snapshot.as_ref().map(|(o, _, _)| o.scan_id.clone()),
         instance_type: scan.instance_type.clone(),
         requested_at: scan.requested_at.map(time::timestamp),
         launched_at: scan.launched_at.map(time::timestamp),
@@ -297,9 +334,10 @@ pub async fn run(
         finding_count: tally.rows,
         findings_expected: snapshot
             .as_ref()
-            .and_then(|(o, _)| o.finding_severity_counts.as_ref())
+            .and_then(|(o, _, _)| o.finding_severity_counts.as_ref())
             .map(|c| c.total),
         reason,
+        gap: gap.map(|g| g.as_str().to_string()),
         counts: tally.active,
         excepted: tally.excepted,
         exceptions_error,
@@ -352,7 +390,7 @@ pub async fn run(
         writer.write(&body).await?;
         writer.finish().await?;
     }
-    if let Some((_, staging)) = &snapshot {
+    if let Some((_, staging, _)) = &snapshot {
         // The report holds them now; the lifecycle rule is the backstop.
         match s3::delete_under(s3_client, bucket, staging.prefix()).await {
             Ok(n) => info!(

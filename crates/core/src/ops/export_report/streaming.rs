@@ -76,34 +76,28 @@ pub(crate) async fn stream_findings(
     Ok(tally)
 }
 
-/// What streaming a snapshot scan's staged batches found besides the rows.
-#[derive(Debug, Default)]
-pub(crate) struct Staged {
-    /// Distinct findings (by `findingArn`) written as rows.
-    pub(crate) distinct: u64,
-    /// A `findingArn` that arrived with two different bodies, and how many did.
-    pub(crate) conflict: Option<(String, u64)>,
-}
-
 /// Streams a snapshot scan's staged batches, a page of keys at a time, each
 /// object read once. A finding staged twice (a batch delivered again, an
 /// event sent twice) is written once; two different bodies under one
-/// `findingArn` are a conflict.
+/// `findingArn` are a conflict (the first is written; the other still fails
+/// the scan if it breaches the threshold on its own); a finding that is not
+/// this scan's (another scan, account or image) is not written at all.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn stream_staged(
     s3_client: &s3::Client,
     bucket: &str,
     staging: &Staging,
     writers: &mut Writers<'_>,
     scan: &ScanContext,
-    inspector_scan_id: &str,
+    own: OwnScan<'_>,
+    threshold: Option<Severity>,
     scanned_at: DateTime<Utc>,
-) -> Result<(Tally, Staged)> {
+) -> Result<(Tally, Evidence)> {
     let mut tally = Tally::default();
-    let mut staged = Staged::default();
+    let mut evidence = Evidence::default();
     // findingArn -> a hash of its body: memory grows by one short entry per
     // finding, not by its body.
     let mut seen: HashMap<String, u64> = HashMap::new();
-    let mut conflicts = 0;
     if let Some((w, human)) = &mut writers.report {
         w.write(&human.header()?).await?;
     }
@@ -129,25 +123,38 @@ pub(crate) async fn stream_staged(
                         continue;
                     }
                 };
+                if let Some(why) = own.foreign(&finding) {
+                    let (_, n) = evidence.foreign.get_or_insert((why, 0));
+                    *n += 1;
+                    continue;
+                }
                 let arn = finding.finding_arn.clone();
                 let hash = report::fingerprint(line);
+                let row =
+                    report::finding_row(&finding, scan, Source::Snapshot(own.scan_id), scanned_at);
                 match seen.get(&arn) {
                     Some(&h) if h == hash => continue,
                     Some(_) => {
-                        conflicts += 1;
-                        staged.conflict.get_or_insert((arn, 0));
+                        let (_, n) = evidence.conflict.get_or_insert((arn, 0));
+                        *n += 1;
+                        let mut other = row;
+                        writers.judge.annotate(&mut other);
+                        let mut alone = SeverityCounts::default();
+                        if other.is_active() && other.exception_reason.is_none() {
+                            alone.add(other.severity());
+                        }
+                        if Verdict::of(&alone, threshold) == Verdict::Fail {
+                            evidence.other_body_breaches = true;
+                        }
                         continue;
                     }
                     None => {
                         seen.insert(arn, hash);
                     }
                 }
-                let row = report::finding_row(
-                    &finding,
-                    scan,
-                    Source::Snapshot(inspector_scan_id),
-                    scanned_at,
-                );
+                evidence
+                    .received
+                    .add(Severity::from_inspector(&finding.severity));
                 rows.push((finding, row));
             }
             drop(body);
@@ -157,11 +164,7 @@ pub(crate) async fn stream_staged(
     if let Some((w, human)) = &mut writers.report {
         w.write(&human.footer()).await?;
     }
-    staged.distinct = seen.len() as u64;
-    if let Some((_, n)) = &mut staged.conflict {
-        *n = conflicts;
-    }
-    Ok((tally, staged))
+    Ok((tally, evidence))
 }
 
 /// How many findings the staged batches hold, from their keys alone (an

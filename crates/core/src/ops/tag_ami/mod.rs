@@ -3,6 +3,9 @@
 //! goes with it (`alert`): the state machines publish what it returns.
 
 mod alert;
+mod record;
+
+pub use record::{recorded, SUMMARY_PREFIX};
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -12,12 +15,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::info;
 
-use crate::aws::ec2;
+use crate::aws::{ec2, s3};
 use crate::error::{Error, Result};
 use crate::model::{time, AmiId, Input, ScanContext, ScanStatus, Severity, Verdict};
 use crate::notify::Publishable;
 use crate::report::ScanSummary;
-use crate::settings::{vars, EnvReader, FromEnv};
+use crate::settings::{vars, BucketName, EnvReader, FromEnv};
 use crate::tags::{self, TagPrefix};
 
 /// What tag-ami does to an AMI whose scan fails the threshold, besides tags.
@@ -47,16 +50,20 @@ impl FromStr for FailAction {
 pub struct TagSettings {
     pub tag_prefix: TagPrefix,
     pub fail_action: FailAction,
+    /// Where a completed scan's summary is read from.
+    pub report_bucket: BucketName,
 }
 
 impl FromEnv for TagSettings {
     fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
         let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
         let action: Option<FailAction> = env.optional(vars::FAIL_ACTION, FailAction::None);
+        let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
         env.finish(|| {
             Some(TagSettings {
                 tag_prefix: prefix?,
                 fail_action: action?,
+                report_bucket: bucket?,
             })
         })
     }
@@ -267,16 +274,20 @@ fn insert_mode_that_ran(
     set.insert(prefix.key(tags::SCAN_MODE), mode.to_string());
 }
 
-/// Tags the AMI and words the alert. An AMI that is gone is `NotFound`,
-/// except for a `FAILED` scan (nothing is left to tag; the alert says so)
-/// and a request that says it went away during the scan.
+/// Tags the AMI and words the alert. A `COMPLETE` request is tagged from
+/// the summary recorded in S3 ([`recorded`]). An AMI that is gone is
+/// `NotFound`, except for a `FAILED` scan (nothing is left to tag; the
+/// alert says so) and a request that says it went away during the scan.
 pub async fn run(
     client: &ec2::Client,
+    s3_client: &s3::Client,
     settings: &TagSettings,
     request: TagRequest,
     now: DateTime<Utc>,
 ) -> Result<TagOutput> {
-    let request = request.resolved();
+    let request = recorded(s3_client, &settings.report_bucket.0, request)
+        .await?
+        .resolved();
     let ami_id = request.scan.ami_id.clone();
     let (set, remove) = result_tags(&settings.tag_prefix, &request, now);
     let tagged = if request.resource_gone {
