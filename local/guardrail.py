@@ -10,10 +10,10 @@ for AWS Organizations.
 With --stack, the account and amiscan's role ARNs come from the deployed
 stack (boto3, your credentials); without, from --account and --*-role.
 
-The SCP differs from the managed policy in two values only, so that one
-document serves every account it is attached to: the AMI owner is the
-calling principal's own account (`${aws:PrincipalAccount}`), and amiscan's
-roles are matched by name in any account (`arn:aws:iam::*:role/<name>`).
+The SCP differs from the managed policy in one value only: the AMI owner
+is the calling principal's own account (`${aws:PrincipalAccount}`). Each
+exemption is the exact ARN of amiscan's role in its own account, so a role
+of the same name created in another account escapes nothing.
 """
 
 import argparse
@@ -32,9 +32,31 @@ MANAGED_POLICY_MAX = 6144
 SCP_MAX = 5120
 
 
+# The resources the guardrail names besides the two roles it exempts from
+# the image statements: amiscan's machines, functions and the roles that
+# drive them.
+FUNCTIONS = ("FindAmisFunction", "StartScanFunction", "CollectFindingsFunction", "ExportReportFunction",
+             "TagAmiFunction", "CheckScanFunction", "LaunchInstanceFunction", "CreateScanRuleFunction",
+             "CleanupFunction")
+MACHINES = {"LaunchScanStateMachine": "launch-scan", "ReportAndCleanupStateMachine": "report-and-cleanup"}
+ROLES = ("LaunchInstanceFunctionRole", "TagAmiFunctionRole", "FindAmisFunctionRole", "LaunchScanStateMachineRole",
+         "ReportAndCleanupStateMachineRole", "CollectFindingsFunctionRole", "CleanupFunctionHourlySweepRole")
+
+
+def example_names(account, partition="aws", region="us-east-1", stack="amiscan"):
+    """Ref/GetAtt values as CloudFormation would name the stack's resources
+    (the generated suffix shown as EXAMPLE)."""
+    names = {f"{r}.Arn": f"arn:{partition}:iam::{account}:role/{stack}-{r}-EXAMPLE" for r in ROLES}
+    names.update({f"{f}.Arn": f"arn:{partition}:lambda:{region}:{account}:function:{stack}-{f}-EXAMPLE"
+                  for f in FUNCTIONS})
+    names.update({m: f"arn:{partition}:states:{region}:{account}:stateMachine:{stack}-{n}" for m, n in MACHINES.items()})
+    return names
+
+
 def managed_policy(mode, account="123456789012", partition="aws", tag_prefix=None,
-                   launch_role=None, tag_role=None, parsed=None, scan_mode=None):
-    """The managed policy document the stack creates, as a dict."""
+                   launch_role=None, tag_role=None, parsed=None, scan_mode=None, arns=None):
+    """The managed policy document the stack creates, as a dict. `arns`
+    gives the real values of any `Logical` or `Logical.Arn` it names."""
     parsed = parsed or template()
     parameters = {"LaunchGuardrail": mode}
     if scan_mode is not None:
@@ -44,32 +66,32 @@ def managed_policy(mode, account="123456789012", partition="aws", tag_prefix=Non
     conditions = conditions_of(parsed, parameters)
     if not conditions[parsed["Resources"][POLICY]["Condition"]]:
         raise SystemExit(f"LaunchGuardrail={mode} creates no guardrail policy")
-    role = f"arn:{partition}:iam::{account}:role/amiscan-%s-EXAMPLE"
     names = {
         "AWS::AccountId": account, "AWS::Partition": partition, "AWS::Region": "us-east-1",
         "AWS::StackName": "amiscan",
         "TagPrefix": parameters.get("TagPrefix", parsed["Parameters"]["TagPrefix"]["Default"]),
-        "LaunchInstanceFunctionRole.Arn": launch_role or role % "LaunchInstanceFunctionRole",
-        "TagAmiFunctionRole.Arn": tag_role or role % "TagAmiFunctionRole",
+        **example_names(account, partition),
+        **(arns or {}),
     }
+    if launch_role:
+        names["LaunchInstanceFunctionRole.Arn"] = launch_role
+    if tag_role:
+        names["TagAmiFunctionRole.Arn"] = tag_role
     text = Resolver(names, conditions)(parsed["Resources"][POLICY]["Properties"]["PolicyDocument"])
     return json.loads(text)
 
 
 def scp(policy, account):
-    """The managed policy's statements as an SCP for every account of an organization."""
+    """The managed policy's statements as an SCP: the AMI owner is the
+    calling principal's own account, so that one document serves each
+    account it is attached to; every exemption stays the exact ARN of
+    amiscan's role in the account it belongs to (a role of the same name
+    created elsewhere is not exempt)."""
     document = json.loads(json.dumps(policy))
     for statement in document["Statement"]:
-        condition = statement["Condition"]
-        owner = condition.get("StringEquals", {})
+        owner = statement["Condition"].get("StringEquals", {})
         if owner.get("ec2:Owner") == account:
             owner["ec2:Owner"] = "${aws:PrincipalAccount}"
-        exempt = condition.pop("ArnNotEquals", None)
-        if exempt is None:
-            continue  # ScanMode snapshot: nobody boots AMIs whatever their verdict
-        principal = exempt["aws:PrincipalArn"]
-        name = principal.split(":role/", 1)[1]
-        condition["ArnNotLike"] = {"aws:PrincipalArn": f"arn:{principal.split(':')[1]}:iam::*:role/{name}"}
     return document
 
 
@@ -98,7 +120,7 @@ class Evaluator:
         self.close()
 
     def decide(self, document, action, principal, owner, tags, tag_keys=None, as_scp=False,
-               image="ami-0123456789abcdef0", region="us-east-1"):
+               image="ami-0123456789abcdef0", region="us-east-1", resource=None):
         """(decision, Sid of the deciding Deny or None): decision is
         iam-simulate's ("Allowed", "ExplicitlyDenied", ...). `tag_keys` are
         the keys of a CreateTags or DeleteTags request (None: it names none,
@@ -116,7 +138,8 @@ class Evaluator:
             "request": {"action": action, "principal": principal,
                         # An image is shared by EC2's launch permissions, not
                         # by a resource policy: the request is the caller's.
-                        "resource": {"accountId": account, "resource": f"arn:aws:ec2:{region}::image/{image}"},
+                        "resource": {"accountId": account,
+                                     "resource": resource or f"arn:aws:ec2:{region}::image/{image}"},
                         "contextVariables": context},
         }
         if as_scp:
@@ -133,9 +156,10 @@ class Evaluator:
         sids = [d.get("sid") for d in result.get("deciding") or [] if d.get("effect") == "Deny"]
         return result["decision"], (sids[0] if sids else None)
 
-    def denied_by(self, document, action, principal, owner=None, tags=None, tag_keys=None, as_scp=False):
+    def denied_by(self, document, action, principal, owner=None, tags=None, tag_keys=None, as_scp=False,
+                  resource=None):
         """The Sid of the Deny that refuses the request, or None when allowed."""
-        decision, sid = self.decide(document, action, principal, owner, tags, tag_keys, as_scp)
+        decision, sid = self.decide(document, action, principal, owner, tags, tag_keys, as_scp, resource=resource)
         if decision == "Allowed":
             return None
         return sid or decision
@@ -155,15 +179,20 @@ def from_stack(stack, region):
     cfn = boto3.client("cloudformation", region_name=region)
     parameters = {p["ParameterKey"]: p["ParameterValue"]
                   for p in cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Parameters", [])}
-    roles = {r["LogicalResourceId"]: r["PhysicalResourceId"]
-             for r in cfn.describe_stack_resources(StackName=stack)["StackResources"]
-             if r["ResourceType"] == "AWS::IAM::Role"}
+    physical = {r["LogicalResourceId"]: (r["ResourceType"], r["PhysicalResourceId"])
+                for r in cfn.describe_stack_resources(StackName=stack)["StackResources"]}
     identity = boto3.client("sts", region_name=region).get_caller_identity()
     account, partition = identity["Account"], identity["Arn"].split(":")[1]
-    arn = lambda logical: f"arn:{partition}:iam::{account}:role/{roles[logical]}"
+    arns = {}
+    for logical, (kind, name) in physical.items():
+        if kind == "AWS::IAM::Role":
+            arns[f"{logical}.Arn"] = f"arn:{partition}:iam::{account}:role/{name}"
+        elif kind == "AWS::Lambda::Function":
+            arns[f"{logical}.Arn"] = f"arn:{partition}:lambda:{region}:{account}:function:{name}"
+        elif kind == "AWS::StepFunctions::StateMachine":
+            arns[logical] = name  # its Ref is its ARN
     return dict(mode=parameters.get("LaunchGuardrail", "OFF"), account=account, partition=partition,
-                tag_prefix=parameters.get("TagPrefix"), launch_role=arn("LaunchInstanceFunctionRole"),
-                tag_role=arn("TagAmiFunctionRole"))
+                tag_prefix=parameters.get("TagPrefix"), scan_mode=parameters.get("ScanMode"), arns=arns)
 
 
 def main():
@@ -175,12 +204,13 @@ def main():
     parser.add_argument("--tag-prefix")
     parser.add_argument("--launch-role", help="ARN of amiscan's launch-instance role")
     parser.add_argument("--tag-role", help="ARN of amiscan's tag-ami role")
+    parser.add_argument("--scan-mode", choices=["auto", "instance", "snapshot"])
     parser.add_argument("--stack", help="read the values from this deployed stack")
     parser.add_argument("--region")
     args = parser.parse_args()
     values = from_stack(args.stack, args.region) if args.stack else dict(
         mode=args.mode, account=args.account, partition=args.partition, tag_prefix=args.tag_prefix,
-        launch_role=args.launch_role, tag_role=args.tag_role)
+        launch_role=args.launch_role, tag_role=args.tag_role, scan_mode=args.scan_mode)
     if values["mode"] == "OFF":
         raise SystemExit(f"stack {args.stack} has LaunchGuardrail=OFF: it creates no guardrail")
     policy = managed_policy(**values)

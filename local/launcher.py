@@ -294,6 +294,8 @@ LambdaFunction.invoke = forward_invoke
 # InputPath and InputTransformer, and never let a delivery failure fail PutEvents.
 # moto keeps an event's `time` as epoch seconds; EventBridge hands targets
 # ISO 8601 (`2026-11-23T10:00:00Z`), so convert it before any target sees it.
+# Its delivery to a queue without Input* also drops the event's `account`:
+# every queue target is rendered here from the whole event.
 ORIGINAL_SEND = Rule.send_to_targets
 
 
@@ -336,9 +338,16 @@ def send_to_targets(self, original_event, transform_input=True):
     for target in self.targets:
         if not delivery_allowed(self, target):
             continue
-        if target["Arn"].startswith("arn:aws:sqs:") and "InputTransformer" in target:
-            # Rendered here; moto's queue delivery sends it.
-            self._send_to_sqs_queue(target["Arn"].split(":")[5], target_input(target, original_event),
+        if target["Arn"].startswith("arn:aws:sqs:"):
+            # Rendered here; moto's queue delivery sends it. moto's own
+            # rendering of a target without Input* drops the event's
+            # `account` (its default template has no such field); EventBridge
+            # delivers the event whole.
+            if any(k in target for k in ("Input", "InputPath", "InputTransformer")):
+                body = target_input(target, original_event)
+            else:  # the whole event; moto's delivery turns its epoch `time` into ISO 8601
+                body = {k: v for k, v in moto_event.items() if k != "ingestion-time"}
+            self._send_to_sqs_queue(target["Arn"].split(":")[5], body,
                                     target.get("SqsParameters", {}).get("MessageGroupId"))
             continue
         if not target["Arn"].startswith("arn:aws:states:"):

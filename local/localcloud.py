@@ -764,7 +764,8 @@ class LocalCloud:
         (which must trust scheduler.amazonaws.com and may send there)."""
         props = template()["Resources"]["WeeklySchedule"]["Properties"]["Target"]
         role = self.names["SchedulerRole.Arn"]
-        credentials = self.session(role, "weekly", service="scheduler.amazonaws.com")
+        schedule = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/amiscan-weekly"
+        credentials = self.session(role, "weekly", service="scheduler.amazonaws.com", source_arn=schedule)
         self.client("sqs", credentials).send_message(QueueUrl=self.runs_queue_url, MessageBody=props["Input"],
                                                      MessageGroupId=props["SqsParameters"]["MessageGroupId"])
 

@@ -1002,30 +1002,51 @@ TAG_ROLE = f"arn:aws:iam::{ACCOUNT}:role/amiscan-TagAmiFunctionRole-DEF"
 IMAGES = "arn:aws:ec2:*::image/*"
 
 
-def guardrail_policy(mode, tag_prefix=None):
+def guardrail_policy(mode, tag_prefix=None, scan_mode=None):
     return guardrail.managed_policy(mode, account=ACCOUNT, tag_prefix=tag_prefix, launch_role=LAUNCH_ROLE,
-                                    tag_role=TAG_ROLE)
+                                    tag_role=TAG_ROLE, scan_mode=scan_mode)
 
 
-def expected_statements(mode, prefix="amiscan:"):
-    verdicts = ["FAIL", "INCOMPLETE"] if mode == "FAIL_OR_UNSCANNED" else ["FAIL"]
-    launcher = {"ArnNotEquals": {"aws:PrincipalArn": LAUNCH_ROLE}}
+NAMES = guardrail.example_names(ACCOUNT)
+TAG_KEYS = ["status", "status-at", "scan-id", "scan-mode", "reason", "last-scan", "verdict", "report-uri", "findings",
+            "excepted", "suppressed", "critical", "high", "medium", "low"]
+LAUNCH_ACTIONS = ["ec2:RunInstances", "ec2:CreateFleet", "ec2:RequestSpotInstances", "ec2:RequestSpotFleet",
+            "ec2:CreateReplaceRootVolumeTask"]
+SHARES = ["ec2:ModifyImageAttribute", "ec2:EnableImage", "ec2:DisableImageDeprecation"]
+
+
+def expected_statements(mode, prefix="amiscan:", scan_mode="auto"):
+    verdicts = ["FAIL", "INCOMPLETE", "STALE"] if mode == "FAIL_OR_UNSCANNED" else ["FAIL"]
+    launcher = {"ArnNotEquals": {"aws:PrincipalArn": LAUNCH_ROLE}} if scan_mode != "snapshot" else {}
     tagger = {"ArnNotEquals": {"aws:PrincipalArn": TAG_ROLE}}
-    out = [{"Sid": "DenyLaunchingFailedAmis", "Effect": "Deny", "Action": "ec2:RunInstances", "Resource": IMAGES,
+    out = [{"Sid": "DenyUsingFailedAmis", "Effect": "Deny", "Action": LAUNCH_ACTIONS + SHARES, "Resource": IMAGES,
             "Condition": {"StringEquals": {"ec2:Owner": ACCOUNT, f"ec2:ResourceTag/{prefix}verdict": verdicts},
                           **launcher}}]
     if mode == "FAIL_OR_UNSCANNED":
-        out.append({"Sid": "DenyLaunchingUnscannedAmis", "Effect": "Deny", "Action": "ec2:RunInstances",
+        out.append({"Sid": "DenyLaunchingUnscannedAmis", "Effect": "Deny", "Action": LAUNCH_ACTIONS,
                     "Resource": IMAGES, "Condition": {"StringEquals": {"ec2:Owner": ACCOUNT},
                                                       "Null": {f"ec2:ResourceTag/{prefix}verdict": "true"},
                                                       **launcher}})
+    functions = [f for f in guardrail.FUNCTIONS
+                 if scan_mode != "snapshot" or f not in ("LaunchInstanceFunction", "CreateScanRuleFunction", "CleanupFunction")]
+    drivers = ["FindAmisFunctionRole", "LaunchScanStateMachineRole", "ReportAndCleanupStateMachineRole"]
+    if scan_mode != "snapshot":
+        drivers.append("CleanupFunctionHourlySweepRole")
     out += [{"Sid": "DenyChangingAmiscanTagsOnAmis", "Effect": "Deny", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
              "Resource": IMAGES, "Condition": {"ForAnyValue:StringLike": {"aws:TagKeys": f"{prefix}*"}, **tagger}},
             {"Sid": "DenyDeletingEveryTagOfAnAmi", "Effect": "Deny", "Action": "ec2:DeleteTags", "Resource": IMAGES,
              "Condition": {"Null": {"aws:TagKeys": "true"}, **tagger}},
-            {"Sid": "DenyTheVerdictKeyInAnyCase", "Effect": "Deny", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
-             "Resource": IMAGES, "Condition": {"ForAnyValue:StringEqualsIgnoreCase": {"aws:TagKeys": f"{prefix}verdict"},
-                                               **tagger}}]
+            {"Sid": "DenyAmiscanTagKeysInAnyCase", "Effect": "Deny", "Action": ["ec2:CreateTags", "ec2:DeleteTags"],
+             "Resource": IMAGES, "Condition": {"ForAnyValue:StringEqualsIgnoreCase": {
+                 "aws:TagKeys": [prefix + k for k in TAG_KEYS]}, **tagger}},
+            {"Sid": "DenyDrivingAmiscan", "Effect": "Deny",
+             "Action": ["states:StartExecution", "lambda:InvokeFunction", "lambda:UpdateFunctionCode",
+                        "lambda:UpdateFunctionConfiguration"],
+             "Resource": [NAMES["LaunchScanStateMachine"], NAMES["ReportAndCleanupStateMachine"]]
+             + [NAMES[f"{f}.Arn"] for f in functions],
+             "Condition": {"ArnNotEquals": {"aws:PrincipalArn": [NAMES[f"{r}.Arn"] for r in drivers]}}},
+            {"Sid": "DenyCompletingWaits", "Effect": "Deny", "Action": ["states:SendTaskSuccess", "states:SendTaskFailure"],
+             "Resource": "*", "Condition": {"ArnNotEquals": {"aws:PrincipalArn": NAMES["CollectFindingsFunctionRole.Arn"]}}}]
     return out
 
 
@@ -1037,20 +1058,25 @@ def test_the_guardrail_policy_has_exactly_its_statements_within_iam_size_limits(
     assert policy["Version"] == "2012-10-17"
     assert policy["Statement"] == expected_statements(mode)
     assert guardrail_policy(mode, tag_prefix="corp/scan:")["Statement"] == expected_statements(mode, "corp/scan:")
+    assert guardrail_policy(mode, scan_mode="snapshot")["Statement"] == expected_statements(mode, scan_mode="snapshot")
     assert guardrail.managed_size(policy) <= guardrail.MANAGED_POLICY_MAX
-    # The SCP: the same statements, for every account of an organization.
+    # The SCP: the same statements, for every account of an organization,
+    # each exemption pinned to amiscan's role in its own account.
     scp = guardrail.scp(policy, ACCOUNT)
     text = guardrail.scp_text(scp)
     assert len(text) <= guardrail.SCP_MAX and json.loads(text) == scp
     for in_policy, in_scp in zip(policy["Statement"], scp["Statement"], strict=True):
-        role = in_policy["Condition"]["ArnNotEquals"]["aws:PrincipalArn"].split(":role/")[1]
-        assert in_scp["Condition"]["ArnNotLike"] == {"aws:PrincipalArn": f"arn:aws:iam::*:role/{role}"}
+        assert in_scp["Condition"].get("ArnNotEquals") == in_policy["Condition"].get("ArnNotEquals")
+        assert "ArnNotLike" not in in_scp["Condition"]
         owner = in_scp["Condition"].get("StringEquals", {}).get("ec2:Owner")
         assert owner in (None, "${aws:PrincipalAccount}")
         assert {k: v for k, v in in_scp.items() if k != "Condition"} == {
             k: v for k, v in in_policy.items() if k != "Condition"}
     # The longest tag prefix the template allows still fits.
-    longest = guardrail_policy(mode, tag_prefix="p" * 112)
+    longest = "p" * 64
+    assert re.fullmatch(TEMPLATE["Parameters"]["TagPrefix"]["AllowedPattern"], longest)
+    assert not re.fullmatch(TEMPLATE["Parameters"]["TagPrefix"]["AllowedPattern"], longest + "p")
+    longest = guardrail_policy(mode, tag_prefix=longest)
     assert guardrail.managed_size(longest) <= guardrail.MANAGED_POLICY_MAX
     assert len(guardrail.scp_text(guardrail.scp(longest, ACCOUNT))) <= guardrail.SCP_MAX
 
@@ -1128,7 +1154,8 @@ def test_the_guardrail_blocks_failed_amis_and_verdict_changes_but_not_amiscan_or
     assert tag("ec2:CreateTags", ["amiscan:verdict"])
     assert tag("ec2:CreateTags", ["AmiScan:Verdict"]), "the verdict key in another case"
     assert tag("ec2:CreateTags", ["AMISCAN:VERDICT", "Name"])
-    assert not tag("ec2:CreateTags", ["AmiScan:Status"]), "only the key the guardrail reads is fenced in every case"
+    assert tag("ec2:CreateTags", ["AmiScan:Status"]), "every key tag-ami writes is fenced in every case"
+    assert tag("ec2:CreateTags", ["Name", "AMISCAN:CRITICAL"])
     assert tag("ec2:CreateTags", ["Name", "amiscan:status"])
     assert tag("ec2:DeleteTags", ["amiscan:verdict"])
     assert tag("ec2:DeleteTags", None), "DeleteTags without keys removes every tag"
@@ -1138,3 +1165,31 @@ def test_the_guardrail_blocks_failed_amis_and_verdict_changes_but_not_amiscan_or
     assert not tag("ec2:DeleteTags", ["amiscan:reason"], who=TAG_ROLE)
     # Only tag-ami is excepted from the tag statements, not launch-instance.
     assert tag("ec2:CreateTags", ["amiscan:verdict"], who=LAUNCH_ROLE)
+
+    # Every way to start, share or revive a failed image is refused.
+    for action in LAUNCH_ACTIONS + SHARES:
+        assert denied(action, PERSON, ACCOUNT, {"amiscan:verdict": "FAIL"}), action
+        assert not denied(action, PERSON, ACCOUNT, {"amiscan:verdict": "PASS"}), action
+    for action in LAUNCH_ACTIONS:
+        assert denied(action, PERSON, ACCOUNT, {}) == (mode == "FAIL_OR_UNSCANNED"), action
+    assert launch({"amiscan:verdict": "STALE"}) == (mode == "FAIL_OR_UNSCANNED")
+    assert not denied("ec2:ModifyImageAttribute", PERSON, ACCOUNT, {}), "an unscanned image may still be described"
+
+    # Only amiscan drives amiscan.
+    def drive(action, resource, who=PERSON):
+        return iam.denied_by(document, action, who, as_scp=as_scp, resource=resource) is not None
+
+    tag_ami, report = NAMES["TagAmiFunction.Arn"], NAMES["ReportAndCleanupStateMachine"]
+    assert drive("lambda:InvokeFunction", tag_ami)
+    assert drive("lambda:UpdateFunctionCode", NAMES["ExportReportFunction.Arn"])
+    assert drive("states:StartExecution", report)
+    assert drive("states:SendTaskSuccess", "*")
+    assert not drive("lambda:InvokeFunction", tag_ami, who=NAMES["ReportAndCleanupStateMachineRole.Arn"])
+    assert not drive("states:StartExecution", report, who=NAMES["LaunchScanStateMachineRole.Arn"])
+    assert not drive("states:StartExecution", NAMES["LaunchScanStateMachine"], who=NAMES["FindAmisFunctionRole.Arn"])
+    assert not drive("states:SendTaskSuccess", "*", who=NAMES["CollectFindingsFunctionRole.Arn"])
+    assert not drive("lambda:InvokeFunction", f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:someone-elses")
+    # A role of amiscan's name in another account is nobody's exemption.
+    elsewhere = NAMES["CollectFindingsFunctionRole.Arn"].replace(ACCOUNT, "444455556666")
+    assert drive("states:SendTaskSuccess", "*", who=elsewhere)
+    assert launch({"amiscan:verdict": "FAIL"}, who=LAUNCH_ROLE.replace(ACCOUNT, "444455556666"), owner="444455556666") == as_scp

@@ -214,3 +214,106 @@ async fn export_report_compares_with_the_previous_scan_and_a_retry_does_not_comp
         "the chain stays two long"
     );
 }
+
+/// Labels the scanner instance as another scan's (as its launch would).
+async fn relabel(stack: &Stack, instance_id: &str, scan_id: &str) {
+    stack
+        .cloud
+        .ec2()
+        .create_tags()
+        .resources(instance_id)
+        .tags(
+            amiscan_core::aws::ec2::types::Tag::builder()
+                .key(amiscan_core::tags::SCAN_ID_TAG)
+                .value(scan_id)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_older_scan_finishing_after_a_newer_one_changes_neither_the_pointer_nor_the_tags() {
+    let stack = Stack::new("ap-south-2").await;
+    let ami = stack.cloud.register_ami("golden-race", &[]).await;
+    let launched = stack.launched_scan(&ami).await;
+    let instance_id = launched["instance_id"].as_str().unwrap().to_string();
+    let export = |scan: &Value, day: &str| json!({"scan": scan, "inspector": {"event_time": format!("2026-11-{day}T10:00:00Z"), "source": "event"}});
+    let scan_of = |day: &str| {
+        let mut scan = launched.clone();
+        scan["scan_id"] = json!(format!("{ami}-202611{day}"));
+        scan
+    };
+    let tag = |scan: &Value, summary: &amiscan_core::report::ScanSummary| json!({"scan": scan, "status": "COMPLETE", "summary": summary});
+
+    // The newer scan (the 24th) finishes first: FAIL.
+    let (older, newer) = (scan_of("23"), scan_of("24"));
+    relabel(&stack, &instance_id, newer["scan_id"].as_str().unwrap()).await;
+    stack.cloud.set_findings(
+        &instance_id,
+        vec![finding(
+            1,
+            &instance_id,
+            &ami,
+            "CRITICAL",
+            "CVE-2026-1000",
+            "openssl",
+        )],
+    );
+    let b = stack
+        .export_report("NONE")
+        .handle(export(&newer, "24"))
+        .await
+        .unwrap();
+    assert_eq!(b.verdict.as_str(), "FAIL");
+    stack.tag_ami().handle(tag(&newer, &b)).await.unwrap();
+
+    // The older one (the 23rd, clean) finishes after it.
+    relabel(&stack, &instance_id, older["scan_id"].as_str().unwrap()).await;
+    stack.cloud.set_findings(&instance_id, vec![]);
+    let a = stack
+        .export_report("NONE")
+        .handle(export(&older, "23"))
+        .await
+        .unwrap();
+    assert_eq!(a.verdict.as_str(), "PASS");
+    let (pointer, _) = stack
+        .cloud
+        .object_text(&stack.bucket, &format!("state/latest/{ami}.json"))
+        .await;
+    let pointer: Value = serde_json::from_str(&pointer).unwrap();
+    assert_eq!(
+        pointer["scan_id"], newer["scan_id"],
+        "the pointer keeps the newer scan"
+    );
+    let out = stack.tag_ami().handle(tag(&older, &a)).await.unwrap();
+    assert_eq!(out.superseded_by.as_deref(), Some(b.scanned_at.as_str()));
+    let tags = stack.cloud.image_tags(&ami).await;
+    assert_eq!(
+        (
+            tags["amiscan:verdict"].as_str(),
+            tags["amiscan:last-scan"].as_str()
+        ),
+        ("FAIL", b.scanned_at.as_str()),
+        "the tags keep the newer scan's result"
+    );
+    assert_eq!(tags["amiscan:scan-id"], newer["scan_id"].as_str().unwrap());
+
+    // A newer scan still moves both.
+    let latest = scan_of("25");
+    relabel(&stack, &instance_id, latest["scan_id"].as_str().unwrap()).await;
+    let c = stack
+        .export_report("NONE")
+        .handle(export(&latest, "25"))
+        .await
+        .unwrap();
+    stack.tag_ami().handle(tag(&latest, &c)).await.unwrap();
+    let tags = stack.cloud.image_tags(&ami).await;
+    assert_eq!(tags["amiscan:verdict"], "PASS");
+    let (pointer, _) = stack
+        .cloud
+        .object_text(&stack.bucket, &format!("state/latest/{ami}.json"))
+        .await;
+    assert!(pointer.contains(latest["scan_id"].as_str().unwrap()));
+}

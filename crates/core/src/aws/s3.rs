@@ -176,6 +176,82 @@ pub async fn put_small(
     Ok(())
 }
 
+/// What a conditional write requires of the object it replaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// There is no such object yet (`If-None-Match: *`).
+    Absent,
+    /// The object is still this version (`If-Match: <ETag>`).
+    Unchanged(String),
+}
+
+/// [`put_small`] only if the object is as the caller last read it; `false`
+/// when it changed meanwhile (S3 answers 412 PreconditionFailed, or 409
+/// ConditionalRequestConflict for a concurrent write: S3 user guide,
+/// "conditional writes").
+pub async fn put_small_if(
+    client: &Client,
+    bucket: &str,
+    kms_key: &str,
+    key: &str,
+    body: Vec<u8>,
+    precondition: &Precondition,
+) -> Result<bool> {
+    let request = client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type("application/json")
+        .server_side_encryption(ServerSideEncryption::AwsKms)
+        .ssekms_key_id(kms_key)
+        .body(ByteStream::from(body));
+    let request = match precondition {
+        Precondition::Absent => request.if_none_match("*"),
+        Precondition::Unchanged(etag) => request.if_match(etag),
+    };
+    match request.send().await {
+        Ok(_) => Ok(true),
+        Err(e) => {
+            let err = Error::from_sdk("PutObject", e);
+            match err.aws_code() {
+                Some("PreconditionFailed" | "ConditionalRequestConflict") => Ok(false),
+                _ => Err(err),
+            }
+        }
+    }
+}
+
+/// An object as read, with what identifies this version of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub body: Vec<u8>,
+    pub etag: String,
+    /// `None` in a bucket without versioning.
+    pub version_id: Option<String>,
+}
+
+/// An object's bytes, ETag and version, or `None` when there is no such key.
+pub async fn get_versioned(client: &Client, bucket: &str, key: &str) -> Result<Option<Versioned>> {
+    let out = match client.get_object().bucket(bucket).key(key).send().await {
+        Ok(out) => out,
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
+        Err(e) => return Err(Error::from_sdk("GetObject", e)),
+    };
+    let etag = out.e_tag().unwrap_or_default().to_string();
+    let version_id = out.version_id().map(str::to_string);
+    let data = out.body.collect().await.map_err(|e| Error::Aws {
+        operation: "GetObject",
+        code: "ReadError".into(),
+        message: e.to_string(),
+        transient: true,
+    })?;
+    Ok(Some(Versioned {
+        body: data.into_bytes().to_vec(),
+        etag,
+        version_id,
+    }))
+}
+
 /// An object's bytes, or `None` when there is no such key.
 pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
     let out = match client.get_object().bucket(bucket).key(key).send().await {

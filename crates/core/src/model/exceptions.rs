@@ -42,8 +42,8 @@ struct Entry {
     package: Option<String>,
     reason: String,
     expires: String,
-    #[serde(default)]
-    owner: Option<String>,
+    /// Who accepted the risk: required, for the audit trail.
+    owner: String,
 }
 
 /// Which AMIs an exception names.
@@ -63,7 +63,7 @@ pub struct Exception {
     pub package: Option<String>,
     pub reason: String,
     pub expires: NaiveDate,
-    pub owner: Option<String>,
+    pub owner: String,
 }
 
 /// A file that is not valid, by field: then no exception applies.
@@ -126,11 +126,7 @@ pub fn parse(file: &str, bytes: &[u8], today: NaiveDate) -> Result<Vec<Exception
             .as_deref()
             .map(|p| text("package", p))
             .transpose()?;
-        let owner = entry
-            .owner
-            .as_deref()
-            .map(|o| text("owner", o))
-            .transpose()?;
+        let owner = text("owner", &entry.owner)?;
         let ami = match entry.ami.as_deref().map(str::trim) {
             None => AmiMatch::Every,
             Some("") => return Err(invalid(at("ami"), "is empty; omit it for every AMI".into())),
@@ -311,7 +307,7 @@ mod tests {
     fn an_exception_covers_its_vulnerability_package_and_amis() {
         let by_name = one(
             serde_json::json!({"vulnerability_id": "CVE-1", "ami": "golden-*",
-            "package": "openssl", "reason": "r", "expires": "2026-12-31"}),
+            "package": "openssl", "reason": "r", "owner": "o", "expires": "2026-12-31"}),
         )
         .unwrap()
         .remove(0);
@@ -345,7 +341,7 @@ mod tests {
         ));
         let by_id = one(
             serde_json::json!({"vulnerability_id": "CVE-1", "ami": "ami-12345678",
-            "reason": "r", "expires": "2026-12-31"}),
+            "reason": "r", "owner": "o", "expires": "2026-12-31"}),
         )
         .unwrap()
         .remove(0);
@@ -358,7 +354,7 @@ mod tests {
         ));
         assert!(!covers(&by_id, Some("CVE-1"), None, "ami-87654321", None));
         let everywhere = one(
-            serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r",
+            serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "owner": "o",
             "expires": "2026-12-31"}),
         )
         .unwrap()
@@ -375,7 +371,7 @@ mod tests {
     #[test]
     fn an_exception_is_in_force_through_its_expiry_day_in_utc() {
         let e = one(
-            serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r",
+            serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "owner": "o",
             "expires": "2026-12-31"}),
         )
         .unwrap()
@@ -385,7 +381,7 @@ mod tests {
         let all = vec![e];
         let for_ami = ForAmi::new(&all, "ami-12345678", None);
         let elsewhere = one(
-            serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r",
+            serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "owner": "o",
             "expires": "2026-12-31", "ami": "ami-87654321"}),
         )
         .unwrap();
@@ -406,7 +402,7 @@ mod tests {
     fn an_invalid_file_is_named_by_field() {
         let field = |v: serde_json::Value| one(v).unwrap_err().field;
         assert_eq!(
-            field(serde_json::json!({"reason": "r", "expires": "2026-12-31"})),
+            field(serde_json::json!({"reason": "r", "owner": "o", "expires": "2026-12-31"})),
             "exceptions[0].vulnerability_id"
         );
         assert_eq!(
@@ -414,39 +410,52 @@ mod tests {
             "exceptions[0].reason"
         );
         assert_eq!(
-            field(serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r"})),
+            field(serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "owner": "o"})),
             "exceptions[0].expires"
         );
         assert_eq!(
             field(
-                serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "expires": "31/12/2026"})
+                serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "owner": "o", "expires": "31/12/2026"})
             ),
             "exceptions[0].expires"
         );
+        assert_eq!(
+            field(
+                serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "expires": "2026-12-31"})
+            ),
+            "exceptions[0].owner",
+            "who accepted the risk is required"
+        );
+        assert_eq!(
+            field(
+                serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "expires": "2026-12-31", "owner": " "})
+            ),
+            "exceptions[0].owner"
+        );
         // 365 days ahead is the latest allowed.
         assert!(one(
-            serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "expires": "2027-12-01"})
+            serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "owner": "o", "expires": "2027-12-01"})
         )
         .is_ok());
-        let far = one(serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "expires": "2027-12-02"}))
+        let far = one(serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "owner": "o", "expires": "2027-12-02"}))
             .unwrap_err();
         assert_eq!(far.field, "exceptions[0].expires");
         assert!(far.to_string().starts_with(FILE), "{far}");
         assert_eq!(
             field(
-                serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "expires": "2026-12-31", "ami": "ami-xyz"})
+                serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "owner": "o", "expires": "2026-12-31", "ami": "ami-xyz"})
             ),
             "exceptions[0].ami"
         );
         assert_eq!(
             field(
-                serde_json::json!({"vulnerability_id": " ", "reason": "r", "expires": "2026-12-31"})
+                serde_json::json!({"vulnerability_id": " ", "reason": "r", "owner": "o", "expires": "2026-12-31"})
             ),
             "exceptions[0].vulnerability_id"
         );
         assert_eq!(
             field(
-                serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "expires": "2026-12-31", "until": "x"})
+                serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "owner": "o", "expires": "2026-12-31", "until": "x"})
             ),
             "exceptions[0].until"
         );

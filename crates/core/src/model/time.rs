@@ -25,6 +25,15 @@ pub fn parse(raw: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// Whether the time `a` is later than `b` (RFC 3339 text); a time that is
+/// absent or unreadable is never later, and nothing is later than it.
+pub fn later(a: Option<&str>, b: Option<&str>) -> bool {
+    match (a.and_then(parse), b.and_then(parse)) {
+        (Some(a), Some(b)) => a > b,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +46,15 @@ mod tests {
         assert_eq!(timestamp(t), "2026-11-23T10:00:00.000Z");
         assert_eq!(parse("2026-11-23T10:00:00Z"), Some(t));
         assert_eq!(parse("1763280000"), None);
+        assert!(later(
+            Some("2026-11-24T00:00:00Z"),
+            Some("2026-11-23T23:59:59.999Z")
+        ));
+        assert!(!later(
+            Some("2026-11-23T00:00:00Z"),
+            Some("2026-11-23T00:00:00.000Z")
+        ));
+        assert!(!later(None, Some("2026-11-23T00:00:00Z")));
+        assert!(!later(Some("2026-11-23T00:00:00Z"), Some("not a time")));
     }
 }

@@ -75,6 +75,9 @@ pub struct FindingRow {
     /// The day that exception expires (UTC, inclusive).
     #[serde(default)]
     pub exception_expires: Option<String>,
+    /// Who accepted the risk that covers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exception_owner: Option<String>,
     /// An active finding whose vulnerability (id and package) was not active
     /// in the AMI's previous completed scan; every active finding of a
     /// first scan.
@@ -204,6 +207,7 @@ pub fn finding_row(
             .and_then(|r| r.text.clone()),
         exception_reason: None,
         exception_expires: None,
+        exception_owner: None,
         is_new: false,
         // A map of strings and numbers always encodes.
         finding_json: serde_json::to_string(f).unwrap_or_default(),

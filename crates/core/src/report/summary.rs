@@ -62,6 +62,15 @@ pub struct ScanSummary {
     /// Why `config/exceptions.json` was not applied: then no exception is.
     #[serde(default)]
     pub exceptions_error: Option<String>,
+    /// The version of `config/exceptions.json` the scan was judged with
+    /// (its S3 VersionId and ETag); absent when there was no file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exceptions_version_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exceptions_etag: Option<String>,
+    /// Who accepted each risk that excepted a finding of this scan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exception_owners: Vec<String>,
     /// The AMI's previous completed scan (`PASS` or `FAIL`, either mode);
     /// `None` for a first scan.
     #[serde(default)]
@@ -187,6 +196,8 @@ pub struct Tally {
     pub excepted: u64,
     /// Active, accepted by no exception, and new since the previous scan.
     pub new_unexcepted: SeverityCounts,
+    /// The owners of the exceptions that accepted a finding.
+    pub exception_owners: std::collections::BTreeSet<String>,
     /// Every active vulnerability, by id and package, at its most severe.
     pub open: BTreeMap<(String, Option<String>), Vulnerability>,
 }
@@ -199,6 +210,9 @@ impl Tally {
         }
         if row.exception_reason.is_some() {
             self.excepted += 1;
+            if let Some(owner) = &row.exception_owner {
+                self.exception_owners.insert(owner.clone());
+            }
         } else {
             self.active.add(row.severity());
             if row.is_new {

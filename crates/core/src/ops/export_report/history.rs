@@ -10,24 +10,100 @@ use super::*;
 pub struct Latest {
     pub scan_id: String,
     pub summary_key: String,
+    /// When the scan happened (Inspector's time): a pointer is never moved
+    /// to a scan older than the one it names. Absent in pointers written
+    /// before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scanned_at: Option<String>,
     #[serde(default)]
     pub previous: Option<Box<Latest>>,
 }
 
-/// The accepted risks in force for this scan, and why none applies when
-/// the file is invalid (a missing file is no exceptions).
+/// Conditional writes of the pointer tried before giving up (each retry
+/// follows a concurrent write of the same pointer).
+const POINTER_TRIES: usize = 5;
+
+/// Whether the pointer now names this scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pointer {
+    Moved,
+    /// A scan newer than this one holds it, and keeps it.
+    KeptNewer,
+}
+
+/// Moves the AMI's pointer to `latest` unless it names a newer scan: read
+/// with its ETag, compare the scan times, write only if the object is
+/// still the one read (S3 `If-Match`, or `If-None-Match: *` when there was
+/// none), and read again when another export wrote it meanwhile.
+pub async fn advance_pointer(
+    s3_client: &s3::Client,
+    bucket: &str,
+    kms: &str,
+    ami_id: &str,
+    latest: &Latest,
+) -> Result<Pointer> {
+    let key = report::latest_key(ami_id);
+    let body = serde_json::to_vec(latest)
+        .map_err(|e| Error::Internal(format!("encoding the pointer: {e}")))?;
+    for _ in 0..POINTER_TRIES {
+        let precondition = match s3::get_versioned(s3_client, bucket, &key).await? {
+            None => s3::Precondition::Absent,
+            Some(s3::Versioned { body, etag, .. }) => {
+                let held: Option<Latest> = serde_json::from_slice(&body).ok();
+                if let Some(held) = held.filter(|h| h.scan_id != latest.scan_id) {
+                    if time::later(held.scanned_at.as_deref(), latest.scanned_at.as_deref()) {
+                        info!(ami_id, held = %held.scan_id, this = %latest.scan_id, "a newer scan holds the pointer: kept");
+                        return Ok(Pointer::KeptNewer);
+                    }
+                }
+                s3::Precondition::Unchanged(etag)
+            }
+        };
+        if s3::put_small_if(s3_client, bucket, kms, &key, body.clone(), &precondition).await? {
+            return Ok(Pointer::Moved);
+        }
+        warn!(
+            ami_id,
+            "the pointer changed while it was written; read again"
+        );
+    }
+    Err(Error::Aws {
+        operation: "PutObject",
+        code: "PreconditionFailed".into(),
+        message: format!("{key} kept changing under {POINTER_TRIES} conditional writes"),
+        transient: true,
+    })
+}
+/// Which version of the exceptions file a scan was judged with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExceptionsFile {
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+}
+
+/// The accepted risks in force for this scan, the version of the file they
+/// come from, and why none applies when the file is invalid (a missing
+/// file is no exceptions).
 pub async fn load_exceptions(
     s3_client: &s3::Client,
     bucket: &str,
     at: DateTime<Utc>,
-) -> Result<(Vec<exceptions::Exception>, Option<String>)> {
-    let bytes = s3::get_bytes(s3_client, bucket, EXCEPTIONS_KEY).await?;
+) -> Result<(Vec<exceptions::Exception>, ExceptionsFile, Option<String>)> {
+    let fetched = s3::get_versioned(s3_client, bucket, EXCEPTIONS_KEY).await?;
+    let file = fetched
+        .as_ref()
+        .map(|f| ExceptionsFile {
+            version_id: f.version_id.clone(),
+            etag: Some(f.etag.clone()),
+        })
+        .unwrap_or_default();
+    let bytes = fetched.map(|f| f.body);
     Ok(
         match exceptions::read(bucket, bytes.as_deref(), at.date_naive()) {
-            Ok(list) => (list, None),
+            Ok(list) => (list, file, None),
             Err(invalid) => {
                 warn!(error = %invalid, "exceptions file invalid; no exception applies");
-                (Vec::new(), Some(invalid.to_string()))
+                (Vec::new(), file, Some(invalid.to_string()))
             }
         },
     )

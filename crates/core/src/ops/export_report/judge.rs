@@ -26,6 +26,7 @@ impl Judge {
         ) {
             row.exception_reason = Some(e.reason.clone());
             row.exception_expires = Some(e.expires.to_string());
+            row.exception_owner = Some(e.owner.clone());
         }
         row.is_new = self
             .previous

@@ -205,14 +205,28 @@ pub async fn run(
         }
     };
 
-    let (exception_list, exceptions_error) = load_exceptions(s3_client, bucket, scanned_at).await?;
+    let (exception_list, exceptions_file, exceptions_error) =
+        load_exceptions(s3_client, bucket, scanned_at).await?;
     let (previous_ref, previous) = load_previous(s3_client, bucket, &scan).await?;
+    // Exceptions name AMIs by a glob over their name: the name EC2 gives,
+    // never the one in the execution's input.
+    let ami_name = if exception_list.is_empty() {
+        None
+    } else {
+        ec2::describe_images(
+            ec2_client,
+            ec2::Images::Named {
+                ids: std::slice::from_ref(&scan.ami_id),
+                owned_only: true,
+            },
+        )
+        .await?
+        .first()
+        .and_then(|i| i.name())
+        .map(str::to_string)
+    };
     let judge = Judge {
-        exceptions: ForAmi::new(
-            &exception_list,
-            scan.ami_id.as_str(),
-            scan.ami_name.as_deref(),
-        ),
+        exceptions: ForAmi::new(&exception_list, scan.ami_id.as_str(), ami_name.as_deref()),
         previous: previous.as_ref().map(|p| keys_of(p.open())),
         at: scanned_at,
     };
@@ -341,6 +355,9 @@ pub async fn run(
         counts: tally.active,
         excepted: tally.excepted,
         exceptions_error,
+        exceptions_version_id: exceptions_file.version_id,
+        exceptions_etag: exceptions_file.etag,
+        exception_owners: tally.exception_owners.iter().cloned().collect(),
         previous_scan_id: previous_ref.as_ref().map(|p| p.scan_id.clone()),
         first_scan: changes.first_scan,
         new_count: changes.new.len() as u64,
@@ -371,11 +388,13 @@ pub async fn run(
     writer.write(&line).await?;
     writer.finish().await?;
     drop(line);
-    // Only a full scan is what the next one compares with.
-    if matches!(summary.verdict, Verdict::Pass | Verdict::Fail) {
+    // Only a full scan is what the next one compares with, and only if no
+    // newer scan already is.
+    let pointer = if matches!(summary.verdict, Verdict::Pass | Verdict::Fail) {
         let latest = Latest {
             scan_id: summary.scan_id.clone(),
             summary_key: keys.summary.clone(),
+            scanned_at: Some(summary.scanned_at.clone()),
             // One scan back is all a retry needs: the chain stays two long.
             previous: previous_ref.map(|p| {
                 Box::new(Latest {
@@ -384,12 +403,10 @@ pub async fn run(
                 })
             }),
         };
-        let body = serde_json::to_vec(&latest)
-            .map_err(|e| Error::Internal(format!("encoding the pointer: {e}")))?;
-        let mut writer = object(&report::latest_key(&summary.ami_id), "application/json");
-        writer.write(&body).await?;
-        writer.finish().await?;
-    }
+        Some(advance_pointer(s3_client, bucket, kms, &summary.ami_id, &latest).await?)
+    } else {
+        None
+    };
     if let Some((_, staging, _)) = &snapshot {
         // The report holds them now; the lifecycle rule is the backstop.
         match s3::delete_under(s3_client, bucket, staging.prefix()).await {
@@ -415,6 +432,7 @@ pub async fn run(
         delta = %summary.delta,
         data_bytes,
         report_bytes,
+        pointer = ?pointer,
         "report exported"
     );
     Ok(summary.listed())

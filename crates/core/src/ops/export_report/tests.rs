@@ -313,13 +313,27 @@ async fn every_page_of_findings_is_read_and_counted() {
     let first_scan = mock!(s3::Client::get_object)
         .match_requests(|r| r.key() == Some("state/latest/ami-0123456789abcdef0.json"))
         .then_error(missing);
-    let pointer = mock!(s3::Client::put_object)
+    let no_pointer_yet = mock!(s3::Client::get_object)
         .match_requests(|r| r.key() == Some("state/latest/ami-0123456789abcdef0.json"))
+        .then_error(missing);
+    // The first pointer is written only if there is still none.
+    let pointer = mock!(s3::Client::put_object)
+        .match_requests(|r| {
+            r.key() == Some("state/latest/ami-0123456789abcdef0.json")
+                && r.if_none_match() == Some("*")
+        })
         .then_output(|| PutObjectOutput::builder().build());
     let s3_client = mock_client!(
         aws_sdk_s3,
         RuleMode::Sequential,
-        [&no_exceptions, &first_scan, &data, &summary, &pointer]
+        [
+            &no_exceptions,
+            &first_scan,
+            &data,
+            &summary,
+            &no_pointer_yet,
+            &pointer
+        ]
     );
     let request: ReportInput = serde_json::from_str(include_str!(
         "../../../../../events/export-report/scan-complete.json"

@@ -17,7 +17,7 @@ pub struct Expiring {
     /// Days from today (UTC) to its last day in force.
     pub days_left: i64,
     pub reason: String,
-    pub owner: Option<String>,
+    pub owner: String,
 }
 
 /// The exceptions in force that expire within [`EXPIRING_WITHIN_DAYS`],

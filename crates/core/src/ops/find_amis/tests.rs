@@ -282,10 +282,10 @@ fn the_summary_says_nothing_tagged_or_how_many_started() {
 fn exceptions_expiring_within_fourteen_days_are_listed_soonest_first() {
     let now = Utc.with_ymd_and_hms(2026, 12, 1, 23, 0, 0).unwrap();
     let file = serde_json::json!({"exceptions": [
-        {"vulnerability_id": "CVE-far", "reason": "r", "expires": "2026-12-16"},
-        {"vulnerability_id": "CVE-edge", "reason": "r", "expires": "2026-12-15", "ami": "golden-*"},
-        {"vulnerability_id": "CVE-today", "reason": "r", "expires": "2026-12-01", "package": "openssl"},
-        {"vulnerability_id": "CVE-gone", "reason": "r", "expires": "2026-11-30"},
+        {"vulnerability_id": "CVE-far", "reason": "r", "owner": "o", "expires": "2026-12-16"},
+        {"vulnerability_id": "CVE-edge", "reason": "r", "owner": "o", "expires": "2026-12-15", "ami": "golden-*"},
+        {"vulnerability_id": "CVE-today", "reason": "r", "owner": "o", "expires": "2026-12-01", "package": "openssl"},
+        {"vulnerability_id": "CVE-gone", "reason": "r", "owner": "o", "expires": "2026-11-30"},
     ]});
     let list = exceptions::parse("f", file.to_string().as_bytes(), now.date_naive()).unwrap();
     let soon = expiring(&list, now);

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::model::{time, AmiId, Input, ScanContext, ScanStatus, Severity, Verdict};
 use crate::notify::Publishable;
 use crate::report::ScanSummary;
-use crate::settings::{vars, BucketName, EnvReader, FromEnv};
+use crate::settings::{vars, Bounded, BucketName, EnvReader, FromEnv};
 use crate::tags::{self, TagPrefix};
 
 /// What tag-ami does to an AMI whose scan fails the threshold, besides tags.
@@ -52,6 +52,9 @@ pub struct TagSettings {
     pub fail_action: FailAction,
     /// Where a completed scan's summary is read from.
     pub report_bucket: BucketName,
+    /// A `PASS` older than this many days whose rescan ends without a
+    /// result becomes `STALE`.
+    pub max_scan_age_days: u32,
 }
 
 impl FromEnv for TagSettings {
@@ -59,11 +62,13 @@ impl FromEnv for TagSettings {
         let prefix: Option<TagPrefix> = env.required(vars::TAG_PREFIX);
         let action: Option<FailAction> = env.optional(vars::FAIL_ACTION, FailAction::None);
         let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
+        let max_age: Option<Bounded<1, 365>> = env.optional(vars::MAX_SCAN_AGE_DAYS, Bounded(7));
         env.finish(|| {
             Some(TagSettings {
                 tag_prefix: prefix?,
                 fail_action: action?,
                 report_bucket: bucket?,
+                max_scan_age_days: max_age?.0,
             })
         })
     }
@@ -141,6 +146,10 @@ pub struct TagOutput {
     pub ami_id: AmiId,
     pub tags: BTreeMap<String, String>,
     pub removed: Vec<String>,
+    /// The time of the newer completed scan whose result the AMI keeps:
+    /// this older result was not written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub superseded_by: Option<String>,
     /// `deprecated` or `disabled` when the FAIL action was applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
@@ -289,9 +298,38 @@ pub async fn run(
         .await?
         .resolved();
     let ami_id = request.scan.ami_id.clone();
-    let (set, remove) = result_tags(&settings.tag_prefix, &request, now);
+    let (mut set, remove) = result_tags(&settings.tag_prefix, &request, now);
+    let prefix = &settings.tag_prefix;
+    let ended_without_result = matches!(request.status, ScanStatus::Failed | ScanStatus::TimedOut)
+        && request.summary.is_none()
+        && !request.resource_gone;
+    let held = match (&request.summary, request.status) {
+        (Some(_), ScanStatus::Complete | ScanStatus::NotScannable) => {
+            Some(held_tags(client, prefix, &ami_id).await?)
+        }
+        _ if ended_without_result => Some(held_tags(client, prefix, &ami_id).await?),
+        _ => None,
+    };
+    let superseded = match (&request.summary, &held) {
+        (Some(summary), Some(held)) => held
+            .last_scan
+            .clone()
+            .filter(|h| time::later(Some(h), Some(&summary.scanned_at))),
+        _ => None,
+    };
+    if ended_without_result {
+        if let Some(held) = &held {
+            if held.is_stale(now, settings.max_scan_age_days) {
+                // No fresh result, and the last one is too old to stand.
+                set.insert(prefix.key(tags::VERDICT), STALE.to_string());
+            }
+        }
+    }
     let tagged = if request.resource_gone {
         info!(ami_id = %ami_id, "AMI gone during its scan: nothing tagged");
+        false
+    } else if let Some(newer) = &superseded {
+        info!(ami_id = %ami_id, newer = %newer, "a newer scan's result is on the AMI: kept");
         false
     } else {
         match write_tags(client, &ami_id, &set, &remove).await {
@@ -328,9 +366,55 @@ pub async fn run(
         ami_id,
         tags: set,
         removed: remove,
+        superseded_by: superseded,
         action,
         alert,
         and_then,
+    })
+}
+
+/// The verdict tag of a `PASS` too old to stand.
+pub const STALE: &str = "STALE";
+
+/// What the AMI carries of its last completed scan.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Held {
+    pub last_scan: Option<String>,
+    pub verdict: Option<String>,
+}
+
+impl Held {
+    /// A `PASS` whose scan is older than `max_age_days`.
+    pub fn is_stale(&self, now: DateTime<Utc>, max_age_days: u32) -> bool {
+        let old = self
+            .last_scan
+            .as_deref()
+            .and_then(time::parse)
+            .is_some_and(|t| now - t > chrono::Duration::days(i64::from(max_age_days)));
+        old && self.verdict.as_deref() == Some(Verdict::Pass.as_str())
+    }
+}
+
+/// The AMI's `last-scan` and `verdict` tags (none for an AMI that is gone:
+/// the write that follows says so).
+async fn held_tags(client: &ec2::Client, prefix: &TagPrefix, ami_id: &AmiId) -> Result<Held> {
+    let images = ec2::describe_images(
+        client,
+        ec2::Images::Named {
+            ids: std::slice::from_ref(ami_id),
+            owned_only: true,
+        },
+    )
+    .await?;
+    let tag = |name: &str| {
+        images
+            .first()
+            .and_then(|i| ec2::tag(i.tags(), &prefix.key(name)))
+            .map(str::to_string)
+    };
+    Ok(Held {
+        last_scan: tag(tags::LAST_SCAN),
+        verdict: tag(tags::VERDICT),
     })
 }
 
@@ -397,6 +481,20 @@ pub(crate) mod tests {
 
     fn prefix() -> TagPrefix {
         "amiscan:".parse().unwrap()
+    }
+
+    #[test]
+    fn a_pass_older_than_the_max_age_is_stale_and_nothing_else_is() {
+        let now: DateTime<Utc> = "2026-12-06T00:00:00Z".parse().unwrap();
+        let held = |at: &str, verdict: &str| Held {
+            last_scan: Some(at.into()),
+            verdict: Some(verdict.into()),
+        };
+        assert!(held("2026-11-20T00:00:00.000Z", "PASS").is_stale(now, 7));
+        assert!(!held("2026-12-01T00:00:00.000Z", "PASS").is_stale(now, 7));
+        assert!(!held("2026-11-20T00:00:00.000Z", "FAIL").is_stale(now, 7));
+        assert!(!held("2026-11-20T00:00:00.000Z", "PASS").is_stale(now, 30));
+        assert!(!Held::default().is_stale(now, 7));
     }
 
     #[test]
