@@ -95,6 +95,10 @@ def test_an_exception_turns_a_fail_into_a_pass_and_back_once_it_expires(cloud):
         "owner": "platform@example.com"}]})
     summary, rows, alerts = scan(cloud, ami, [OPENSSH, ZLIB])
     assert (summary["verdict"], summary["critical"], summary["excepted"]) == ("PASS", 0, 1), summary
+    # The summary says which version of the file judged it, and who accepted the risk.
+    head = cloud.client("s3").head_object(Bucket=BUCKET, Key="config/exceptions.json")
+    assert (summary["exceptions_version_id"], summary["exceptions_etag"]) == (head["VersionId"], head["ETag"])
+    assert summary["exception_owners"] == ["platform@example.com"]
     row = next(r for r in rows if r["vulnerability_id"] == "CVE-2024-6387")
     assert (row["exception_reason"], row["exception_expires"]) == (
         "mitigated by LoginGraceTime=0 until the next build", str(TODAY))
@@ -106,7 +110,7 @@ def test_an_exception_turns_a_fail_into_a_pass_and_back_once_it_expires(cloud):
     # Its last day was yesterday: the finding counts again.
     put_exceptions(cloud, {"exceptions": [{
         "vulnerability_id": "CVE-2024-6387", "package": "openssh-server", "reason": "expired",
-        "expires": str(TODAY - timedelta(days=1))}]})
+        "expires": str(TODAY - timedelta(days=1)), "owner": "platform@example.com"}]})
     summary, rows, alerts = scan(cloud, ami, [OPENSSH, ZLIB], force=True)
     assert (summary["verdict"], summary["critical"], summary["excepted"]) == ("FAIL", 1, 0), summary
     assert all(r["exception_reason"] is None for r in rows)
@@ -117,8 +121,8 @@ def test_an_invalid_exceptions_file_applies_no_exception_and_is_reported(cloud):
     ami = cloud.seed_ami("broken-file", "ubuntu")
     # It would accept the critical finding, but it has no reason.
     put_exceptions(cloud, {"exceptions": [
-        {"vulnerability_id": "CVE-2024-6387", "reason": "fine", "expires": str(TODAY)},
-        {"vulnerability_id": "CVE-2024-6387", "expires": str(TODAY)}]})
+        {"vulnerability_id": "CVE-2024-6387", "reason": "fine", "expires": str(TODAY), "owner": "a@example.com"},
+        {"vulnerability_id": "CVE-2024-6387", "expires": str(TODAY), "owner": "a@example.com"}]})
     summary, rows, alerts = scan(cloud, ami, [OPENSSH])
     assert (summary["verdict"], summary["excepted"]) == ("FAIL", 0)
     assert summary["exceptions_error"] == (

@@ -86,13 +86,16 @@ def denials_of(cloud, before, logical):
     return [d for d in cloud.denials()[before:] if f"assumed-role/{role}/" in d["caller"]]
 
 
-def scanner_instance(cloud, ami, profile=True):
-    """An instance tagged as amiscan's scanner, with or without its profile."""
+def scanner_instance(cloud, ami, profile=True, scan_id=None):
+    """An instance tagged as amiscan's scanner (of one scan, given its id),
+    with or without its profile."""
     extra = {"IamInstanceProfile": {"Arn": cloud.names["InstanceProfile.Arn"]}} if profile else {}
+    tags = [{"Key": "amiscan:managed", "Value": "true"}, {"Key": "amiscan:ami-id", "Value": ami}]
+    if scan_id:
+        tags.append({"Key": "amiscan:scan-id", "Value": scan_id})
     return cloud.client("ec2").run_instances(
         ImageId=ami, MinCount=1, MaxCount=1, InstanceType="t3.small",
-        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "amiscan:managed", "Value": "true"}]}],
-        **extra)["Instances"][0]["InstanceId"]
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}], **extra)["Instances"][0]["InstanceId"]
 
 
 # (function, its role's logical id, the statement removed (Sid or an action
@@ -136,7 +139,8 @@ def test_every_function_is_a_case():
 def test_a_call_is_refused_once_its_statement_is_removed_from_the_template(cloud, binary, role, removed, make_event,
                                                                             code):
     ami = cloud.seed_ami(f"iam-{binary}", "ubuntu")
-    instance = scanner_instance(cloud, ami)
+    # export-report reads findings only from the scanner of the scan it reports.
+    instance = scanner_instance(cloud, ami, scan_id=f"{ami}-20261206" if binary == "export-report" else None)
     before = len(cloud.denials())
     with revoked(cloud, role, **removed) as actions:
         _, error = cloud.invoke(binary, make_event(ami, instance))

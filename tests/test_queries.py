@@ -201,7 +201,8 @@ def reports(tmp_path_factory):
         # Then an accepted risk: an exception for openssl on q-accepted*.
         cloud.client("s3").put_object(Bucket="amiscan-reports-local", Key="config/exceptions.json", Body=json.dumps(
             {"exceptions": [{"vulnerability_id": "CVE-2024-2511", "ami": "q-accepted*", "package": "openssl",
-                             "reason": "no TLS listener in this image", "expires": str(IN_TEN_DAYS)}]}).encode())
+                             "reason": "no TLS listener in this image", "expires": str(IN_TEN_DAYS),
+                             "owner": "platform@example.com"}]}).encode())
         accepted = cloud.seed_ami("q-accepted", "ubuntu/images")
         cloud.expect_snapshot(accepted, SnapshotBehaviour(
             findings=[("HIGH", "CVE-2024-2511", "openssl"), ("LOW", "CVE-2023-1111", "bash")]))
@@ -304,7 +305,7 @@ def test_query_7_lists_the_incomplete_and_the_not_scannable_snapshot_scans_with_
         (snapshots["partial"], "q-partial", "INCOMPLETE", "snapshot", 1, 2),
         (snapshots["unreadable"], "q-unreadable", "NOT_SCANNABLE", "snapshot", 0, None),
     ]
-    assert "1 of 2 findings arrived" in rows[0]["reason"] and "ACCESS_DENIED" in rows[1]["reason"]
+    assert "findings were missing: 1 of 2 arrived" in rows[0]["reason"] and "ACCESS_DENIED" in rows[1]["reason"]
     assert all(r["inspector_scan_id"] for r in rows)
     assert results(reports, "07") == [], "instance scans are never incomplete"
 

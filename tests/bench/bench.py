@@ -579,7 +579,8 @@ class Bench:
         expires = (datetime.now(timezone.utc) + timedelta(days=30)).strftime("%Y-%m-%d")
         exceptions = {"exceptions": [
             {"vulnerability_id": f"CVE-2024-{(n * 10 + 5 if n < 100 else 90000 + n):05d}", "ami": "bench-delta-*",
-             "package": packages[(n * 10 + 5) % 8] if n < 100 else "nothing", "reason": "bench", "expires": expires}
+             "package": packages[(n * 10 + 5) % 8] if n < 100 else "nothing", "reason": "bench", "expires": expires,
+             "owner": "bench@example.com"}
             for n in range(1000)]}
 
         def export(ami, tag, shift):
