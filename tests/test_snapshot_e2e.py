@@ -264,8 +264,16 @@ def test_no_scan_leaves_staged_records_after_it_ends(cloud, auto):
 # ---------------------------------------------------------------- the collector alone
 
 
+def sender(cloud):
+    """SQS as the one principal besides amiscan's rules that the findings
+    queue's policy lets send (launch-scan's role, which registers waiters):
+    a malformed body can only come from there."""
+    role = cloud.names["LaunchScanStateMachineRole.Arn"]
+    return cloud.client("sqs", cloud.session(role, "test-sender"))
+
+
 def test_a_malformed_and_a_foreign_event_change_nothing(cloud, auto):
-    sqs, before = cloud.client("sqs"), staged(cloud)
+    sqs, before = sender(cloud), staged(cloud)
     foreign = ondemand_finding_event(0, "00000000-0000-4000-8000-000000000000", "ami-0123456789abcdef0", *FINDINGS[0])
     cloud.put_events([foreign])
     sqs.send_message(QueueUrl=cloud.findings_queue_url, MessageBody="{not json")
@@ -287,7 +295,7 @@ def test_a_batch_the_collector_keeps_failing_is_redriven_to_the_dead_letter_queu
     # each failed batch (the batching window is 5 s).
     sqs.set_queue_attributes(QueueUrl=cloud.findings_queue_url, Attributes={"VisibilityTimeout": "8"})
     try:
-        cloud.client("sqs").send_message(QueueUrl=cloud.findings_queue_url, MessageBody=json.dumps({"poison-0042": 1}))
+        sender(cloud).send_message(QueueUrl=cloud.findings_queue_url, MessageBody=json.dumps({"poison-0042": 1}))
         deadline = time.time() + 120
         while queue_depth(cloud, cloud.findings_dlq_url) == 0 and time.time() < deadline:
             time.sleep(1)

@@ -317,3 +317,48 @@ async fn an_older_scan_finishing_after_a_newer_one_changes_neither_the_pointer_n
         .await;
     assert!(pointer.contains(latest["scan_id"].as_str().unwrap()));
 }
+
+#[tokio::test]
+async fn suppressed_findings_are_counted_and_fail_the_scan_unless_count_suppressed_is_false() {
+    let stack = Stack::new("ca-west-1").await;
+    let ami = stack.cloud.register_ami("golden-suppressed", &[]).await;
+    let scan = stack.launched_scan(&ami).await;
+    let instance_id = scan["instance_id"].as_str().unwrap().to_string();
+    let mut hidden = finding(
+        1,
+        &instance_id,
+        &ami,
+        "CRITICAL",
+        "CVE-2026-1000",
+        "openssl",
+    );
+    hidden["status"] = json!("SUPPRESSED");
+    stack.cloud.set_findings(&instance_id, vec![hidden]);
+    let input = json!({"scan": scan, "inspector": {"event_time": "2026-11-23T10:00:00Z", "source": "event"}});
+    let counted = stack
+        .export_report("NONE")
+        .handle(input.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            counted.verdict.as_str(),
+            counted.suppressed,
+            counted.counts.critical
+        ),
+        ("FAIL", 1, 1)
+    );
+    let not_counted = stack
+        .export_report_with("NONE", &[("COUNT_SUPPRESSED", "false")])
+        .handle(input)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            not_counted.verdict.as_str(),
+            not_counted.suppressed,
+            not_counted.counts.critical
+        ),
+        ("PASS", 1, 0)
+    );
+}

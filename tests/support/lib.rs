@@ -729,15 +729,29 @@ impl Stack {
     }
 
     pub fn export_report(&self, format: &str) -> export_report::Function {
-        let settings = ExportSettings::from_env(env(&[
-            ("REPORT_BUCKET", &self.bucket),
-            ("REPORT_KMS_KEY_ARN", &self.kms_key()),
+        self.export_report_with(format, &[])
+    }
+
+    /// export-report with some variables added or replaced.
+    pub fn export_report_with(
+        &self,
+        format: &str,
+        more: &[(&str, &str)],
+    ) -> export_report::Function {
+        let kms = self.kms_key();
+        let mut pairs = vec![
+            ("REPORT_BUCKET", self.bucket.as_str()),
+            ("REPORT_KMS_KEY_ARN", kms.as_str()),
             ("REPORT_FORMAT", format),
             ("SEVERITY_THRESHOLD", "CRITICAL"),
             ("ACCOUNT_ID", ACCOUNT),
-            ("INSTANCE_PROFILE", &self.profile),
-        ]))
-        .unwrap();
+            ("INSTANCE_PROFILE", self.profile.as_str()),
+        ];
+        for &(k, v) in more {
+            pairs.retain(|(key, _)| *key != k);
+            pairs.push((k, v));
+        }
+        let settings = ExportSettings::from_env(env(&pairs)).unwrap();
         export_report::Function::new(&self.cloud.config, settings)
     }
 

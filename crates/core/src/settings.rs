@@ -37,6 +37,7 @@ pub mod vars {
     pub const MAX_SCAN_AGE_DAYS: &str = "MAX_SCAN_AGE_DAYS";
     pub const ALERT_ON: &str = "ALERT_ON";
     pub const ACCOUNT_ID: &str = "ACCOUNT_ID";
+    pub const COUNT_SUPPRESSED: &str = "COUNT_SUPPRESSED";
 }
 
 /// Reads variables through a lookup function and collects every problem.

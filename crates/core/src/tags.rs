@@ -30,6 +30,8 @@ pub const REPORT_URI: &str = "report-uri";
 pub const FINDINGS: &str = "findings";
 /// Active findings an exception in force accepts (not in the counts).
 pub const EXCEPTED: &str = "excepted";
+/// Findings an Inspector suppression rule hides.
+pub const SUPPRESSED: &str = "suppressed";
 /// `snapshot` or `instance`: how the last completed scan read the image.
 pub const SCAN_MODE: &str = "scan-mode";
 

@@ -38,6 +38,9 @@ fn time_text(t: &Option<FindingTime>) -> Option<String> {
     }
 }
 
+/// Inspector's status of a finding a suppression rule hides.
+pub const SUPPRESSED: &str = "SUPPRESSED";
+
 /// One finding of one scan, flat, with stable snake_case columns.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FindingRow {
@@ -78,6 +81,11 @@ pub struct FindingRow {
     /// Who accepted the risk that covers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exception_owner: Option<String>,
+    /// Whether the finding counts toward the verdict (not a column): an
+    /// `ACTIVE` finding, any finding of an on-demand scan, and a
+    /// `SUPPRESSED` one unless `CountSuppressed` is false.
+    #[serde(skip)]
+    pub counted: bool,
     /// An active finding whose vulnerability (id and package) was not active
     /// in the AMI's previous completed scan; every active finding of a
     /// first scan.
@@ -93,7 +101,12 @@ impl FindingRow {
     }
 
     pub fn is_active(&self) -> bool {
-        self.status == "ACTIVE"
+        self.counted
+    }
+
+    /// Hidden by an Inspector suppression rule.
+    pub fn is_suppressed(&self) -> bool {
+        self.status == SUPPRESSED
     }
 
     /// What the delta compares: the vulnerability and its package.
@@ -208,6 +221,7 @@ pub fn finding_row(
         exception_reason: None,
         exception_expires: None,
         exception_owner: None,
+        counted: matches!(source, Source::Snapshot(_)) || f.status == "ACTIVE",
         is_new: false,
         // A map of strings and numbers always encodes.
         finding_json: serde_json::to_string(f).unwrap_or_default(),

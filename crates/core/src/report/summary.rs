@@ -71,6 +71,10 @@ pub struct ScanSummary {
     /// Who accepted each risk that excepted a finding of this scan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exception_owners: Vec<String>,
+    /// Findings an Inspector suppression rule hides (instance scans); they
+    /// count toward the verdict unless `CountSuppressed` is false.
+    #[serde(default)]
+    pub suppressed: u64,
     /// The AMI's previous completed scan (`PASS` or `FAIL`, either mode);
     /// `None` for a first scan.
     #[serde(default)]
@@ -198,6 +202,8 @@ pub struct Tally {
     pub new_unexcepted: SeverityCounts,
     /// The owners of the exceptions that accepted a finding.
     pub exception_owners: std::collections::BTreeSet<String>,
+    /// Findings an Inspector suppression rule hides.
+    pub suppressed: u64,
     /// Every active vulnerability, by id and package, at its most severe.
     pub open: BTreeMap<(String, Option<String>), Vulnerability>,
 }
@@ -205,6 +211,9 @@ pub struct Tally {
 impl Tally {
     pub fn add(&mut self, row: &FindingRow) {
         self.rows += 1;
+        if row.is_suppressed() {
+            self.suppressed += 1;
+        }
         if !row.is_active() {
             return;
         }
@@ -416,9 +425,23 @@ mod tests {
         assert_eq!(tally.rows, 3);
         assert_eq!(tally.active.total(), 1);
         assert_eq!(tally.active.high, 1);
+        assert_eq!(tally.suppressed, 1, "suppressed findings are counted apart");
         assert_eq!(
             Verdict::of(&tally.active, Some(Severity::Critical)),
             Verdict::Pass
+        );
+        // A suppressed finding the export counts (CountSuppressed, the
+        // default) weighs like an active one.
+        let mut counted = instance_row(
+            &sample_finding("arn:y", "CRITICAL", "SUPPRESSED"),
+            Utc::now(),
+        );
+        counted.counted = true;
+        tally.add(&counted);
+        assert_eq!((tally.suppressed, tally.active.critical), (2, 1));
+        assert_eq!(
+            Verdict::of(&tally.active, Some(Severity::Critical)),
+            Verdict::Fail
         );
     }
 }

@@ -64,6 +64,9 @@ pub struct ExportSettings {
     /// The scanner's instance profile (stacks that launch instances): an
     /// instance scan is reported only from an instance that runs with it.
     pub instance_profile: Option<InstanceProfile>,
+    /// Whether findings an Inspector suppression rule hides count toward
+    /// the verdict (`CountSuppressed`, default true).
+    pub count_suppressed: bool,
 }
 
 /// When a failed scan raises `AMI_VULNERABLE`.
@@ -100,6 +103,7 @@ impl FromEnv for ExportSettings {
         let alert_on: Option<AlertOn> = env.optional(vars::ALERT_ON, AlertOn::New);
         let account: Option<AccountId> = env.required(vars::ACCOUNT_ID);
         let profile: Option<Option<InstanceProfile>> = env.maybe(vars::INSTANCE_PROFILE);
+        let count_suppressed: Option<bool> = env.optional(vars::COUNT_SUPPRESSED, true);
         env.finish(|| {
             Some(ExportSettings {
                 report_bucket: bucket?,
@@ -110,6 +114,7 @@ impl FromEnv for ExportSettings {
                 alert_on: alert_on?,
                 account_id: account?,
                 instance_profile: profile?,
+                count_suppressed: count_suppressed?,
             })
         })
     }
@@ -245,6 +250,7 @@ pub async fn run(
             .zip(human)
             .map(|(key, human)| (object(key, human.content_type()), human)),
         judge,
+        count_suppressed: settings.count_suppressed,
     };
     let streamed = match (&snapshot, &instance_id) {
         (Some((outcome, staging, disagrees)), _) => {
@@ -358,6 +364,7 @@ pub async fn run(
         exceptions_version_id: exceptions_file.version_id,
         exceptions_etag: exceptions_file.etag,
         exception_owners: tally.exception_owners.iter().cloned().collect(),
+        suppressed: tally.suppressed,
         previous_scan_id: previous_ref.as_ref().map(|p| p.scan_id.clone()),
         first_scan: changes.first_scan,
         new_count: changes.new.len() as u64,

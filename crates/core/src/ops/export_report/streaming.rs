@@ -9,6 +9,8 @@ pub(crate) struct Writers<'a> {
     pub(crate) findings: ObjectWriter<'a>,
     pub(crate) report: Option<(ObjectWriter<'a>, HumanReport)>,
     pub(crate) judge: Judge,
+    /// Whether a finding a suppression rule hides counts toward the verdict.
+    pub(crate) count_suppressed: bool,
 }
 
 impl Writers<'_> {
@@ -23,6 +25,9 @@ impl Writers<'_> {
         let mut lines = Vec::new();
         let mut human_bytes = Vec::new();
         for (raw, row) in &mut rows {
+            if row.is_suppressed() {
+                row.counted = self.count_suppressed;
+            }
             self.judge.annotate(row);
             tally.add(row);
             serde_json::to_writer(&mut lines, row)

@@ -17,6 +17,7 @@ fn settings() -> ExportSettings {
         alert_on: AlertOn::New,
         account_id: "123456789012".parse().unwrap(),
         instance_profile: Some("scanner-profile".parse().unwrap()),
+        count_suppressed: true,
     }
 }
 

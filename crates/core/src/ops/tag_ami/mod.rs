@@ -232,6 +232,7 @@ pub fn result_tags(
                 summary.counts.total().to_string(),
             );
             set.insert(prefix.key(tags::EXCEPTED), summary.excepted.to_string());
+            set.insert(prefix.key(tags::SUPPRESSED), summary.suppressed.to_string());
             set.insert(prefix.key(tags::REPORT_URI), summary.report_uri.clone());
             set.insert(prefix.key(tags::SCAN_MODE), summary.scan_mode.clone());
             match &summary.reason {
