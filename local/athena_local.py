@@ -25,6 +25,9 @@ def duckdb_type(kind):
     """A Glue (Hive) type in DuckDB's words, `array<struct<a:string,…>>` included."""
     if kind in DUCKDB_TYPES:
         return DUCKDB_TYPES[kind]
+    simple = re.fullmatch(r"array<([a-z]+)>", kind)
+    if simple:
+        return f"{DUCKDB_TYPES[simple.group(1)]}[]"
     inner = re.fullmatch(r"array<struct<(.+)>>", kind)
     if not inner:
         raise ValueError(f"no DuckDB type for Glue type {kind}")

@@ -79,7 +79,7 @@ pub struct FindingRow {
     #[serde(default)]
     pub exception_expires: Option<String>,
     /// Who accepted the risk that covers it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub exception_owner: Option<String>,
     /// Whether the finding counts toward the verdict (not a column): an
     /// `ACTIVE` finding, any finding of an on-demand scan, and a

@@ -50,7 +50,7 @@ pub struct ScanSummary {
     /// Why a snapshot scan is `INCOMPLETE`: `missing` (findings or the
     /// completion never arrived: a fresh scan can make it whole) or
     /// `contradicted` (something arrived that Inspector did not say).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub gap: Option<String>,
     /// Active findings per severity that no exception in force accepts;
     /// the verdict is drawn from these.
@@ -64,12 +64,12 @@ pub struct ScanSummary {
     pub exceptions_error: Option<String>,
     /// The version of `config/exceptions.json` the scan was judged with
     /// (its S3 VersionId and ETag); absent when there was no file.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub exceptions_version_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub exceptions_etag: Option<String>,
     /// Who accepted each risk that excepted a finding of this scan.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub exception_owners: Vec<String>,
     /// Findings an Inspector suppression rule hides (instance scans); they
     /// count toward the verdict unless `CountSuppressed` is false.
