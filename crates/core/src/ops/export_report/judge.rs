@@ -100,6 +100,34 @@ pub struct Evidence {
     pub other_body_breaches: bool,
 }
 
+impl Evidence {
+    /// Something arrived that Inspector did not say.
+    pub fn contradicts(&self) -> bool {
+        self.conflict.is_some()
+            || self.foreign.is_some()
+            || self.status_disagrees.is_some()
+            || self.other_body_breaches
+    }
+}
+
+/// Whether a scan raises `AMI_VULNERABLE`: a `FAIL` under `EveryFail`,
+/// one whose new findings fail on their own under `New`, and any `FAIL`
+/// whose findings contradicted Inspector (which rows were kept cannot
+/// tell what is new).
+pub fn should_alert(
+    verdict: Verdict,
+    alert_on: AlertOn,
+    new_findings: Verdict,
+    contradicted: bool,
+) -> bool {
+    verdict == Verdict::Fail
+        && (contradicted
+            || match alert_on {
+                AlertOn::EveryFail => true,
+                AlertOn::New => new_findings == Verdict::Fail,
+            })
+}
+
 /// Why a snapshot scan ended as it did: `missing` (a lost completion event
 /// or findings that never arrived: what a fresh scan can make whole) or
 /// `contradicted` (something arrived that Inspector did not say).

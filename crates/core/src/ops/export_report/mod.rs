@@ -320,13 +320,12 @@ pub async fn run(
     };
     let changes = delta(&tally.open, previous.as_ref().map(|p| p.open()));
     drop(previous);
-    let alert = verdict == Verdict::Fail
-        && match settings.alert_on {
-            AlertOn::EveryFail => true,
-            AlertOn::New => {
-                Verdict::of(&tally.new_unexcepted, settings.severity_threshold.0) == Verdict::Fail
-            }
-        };
+    let alert = should_alert(
+        verdict,
+        settings.alert_on,
+        Verdict::of(&tally.new_unexcepted, settings.severity_threshold.0),
+        evidence.as_ref().is_some_and(Evidence::contradicts),
+    );
     let mut summary = ScanSummary {
         scan_id: scan.scan_id.to_string(),
         ami_id: scan.ami_id.to_string(),

@@ -229,6 +229,26 @@ fn counts_are_compared_per_severity_and_anything_contradicting_inspector_is_inco
 }
 
 #[test]
+fn a_fail_whose_findings_contradicted_inspector_always_alerts() {
+    use Verdict::{Fail, Pass};
+    assert!(should_alert(Fail, AlertOn::New, Fail, false));
+    assert!(
+        !should_alert(Fail, AlertOn::New, Pass, false),
+        "nothing new fails"
+    );
+    assert!(should_alert(Fail, AlertOn::EveryFail, Pass, false));
+    assert!(
+        should_alert(Fail, AlertOn::New, Pass, true),
+        "a contradiction always alerts"
+    );
+    assert!(!should_alert(Pass, AlertOn::EveryFail, Fail, true));
+    let mut e = Evidence::default();
+    assert!(!e.contradicts());
+    e.other_body_breaches = true;
+    assert!(e.contradicts());
+}
+
+#[test]
 fn a_finding_is_this_scans_only_under_its_account_scan_and_image() {
     let own = OwnScan {
         account: "123456789012",
