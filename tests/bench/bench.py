@@ -761,7 +761,10 @@ class Bench:
             staged = cloud.client("s3").get_paginator("list_objects_v2").paginate(
                 Bucket=BUCKET, Prefix=f"staging/ondemand/{scan_id}/findings/")
             objects = [o["Key"] for page in staged for o in page.get("Contents", [])]
-            count = sum(len(cloud.read_object(k).splitlines()) for k in objects)
+            # Only the collector and the export may read staging/ (a waiter
+            # holds a task token): read it as the collector.
+            reader = cloud.client("s3", cloud.session(cloud.names["CollectFindingsFunctionRole.Arn"], "bench-reader"))
+            count = sum(len(reader.get_object(Bucket=BUCKET, Key=k)["Body"].read().splitlines()) for k in objects)
             check(count == size, f"collect-findings staged {count} findings of {size}")
             completion = ondemand_completion_event(scan_id, ami, found)["Detail"]
             outcome = {k: v for k, v in completion.items() if k not in ("awsAccountId", "resourceType", "version")}

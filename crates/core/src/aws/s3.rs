@@ -162,6 +162,20 @@ pub async fn put_small(
     key: &str,
     body: Vec<u8>,
 ) -> Result<()> {
+    small_put(client, bucket, kms_key, key, body)
+        .send()
+        .await
+        .map_err(|e| Error::from_sdk("PutObject", e))?;
+    Ok(())
+}
+
+fn small_put(
+    client: &Client,
+    bucket: &str,
+    kms_key: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> operation::put_object::builders::PutObjectFluentBuilder {
     client
         .put_object()
         .bucket(bucket)
@@ -170,10 +184,6 @@ pub async fn put_small(
         .server_side_encryption(ServerSideEncryption::AwsKms)
         .ssekms_key_id(kms_key)
         .body(ByteStream::from(body))
-        .send()
-        .await
-        .map_err(|e| Error::from_sdk("PutObject", e))?;
-    Ok(())
 }
 
 /// What a conditional write requires of the object it replaces.
@@ -197,14 +207,7 @@ pub async fn put_small_if(
     body: Vec<u8>,
     precondition: &Precondition,
 ) -> Result<bool> {
-    let request = client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .content_type("application/json")
-        .server_side_encryption(ServerSideEncryption::AwsKms)
-        .ssekms_key_id(kms_key)
-        .body(ByteStream::from(body));
+    let request = small_put(client, bucket, kms_key, key, body);
     let request = match precondition {
         Precondition::Absent => request.if_none_match("*"),
         Precondition::Unchanged(etag) => request.if_match(etag),
@@ -254,18 +257,7 @@ pub async fn get_versioned(client: &Client, bucket: &str, key: &str) -> Result<O
 
 /// An object's bytes, or `None` when there is no such key.
 pub async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
-    let out = match client.get_object().bucket(bucket).key(key).send().await {
-        Ok(out) => out,
-        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => return Ok(None),
-        Err(e) => return Err(Error::from_sdk("GetObject", e)),
-    };
-    let data = out.body.collect().await.map_err(|e| Error::Aws {
-        operation: "GetObject",
-        code: "ReadError".into(),
-        message: e.to_string(),
-        transient: true,
-    })?;
-    Ok(Some(data.into_bytes().to_vec()))
+    Ok(get_versioned(client, bucket, key).await?.map(|v| v.body))
 }
 
 /// The keys under a prefix, one ListObjectsV2 page (up to 1,000) at a time.
