@@ -118,3 +118,52 @@ async fn tag_ami_writes_status_then_result_and_reports_a_missing_ami() {
     let email = &failed.alert.message.email;
     assert!(email.contains("nothing was tagged"), "{email}");
 }
+
+#[tokio::test]
+async fn an_old_pass_whose_rescan_ends_without_a_result_becomes_stale() {
+    let stack = Stack::new("mx-central-1").await;
+    let old = "2026-01-05T10:00:00.000Z";
+    let ami = stack
+        .cloud
+        .register_ami(
+            "golden-stale",
+            &[
+                (SELECTION_KEY, SELECTION_VALUE),
+                ("amiscan:verdict", "PASS"),
+                ("amiscan:last-scan", old),
+            ],
+        )
+        .await;
+    let scan = Stack::scan_input(&ami);
+    let timed_out = json!({"scan": scan, "status": "TIMED_OUT", "reason": "no result"});
+    stack.tag_ami().handle(timed_out.clone()).await.unwrap();
+    let tags = stack.cloud.image_tags(&ami).await;
+    assert_eq!(
+        (
+            tags["amiscan:verdict"].as_str(),
+            tags["amiscan:last-scan"].as_str()
+        ),
+        ("STALE", old),
+        "the old PASS no longer stands; the last completed scan is still the old one"
+    );
+
+    // A recent PASS stands through a rescan that ends without a result.
+    let recent = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let fresh = stack
+        .cloud
+        .register_ami(
+            "golden-fresh",
+            &[
+                (SELECTION_KEY, SELECTION_VALUE),
+                ("amiscan:verdict", "PASS"),
+                ("amiscan:last-scan", recent.as_str()),
+            ],
+        )
+        .await;
+    let failed = json!({"scan": Stack::scan_input(&fresh), "status": "FAILED", "reason": "boom"});
+    stack.tag_ami().handle(failed).await.unwrap();
+    assert_eq!(
+        stack.cloud.image_tags(&fresh).await["amiscan:verdict"],
+        "PASS"
+    );
+}
