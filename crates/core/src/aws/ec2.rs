@@ -68,6 +68,19 @@ pub async fn describe_images(client: &Client, which: Images<'_>) -> Result<Vec<I
         .map_err(|e| Error::from_sdk("DescribeImages", e))
 }
 
+/// One of this account's images, or `None` when it has no such image.
+pub async fn own_image(client: &Client, ami_id: &AmiId) -> Result<Option<Image>> {
+    let images = describe_images(
+        client,
+        Images::Named {
+            ids: std::slice::from_ref(ami_id),
+            owned_only: true,
+        },
+    )
+    .await?;
+    Ok(images.into_iter().next())
+}
+
 /// Named AMIs sorted by what EC2 says of them.
 #[derive(Debug, Default)]
 pub struct Lookup {

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
-use crate::aws::ec2::{self, Images};
+use crate::aws::ec2;
 use crate::aws::inspector;
 use crate::error::{Error, Result};
 use crate::model::scan::{InspectorFacts, FROM_DEADLINE};
@@ -107,15 +107,7 @@ pub fn decide(ami_exists: bool, coverage: Option<&Coverage>, now: DateTime<Utc>)
 
 /// Whether the AMI is still registered in this account.
 async fn ami_exists(client: &ec2::Client, scan: &ScanContext) -> Result<bool> {
-    let images = ec2::describe_images(
-        client,
-        Images::Named {
-            ids: std::slice::from_ref(&scan.ami_id),
-            owned_only: true,
-        },
-    )
-    .await?;
-    Ok(!images.is_empty())
+    Ok(ec2::own_image(client, &scan.ami_id).await?.is_some())
 }
 
 /// Checks a scan whose deadline has passed.

@@ -218,17 +218,9 @@ pub async fn run(
     let ami_name = if exception_list.is_empty() {
         None
     } else {
-        ec2::describe_images(
-            ec2_client,
-            ec2::Images::Named {
-                ids: std::slice::from_ref(&scan.ami_id),
-                owned_only: true,
-            },
-        )
-        .await?
-        .first()
-        .and_then(|i| i.name())
-        .map(str::to_string)
+        ec2::own_image(ec2_client, &scan.ami_id)
+            .await?
+            .and_then(|i| i.name().map(str::to_string))
     };
     let judge = Judge {
         exceptions: ForAmi::new(&exception_list, scan.ami_id.as_str(), ami_name.as_deref()),

@@ -304,12 +304,17 @@ pub async fn run(
     let ended_without_result = matches!(request.status, ScanStatus::Failed | ScanStatus::TimedOut)
         && request.summary.is_none()
         && !request.resource_gone;
-    let held = match (&request.summary, request.status) {
-        (Some(_), ScanStatus::Complete | ScanStatus::NotScannable) => {
-            Some(held_tags(client, prefix, &ami_id).await?)
-        }
-        _ if ended_without_result => Some(held_tags(client, prefix, &ami_id).await?),
-        _ => None,
+    // What the AMI holds matters to a result (is it older?) and to an
+    // ending without one (is the old PASS too old?).
+    let has_result = request.summary.is_some()
+        && matches!(
+            request.status,
+            ScanStatus::Complete | ScanStatus::NotScannable
+        );
+    let held = if has_result || ended_without_result {
+        Some(held_tags(client, prefix, &ami_id).await?)
+    } else {
+        None
     };
     let superseded = match (&request.summary, &held) {
         (Some(summary), Some(held)) => held
@@ -399,17 +404,10 @@ impl Held {
 /// The AMI's `last-scan` and `verdict` tags (none for an AMI that is gone:
 /// the write that follows says so).
 async fn held_tags(client: &ec2::Client, prefix: &TagPrefix, ami_id: &AmiId) -> Result<Held> {
-    let images = ec2::describe_images(
-        client,
-        ec2::Images::Named {
-            ids: std::slice::from_ref(ami_id),
-            owned_only: true,
-        },
-    )
-    .await?;
+    let image = ec2::own_image(client, ami_id).await?;
     let tag = |name: &str| {
-        images
-            .first()
+        image
+            .as_ref()
             .and_then(|i| ec2::tag(i.tags(), &prefix.key(name)))
             .map(str::to_string)
     };
