@@ -129,11 +129,13 @@ class SnapshotBehaviour:
     the first scan of the AMI does instead (say, FAILED with INTERNAL_ERROR),
     the next scans doing `kind`. The delivery faults are EventBridge's: each
     finding event sent twice, in shuffled order, after the completion event,
-    some finding events or the completion event lost. `hold`, a
-    threading.Event, keeps each scan in progress until it is set."""
+    some finding events or the completion event lost (in every scan of the
+    AMI, or in its first `lossy_scans`). `hold`, a threading.Event, keeps
+    each scan in progress until it is set."""
 
     def __init__(self, kind="scan", findings=(), reason=None, first=None, duplicate=False, shuffle=False,
-                 findings_after_completion=False, lose_findings=0, lose_completion=False, hold=None):
+                 findings_after_completion=False, lose_findings=0, lose_completion=False, hold=None,
+                 lossy_scans=None):
         assert kind in ("scan", "fail", "terminated", "never"), kind
         self.kind = kind
         self.findings = list(findings)  # (severity, cve, package) as for Behaviour
@@ -145,6 +147,7 @@ class SnapshotBehaviour:
         self.lose_findings = lose_findings
         self.lose_completion = lose_completion
         self.hold = hold
+        self.lossy_scans = lossy_scans
         self.scans = 0
 
 
@@ -727,9 +730,10 @@ class LocalCloud:
                 self.client("ec2").deregister_image(ImageId=ami_id)
                 kind, reason = "fail", "RESOURCE_TERMINATED"
             finding_events = []
+            lossy = behaviour.lossy_scans is None or behaviour.scans <= behaviour.lossy_scans
             if kind == "scan":
                 finding_events = [ondemand_finding_event(n, scan_id, ami_id, *f) for n, f in enumerate(behaviour.findings)]
-                if behaviour.lose_findings:
+                if behaviour.lose_findings and lossy:
                     finding_events = finding_events[behaviour.lose_findings:]
                 if behaviour.duplicate:
                     finding_events = finding_events + finding_events
@@ -741,7 +745,7 @@ class LocalCloud:
                 self.put_events(finding_events)
             self.control("/ondemand/finish", {"scan_id": scan_id, "status": completion["Detail"]["scanStatus"],
                                               "reason": completion["Detail"].get("scanStatusReason")})
-            if not behaviour.lose_completion:
+            if not (behaviour.lose_completion and lossy):
                 self.put_events([completion])
             if behaviour.findings_after_completion:
                 time.sleep(2)

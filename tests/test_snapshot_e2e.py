@@ -57,9 +57,17 @@ def launch_of(cloud, ami_id):
     return next(e for e in cloud.executions(LAUNCH_MACHINE) if e["name"].startswith(ami_id))
 
 
+def report_children_of(cloud, ami_id):
+    """launch-scan's child reports of the AMI's snapshot scan, one per
+    on-demand attempt (`<scan id>-report-<attempt>`), in attempt order."""
+    children = [e for e in cloud.executions(REPORT_MACHINE)
+                if e["name"].startswith(ami_id) and e["name"].rsplit("-", 1)[-1].isdigit()]
+    return sorted(children, key=lambda e: int(e["name"].rsplit("-", 1)[-1]))
+
+
 def report_child_of(cloud, ami_id):
-    """launch-scan's child report of the AMI's scan (named `<scan id>-report`)."""
-    return next(e for e in cloud.executions(REPORT_MACHINE) if e["name"].startswith(ami_id) and e["name"].endswith("-report"))
+    """The child report of the AMI's last on-demand attempt."""
+    return report_children_of(cloud, ami_id)[-1]
 
 
 def queue_depth(cloud, url):
@@ -82,13 +90,15 @@ def auto(cloud):
     """One find-amis run in auto mode over one AMI per scenario, so the
     scenarios that need the deadline share its minute."""
     amis = {label: cloud.seed_ami(f"snapshot-{label}", "ubuntu") for label in (
-        "shuffled", "late", "lost_completion", "lost_finding", "clean", "unsupported", "conflict",
+        "shuffled", "late", "lost_completion", "lost_finding", "lost_once", "clean", "unsupported", "conflict",
         "deregistered", "internal_error", "never", "mark_fails")}
     cloud.expect_snapshot(amis["shuffled"], SnapshotBehaviour(findings=FINDINGS * 2 + FINDINGS[:1],
                                                               duplicate=True, shuffle=True))
     cloud.expect_snapshot(amis["late"], SnapshotBehaviour(findings=FINDINGS, findings_after_completion=True))
     cloud.expect_snapshot(amis["lost_completion"], SnapshotBehaviour(findings=FINDINGS[1:], lose_completion=True))
     cloud.expect_snapshot(amis["lost_finding"], SnapshotBehaviour(findings=FINDINGS, lose_findings=1))
+    # EventBridge loses the HIGH's event of the first scan only.
+    cloud.expect_snapshot(amis["lost_once"], SnapshotBehaviour(findings=FINDINGS[1:], lose_findings=1, lossy_scans=1))
     cloud.expect_snapshot(amis["clean"], SnapshotBehaviour(findings=[]))
     cloud.expect_snapshot(amis["unsupported"], SnapshotBehaviour("fail", reason="UNSUPPORTED_OS"))
     cloud.expect(amis["unsupported"], Behaviour("scan", findings=FINDINGS[1:2]))
@@ -144,10 +154,25 @@ def test_a_lost_completion_event_is_caught_at_the_deadline_and_never_passes(clou
     assert len(rows) == 2, "what did arrive is reported"
     assert summary["verdict"] == "INCOMPLETE" and summary["findings_expected"] is None
     assert "Check Snapshot Scan" in states_entered(cloud, launch_of(cloud, ami))
+    assert_scanned_twice(cloud, ami, summary)
     tags = cloud.image_tags(ami)
     assert (tags["amiscan:status"], tags["amiscan:verdict"]) == ("COMPLETE", "INCOMPLETE")
     assert "SCAN_INCOMPLETE" in events_of(auto["notes"], ami)
     assert_scanned_by_snapshot(cloud, ami)
+
+
+def assert_scanned_twice(cloud, ami, summary):
+    """The first on-demand scan lacked findings: its child report wrote
+    nothing and handed back, and the summary is the fresh scan's."""
+    scans = sorted(cloud.ondemand_scans(ami), key=lambda s: s["startedAt"])
+    assert [s["scanStatus"] for s in scans] == ["SUCCESSFUL", "SUCCESSFUL"], scans
+    assert summary["inspector_scan_id"] == scans[1]["scanId"]
+    first, second = report_children_of(cloud, ami)
+    assert "Hand Back For A Fresh Scan" in states_entered(cloud, first)
+    assert "Tag AMI With Result" not in states_entered(cloud, first), "the first attempt recorded nothing"
+    assert "Tag AMI With Result" in states_entered(cloud, second)
+    assert "Scan Once More For The Missing Findings" in states_entered(cloud, launch_of(cloud, ami))
+    assert staged(cloud, scans[0]["scanId"]) == [], "the first attempt's staged findings are deleted"
 
 
 def test_a_lost_finding_event_makes_the_scan_incomplete_with_the_numbers(cloud, auto):
@@ -155,11 +180,31 @@ def test_a_lost_finding_event_makes_the_scan_incomplete_with_the_numbers(cloud, 
     summary, rows = cloud.report_of(ami)
     assert (summary["verdict"], summary["finding_count"], summary["findings_expected"]) == ("INCOMPLETE", 2, 3)
     assert len(rows) == 2
+    assert "second on-demand scan" in summary["reason"], summary["reason"]
+    assert_scanned_twice(cloud, ami, summary)
     tags = cloud.image_tags(ami)
     assert tags["amiscan:verdict"] == "INCOMPLETE" and "2 of 3" in tags["amiscan:reason"], tags
     incomplete = [n for n in alerts_for(auto["notes"], ami) if n["attributes"]["event_type"] == "SCAN_INCOMPLETE"]
     assert len(incomplete) == 1 and "2 findings arrived, 3 expected" in incomplete[0]["subject"]
     assert "AMI_VULNERABLE" not in events_of(auto["notes"], ami) or summary["critical"] > 0
+    assert_scanned_by_snapshot(cloud, ami)
+
+
+def test_a_finding_event_lost_once_costs_one_fresh_scan_not_a_blocked_ami(cloud, auto):
+    ami = auto["amis"]["lost_once"]
+    summary, rows = cloud.report_of(ami)
+    assert (summary["verdict"], summary["finding_count"], summary["findings_expected"]) == ("PASS", 2, 2)
+    assert (summary["gap"], summary["reason"]) == (None, None)
+    assert sorted(r["vulnerability_id"] for r in rows) == sorted(f[1] for f in FINDINGS[1:])
+    assert_scanned_twice(cloud, ami, summary)
+    tags = cloud.image_tags(ami)
+    assert (tags["amiscan:status"], tags["amiscan:verdict"]) == ("COMPLETE", "PASS"), tags
+    events = events_of(auto["notes"], ami)
+    assert "SCAN_INCOMPLETE" not in events and events.count("SCAN_COMPLETED") == 1, events
+    # One summary: the first attempt wrote no report, no summary and no pointer.
+    pages = cloud.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="scans/")
+    summaries = [o["Key"] for page in pages for o in page.get("Contents", []) if f"/{ami}-" in o["Key"]]
+    assert len(summaries) == 1, summaries
     assert_scanned_by_snapshot(cloud, ami)
 
 

@@ -264,14 +264,19 @@ def test_every_task_has_a_catch_for_every_error(machine):
             assert any(c["ErrorEquals"] == ["States.ALL"] for c in catches), f"{name} has no catch-all"
 
 
-# The two ways back in launch-scan, each bounded by the state it returns to:
-# one new start after Inspector's INTERNAL_ERROR (the Choice allows it only
-# without `snapshot_attempt`), and one last export once the grace for late
-# findings is spent (export-report never waits once `grace_over` is set).
+# The ways back, each bounded by the state it returns to: one new start
+# after Inspector's INTERNAL_ERROR or after a report that found findings
+# missing (each Choice allows it only on attempt 0), and one last export
+# once the grace for late findings is spent (export-report never waits once
+# `grace_over` is set).
 BOUNDED_RETRIES = {
     ("Start Snapshot Scan Again", "Start Snapshot Scan"),
+    ("Scan Once More For The Missing Findings", "Start Snapshot Scan"),
     ("Stop Waiting For Late Findings", "Export Findings"),
 }
+# The child's one end without an alert: it wrote nothing and hands back to
+# launch-scan, which starts the fresh scan whose report alerts.
+HANDS_BACK = "Hand Back For A Fresh Scan"
 # Only a path that launched an instance has anything to clean up.
 LAUNCHES = {"Launch Scan Instance"}
 LAUNCHED = {"Variable": "$.scan.instance_id", "IsPresent": True}
@@ -400,8 +405,11 @@ def test_every_path_ends_in_one_alert_and_a_start_leads_to_a_wait(machine):
         walked = [p[0] for p in path]
         if not is_terminal(states[name]) or states[name].get("Parameters", {}).get("StateMachineArn") == REPORT_CHILD:
             continue
-        if name == "Report Ended In Failure":
+        if name in ("Report Ended In Failure", "Snapshot Scan Reported"):
             continue  # the child alerted
+        if name == HANDS_BACK:
+            assert launched is not True, f"{' -> '.join(walked + [name])}: only a snapshot scan is scanned again"
+            continue
         assert "Send Alert" in walked, f"{' -> '.join(walked + [name])} ends without an alert"
         assert alert[0] != "started", f"{' -> '.join(walked + [name])} ends on a start announcement"
 
@@ -458,7 +466,10 @@ def test_export_and_result_tags_live_only_in_report_and_cleanup():
     assert sorted(children) == ["Report Instance Scan", "Report Snapshot Scan"]
     for name in children:
         assert launch[name]["Parameters"]["StateMachineArn"] == REPORT_CHILD
-        assert launch[name]["Parameters"]["Name.$"] == "States.Format('{}-report', $.scan.scan_id)"
+    # One child per on-demand attempt: the fresh scan's report is a new execution.
+    assert launch["Report Instance Scan"]["Parameters"]["Name.$"] == "States.Format('{}-report', $.scan.scan_id)"
+    assert launch["Report Snapshot Scan"]["Parameters"]["Name.$"] == (
+        "States.Format('{}-report-{}', $.scan.scan_id, $.scan.snapshot_attempt)")
     report = asl("ReportAndCleanupStateMachine")["States"]
     (result,) = [s for s in report.values() if s.get("Parameters", {}).get("status") == "COMPLETE"]
     assert result["Parameters"]["summary.$"] == "$.summary"
@@ -806,9 +817,15 @@ def test_every_log_group_is_kept_for_the_retention_and_encrypted_with_the_stack_
         config = RESOURCES[logical]["Properties"].get("LoggingConfig", {})
         group = config.get("LogGroup", {}).get("Ref")
         assert group in groups, f"{logical} logs to a log group of the stack's"
-        assert binary in groups[group]["Properties"]["LogGroupName"]["Fn::Sub"], group
+        name, values = groups[group]["Properties"]["LogGroupName"]["Fn::Sub"]
+        assert name == f"/aws/lambda/${{AWS::StackName}}/{binary}-${{StackId}}", group
+        assert values == {"StackId": {"Fn::Select": [4, {"Fn::Split": ["-", {"Fn::Select": [2, {"Fn::Split": [
+            "/", {"Ref": "AWS::StackId"}]}]}]}]}}, group
     assert "StateMachineLogs" in groups
     for logical, group in groups.items():
+        # Kept when the stack goes, under a name no later stack of the same name reuses.
+        assert (group.get("DeletionPolicy"), group.get("UpdateReplacePolicy")) == ("Retain", "Retain"), logical
+        assert "${StackId}" in group["Properties"]["LogGroupName"]["Fn::Sub"][0], logical
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, logical
         assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["Key", "Arn"]}, logical
     logs = next(s for s in RESOURCES["Key"]["Properties"]["KeyPolicy"]["Statement"]

@@ -167,3 +167,52 @@ async fn an_old_pass_whose_rescan_ends_without_a_result_becomes_stale() {
         "PASS"
     );
 }
+
+#[tokio::test]
+async fn a_rescan_starting_on_a_pass_older_than_the_max_age_marks_it_stale_and_a_recent_pass_stands(
+) {
+    let stack = Stack::new("ap-southeast-7").await;
+    let old = "2026-01-05T10:00:00.000Z";
+    let recent = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut amis = Vec::new();
+    for (name, verdict, last) in [
+        ("overdue-pass", "PASS", old),
+        ("overdue-fail", "FAIL", old),
+        ("recent-pass", "PASS", recent.as_str()),
+    ] {
+        let ami = stack
+            .cloud
+            .register_ami(
+                name,
+                &[
+                    (SELECTION_KEY, SELECTION_VALUE),
+                    ("amiscan:verdict", verdict),
+                    ("amiscan:last-scan", last),
+                ],
+            )
+            .await;
+        let started = json!({"scan": Stack::scan_input(&ami), "status": "IN_PROGRESS"});
+        stack.tag_ami().handle(started).await.unwrap();
+        amis.push(ami);
+    }
+    let tags = stack.cloud.image_tags(&amis[0]).await;
+    assert_eq!(
+        (
+            tags["amiscan:status"].as_str(),
+            tags["amiscan:verdict"].as_str(),
+            tags["amiscan:last-scan"].as_str()
+        ),
+        ("IN_PROGRESS", "STALE", old),
+        "an overdue PASS does not stand while its rescan runs"
+    );
+    assert!(tags["amiscan:reason"].contains("older than MaxScanAgeDays (7 days)"));
+    // A FAIL stays FAIL (STALE would let FAIL-only guardrails launch it);
+    // a recent PASS stands.
+    assert_eq!(
+        stack.cloud.image_tags(&amis[1]).await["amiscan:verdict"],
+        "FAIL"
+    );
+    let tags = stack.cloud.image_tags(&amis[2]).await;
+    assert_eq!(tags["amiscan:verdict"], "PASS");
+    assert!(!tags.contains_key("amiscan:reason"));
+}

@@ -19,9 +19,10 @@ pub mod names {
     pub const CONFIGURATION: &str = "ConfigurationError";
     pub const INTERNAL: &str = "InternalError";
     pub const FINDINGS_PENDING: &str = "FindingsPending";
+    pub const FRESH_SCAN_WANTED: &str = "FreshScanWanted";
 
     /// Every name a Lambda can return, for documentation checks.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         INVALID_INPUT,
         NOT_FOUND,
         AMI_NOT_USABLE,
@@ -32,6 +33,7 @@ pub mod names {
         CONFIGURATION,
         INTERNAL,
         FINDINGS_PENDING,
+        FRESH_SCAN_WANTED,
     ];
 }
 
@@ -86,6 +88,14 @@ pub enum Error {
         received: u64,
     },
 
+    /// A snapshot scan's first on-demand scan ended with findings missing
+    /// (or its completion lost) and what arrived would pass: nothing is
+    /// recorded, and launch-scan starts the one fresh scan it allows.
+    #[error(
+        "on-demand scan {scan_id}: {why}; one fresh scan is wanted before INCOMPLETE is recorded"
+    )]
+    FreshScanWanted { scan_id: String, why: String },
+
     /// A bug or an impossible state: not retried.
     #[error("internal error: {0}")]
     Internal(String),
@@ -116,6 +126,7 @@ impl Error {
             Error::Configuration(_) => names::CONFIGURATION,
             Error::Internal(_) => names::INTERNAL,
             Error::FindingsPending { .. } => names::FINDINGS_PENDING,
+            Error::FreshScanWanted { .. } => names::FRESH_SCAN_WANTED,
         }
     }
 

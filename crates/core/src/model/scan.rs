@@ -41,7 +41,9 @@ pub struct ScanContext {
     /// Inspector's id of the on-demand (snapshot) scan, set by start-scan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inspector_scan_id: Option<String>,
-    /// 1 for the one new start after Inspector's `INTERNAL_ERROR`.
+    /// Which on-demand scan of this scan it is, set by start-scan: 0 for the
+    /// first, 1 for the one new start (after Inspector's `INTERNAL_ERROR`, or
+    /// for findings that went missing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_attempt: Option<u32>,
     /// How long launch-scan waits for the snapshot scan's completion.

@@ -81,6 +81,7 @@ pub async fn run(
     }
     let minutes = u64::from(settings.scan_timeout_minutes.0);
     scan.inspector_scan_id = Some(inspector_scan_id.clone());
+    scan.snapshot_attempt = Some(attempt);
     scan.wait_seconds = Some(minutes * 60);
     scan.deadline_at = Some(now + Duration::minutes(minutes as i64));
     let marker = SnapshotMarker {

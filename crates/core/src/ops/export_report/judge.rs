@@ -241,6 +241,17 @@ pub fn snapshot_verdict(
     }
 }
 
+/// Whether the scan should get its one fresh on-demand scan instead of
+/// recording this one: only a `missing` gap on a verdict that is not
+/// already `FAIL` (what arrived would pass), and only on the first
+/// on-demand scan of the scan. A lost best-effort event costs a rescan, not
+/// a blocked AMI; a contradiction is never rescanned away.
+pub fn wants_fresh_scan(verdict: Verdict, gap: Option<Gap>, snapshot_attempt: Option<u32>) -> bool {
+    verdict == Verdict::Incomplete
+        && gap == Some(Gap::Missing)
+        && snapshot_attempt.unwrap_or(0) == 0
+}
+
 /// How GetOnDemandScanStatus's answer disagrees with the completion the
 /// scan was woken with (status, scan id, the AMI), if it does.
 pub fn status_disagreement(

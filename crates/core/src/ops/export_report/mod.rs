@@ -294,6 +294,28 @@ pub async fn run(
             return Err(err);
         }
     };
+    let from_findings = Verdict::of(&tally.active, settings.severity_threshold.0);
+    let (verdict, mut reason, gap) = match (&snapshot, &evidence) {
+        (Some((outcome, _, _)), Some(evidence)) => {
+            snapshot_verdict(outcome, evidence, from_findings)
+        }
+        _ => (from_findings, None, None),
+    };
+    if let Some((outcome, _, _)) = &snapshot {
+        if wants_fresh_scan(verdict, gap, scan.snapshot_attempt) {
+            // Nothing of this attempt is recorded: the fresh scan's report is
+            // the scan's. Its staged findings go with the new start.
+            writers.abort().await;
+            return Err(Error::FreshScanWanted {
+                scan_id: outcome.scan_id.clone(),
+                why: reason.unwrap_or_default(),
+            });
+        }
+        if gap == Some(Gap::Missing) {
+            reason = reason
+                .map(|r| format!("{r} (on the scan's second on-demand scan; no more are started)"));
+        }
+    }
     let Writers {
         findings, report, ..
     } = writers;
@@ -301,14 +323,6 @@ pub async fn run(
     let report_bytes = match report {
         Some((w, _)) => w.finish().await?,
         None => 0,
-    };
-
-    let from_findings = Verdict::of(&tally.active, settings.severity_threshold.0);
-    let (verdict, reason, gap) = match (&snapshot, &evidence) {
-        (Some((outcome, _, _)), Some(evidence)) => {
-            snapshot_verdict(outcome, evidence, from_findings)
-        }
-        _ => (from_findings, None, None),
     };
     let changes = delta(&tally.open, previous.as_ref().map(|p| p.open()));
     drop(previous);

@@ -168,6 +168,35 @@ fn missing_findings_are_waited_for_within_the_grace_then_make_the_scan_incomplet
 }
 
 #[test]
+fn only_a_first_attempt_missing_findings_that_would_pass_gets_a_fresh_scan() {
+    let done = outcome("SUCCESSFUL", Some(3), "2026-11-23T12:05:00Z");
+    let lost = outcome("SUCCESSFUL", None, "2026-11-23T12:05:00Z");
+    for (outcome, received) in [(&done, high(2)), (&lost, high(5))] {
+        let (v, _, gap) = snapshot_verdict(outcome, &received, Verdict::Pass);
+        assert!(wants_fresh_scan(v, gap, Some(0)));
+        assert!(
+            wants_fresh_scan(v, gap, None),
+            "executions started before attempts were numbered"
+        );
+        assert!(
+            !wants_fresh_scan(v, gap, Some(1)),
+            "one fresh scan, then INCOMPLETE"
+        );
+    }
+    // What arrived already fails: no rescan can pass it.
+    let (v, _, gap) = snapshot_verdict(&done, &high(2), Verdict::Fail);
+    assert!(!wants_fresh_scan(v, gap, Some(0)));
+    // A contradiction is never scanned away.
+    let mut padded = high(3);
+    padded.foreign = Some(("findingArn of another scan".into(), 1));
+    let (v, _, gap) = snapshot_verdict(&done, &padded, Verdict::Pass);
+    assert!(!wants_fresh_scan(v, gap, Some(0)));
+    // Complete: nothing to rescan.
+    let (v, _, gap) = snapshot_verdict(&done, &high(3), Verdict::Pass);
+    assert!(!wants_fresh_scan(v, gap, Some(0)));
+}
+
+#[test]
 fn findings_that_already_breach_fail_the_scan_whatever_is_missing_or_contradicted() {
     let done = outcome("SUCCESSFUL", Some(3), "2026-11-23T12:05:00Z");
     let (v, why, gap) = snapshot_verdict(&done, &high(2), Verdict::Fail);

@@ -311,7 +311,9 @@ pub async fn run(
             request.status,
             ScanStatus::Complete | ScanStatus::NotScannable
         );
-    let held = if has_result || ended_without_result {
+    // A rescan starting on an old PASS: the PASS no longer stands while it runs.
+    let starting = request.status == ScanStatus::InProgress && !request.resource_gone;
+    let held = if has_result || ended_without_result || starting {
         Some(held_tags(client, prefix, &ami_id).await?)
     } else {
         None
@@ -323,11 +325,21 @@ pub async fn run(
             .filter(|h| time::later(Some(h), Some(&summary.scanned_at))),
         _ => None,
     };
-    if ended_without_result {
+    if ended_without_result || starting {
         if let Some(held) = &held {
             if held.is_stale(now, settings.max_scan_age_days) {
-                // No fresh result, and the last one is too old to stand.
+                // No fresh result (yet), and the last one is too old to stand.
                 set.insert(prefix.key(tags::VERDICT), STALE.to_string());
+                if starting {
+                    set.insert(
+                        prefix.key(tags::REASON),
+                        tags::tag_value(&format!(
+                            "the last PASS, of {}, is older than MaxScanAgeDays ({} days); a rescan is running",
+                            held.last_scan.as_deref().unwrap_or_default(),
+                            settings.max_scan_age_days
+                        )),
+                    );
+                }
             }
         }
     }
