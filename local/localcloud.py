@@ -456,7 +456,10 @@ class LocalCloud:
                 # SAM writes its generated roles' policies without a Version,
                 # which IAM takes as 2008-10-17 and moto refuses; these use no
                 # policy variable, so the two versions mean the same.
-                document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
+                document = policy["PolicyDocument"]
+                # A document whose keys carry a parameter is text (!Sub).
+                document = json.loads(document) if isinstance(document, str) else document
+                document = {"Version": "2012-10-17", **document}
                 iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
 
     def provision_functions(self, resources, resolve):

@@ -49,6 +49,8 @@ def without(role, sid=None, action=None):
     parsed = copy.deepcopy(stack.template())
     removed = []
     for policy in parsed["Resources"][role]["Properties"]["Policies"]:
+        if "Statement" not in policy["PolicyDocument"]:
+            continue  # a document written as text (Fn::Sub): not one of these cases
         kept = []
         for statement in policy["PolicyDocument"]["Statement"]:
             inner = statement["Fn::If"][1] if "Fn::If" in statement else statement
@@ -185,6 +187,26 @@ def test_tag_ami_may_not_delete_every_tag_of_an_ami(cloud):
     assert cloud.image_tags(ami) == before and before
     ec2.create_tags(Resources=[ami], Tags=[{"Key": "amiscan:note", "Value": "x"}])
     ec2.delete_tags(Resources=[ami], Tags=[{"Key": "amiscan:note"}])
+
+
+def test_find_amis_may_only_turn_a_pass_into_stale(cloud):
+    """find-amis tags an overdue PASS it cannot rescan this run STALE: its
+    role writes the verdict and reason keys, from PASS to STALE, nothing else."""
+    passed = cloud.seed_ami("iam-stale-pass", "ubuntu")
+    failed = cloud.seed_ami("iam-stale-fail", "ubuntu")
+    cloud.client("ec2").create_tags(Resources=[passed], Tags=[{"Key": "amiscan:verdict", "Value": "PASS"}])
+    cloud.client("ec2").create_tags(Resources=[failed], Tags=[{"Key": "amiscan:verdict", "Value": "FAIL"}])
+    ec2 = as_role(cloud, "FindAmisFunctionRole", "ec2")
+    stale = [{"Key": "amiscan:verdict", "Value": "STALE"}, {"Key": "amiscan:reason", "Value": "overdue"}]
+    refused(lambda: ec2.create_tags(Resources=[failed], Tags=stale), "UnauthorizedOperation")
+    refused(lambda: ec2.create_tags(Resources=[passed], Tags=[{"Key": "amiscan:verdict", "Value": "PASS"}]),
+            "UnauthorizedOperation")
+    refused(lambda: ec2.create_tags(Resources=[passed], Tags=stale + [{"Key": "amiscan:status", "Value": "x"}]),
+            "UnauthorizedOperation")
+    assert (cloud.image_tags(passed)["amiscan:verdict"], cloud.image_tags(failed)["amiscan:verdict"]) == ("PASS", "FAIL")
+    ec2.create_tags(Resources=[passed], Tags=stale)
+    assert cloud.image_tags(passed)["amiscan:verdict"] == "STALE"
+    refused(lambda: ec2.create_tags(Resources=[passed], Tags=stale), "UnauthorizedOperation")  # no longer a PASS
 
 
 def test_cleanup_may_not_terminate_an_instance_without_the_scanners_profile(cloud):

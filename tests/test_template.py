@@ -549,6 +549,15 @@ def declared_actions():
 PLATFORM_SIDS = {"WriteItsOwnLogs", "SendTraces", "FailedAsyncInvocationsToTheDeadLetterQueue"}
 
 
+def document_of(policy):
+    """An inline policy's document; one whose condition keys carry a
+    parameter is text under Fn::Sub, read here with its ${...} left as they are."""
+    document = policy["PolicyDocument"]
+    if set(document) == {"Fn::Sub"}:
+        return json.loads(document["Fn::Sub"])
+    return document
+
+
 def role_statements(role, resources=None, platform=False):
     """A role's policy statements, with a statement granted under a condition
     (`Fn::If` with `AWS::NoValue`) counted as granted; without the platform
@@ -558,7 +567,7 @@ def role_statements(role, resources=None, platform=False):
         if "Fn::If" in policy:
             _, policy, otherwise = policy["Fn::If"]
             assert otherwise == {"Ref": "AWS::NoValue"}, policy
-        for statement in policy["PolicyDocument"].get("Statement", []):
+        for statement in document_of(policy).get("Statement", []):
             if "Fn::If" in statement:
                 _, granted, otherwise = statement["Fn::If"]
                 assert otherwise == {"Ref": "AWS::NoValue"}, statement
@@ -639,8 +648,8 @@ def test_a_snapshot_stack_needs_no_network_and_has_no_instance_resource_or_permi
     for name, res in resources.items():
         if res["Type"] == "AWS::Serverless::Function":
             granted = granted_actions(name, resources)
-            # tag-ami tags AMIs; nothing else may launch, pass a role or touch a rule.
-            allowed = {"ec2:CreateTags"} if name == "TagAmiFunction" else set()
+            # tag-ami tags AMIs, find-amis marks an overdue PASS STALE; nothing else may launch, pass a role or touch a rule.
+            allowed = {"ec2:CreateTags"} if name in ("TagAmiFunction", "FindAmisFunction") else set()
             assert not (granted & INSTANCE_ONLY_ACTIONS) - allowed, (name, granted & INSTANCE_ONLY_ACTIONS)
     # No instance function, hence no sweep: nothing to deploy that could not start.
     assert not set(resources) & INSTANCE_FUNCTIONS, set(resources) & INSTANCE_FUNCTIONS
@@ -701,7 +710,7 @@ def test_sam_attaches_no_managed_policy_and_each_role_sends_traces_only_under_tr
         by_sid = {s.get("Sid"): s for s in granted}
         logs = by_sid["WriteItsOwnLogs"]
         assert logs["Resource"] == {"Fn::GetAtt": [logical.replace("Function", "Logs"), "Arn"]}, logical
-        raw = [s for p in roles[f"{logical}Role"]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+        raw = [s for p in roles[f"{logical}Role"]["Properties"]["Policies"] for s in document_of(p)["Statement"]]
         (traces,) = [s for s in raw if "Fn::If" in s and s["Fn::If"][1].get("Sid") == "SendTraces"]
         assert traces["Fn::If"][0] == "TracingOn" and conditions["TracingOn"] == (tracing == "true")
         queues = [s for s in granted if any(a.startswith("sqs:") for a in ([s["Action"]] if isinstance(s["Action"], str)
@@ -1035,7 +1044,8 @@ SHARES = ["ec2:ModifyImageAttribute", "ec2:EnableImage", "ec2:DisableImageDeprec
 def expected_statements(mode, prefix="amiscan:", scan_mode="auto"):
     verdicts = ["FAIL", "INCOMPLETE", "STALE"] if mode == "FAIL_OR_UNSCANNED" else ["FAIL"]
     launcher = {"ArnNotEquals": {"aws:PrincipalArn": LAUNCH_ROLE}} if scan_mode != "snapshot" else {}
-    tagger = {"ArnNotEquals": {"aws:PrincipalArn": TAG_ROLE}}
+    # tag-ami, and find-amis marking an overdue PASS STALE (its own role allows only that).
+    tagger = {"ArnNotEquals": {"aws:PrincipalArn": [TAG_ROLE, NAMES["FindAmisFunctionRole.Arn"]]}}
     out = [{"Sid": "DenyUsingFailedAmis", "Effect": "Deny", "Action": LAUNCH_ACTIONS + SHARES, "Resource": IMAGES,
             "Condition": {"StringEquals": {"ec2:Owner": ACCOUNT, f"ec2:ResourceTag/{prefix}verdict": verdicts},
                           **launcher}}]
@@ -1180,7 +1190,8 @@ def test_the_guardrail_blocks_failed_amis_and_verdict_changes_but_not_amiscan_or
     assert not tag("ec2:DeleteTags", ["Name"])
     assert not tag("ec2:CreateTags", ["amiscan:verdict"], who=TAG_ROLE)
     assert not tag("ec2:DeleteTags", ["amiscan:reason"], who=TAG_ROLE)
-    # Only tag-ami is excepted from the tag statements, not launch-instance.
+    assert not tag("ec2:CreateTags", ["amiscan:verdict"], who=NAMES["FindAmisFunctionRole.Arn"])
+    # Only tag-ami and find-amis are excepted from the tag statements, not launch-instance.
     assert tag("ec2:CreateTags", ["amiscan:verdict"], who=LAUNCH_ROLE)
 
     # Every way to start, share or revive a failed image is refused.

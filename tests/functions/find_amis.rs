@@ -214,9 +214,10 @@ async fn find_amis_counts_running_executions_against_the_cap() {
         .values()
         .any(|r| *r == "concurrent-scan cap of 3 reached; first in line next run"));
     // Every tagged AMI was never scanned: all four are overdue, and the
-    // deferred one is the one the summary says is not being scanned.
+    // deferred one is the one the summary says is not being scanned (the
+    // first is, by yesterday's execution).
     assert_eq!(out.overdue.len(), 4);
-    assert_eq!(out.overdue.iter().filter(|o| !o.scanning).count(), 2);
+    assert_eq!(out.overdue.iter().filter(|o| !o.scanning).count(), 1);
     // The run started one execution: three now run, the cap.
     let running = stack.cloud.executions(&machine).await;
     assert_eq!(running.len(), 3);
@@ -224,7 +225,78 @@ async fn find_amis_counts_running_executions_against_the_cap() {
     assert_eq!(messages.len(), 1);
     let (_, body, _) = message_of(&messages[0]);
     assert_eq!(body["in_flight"], 2);
-    assert_eq!(body["counts"]["overdue_not_scanning"], 2);
+    assert_eq!(body["counts"]["overdue_not_scanning"], 1);
+}
+
+#[tokio::test]
+async fn an_overdue_pass_that_no_scan_of_the_run_reaches_is_tagged_stale() {
+    let stack = Stack::new("ap-east-2").await;
+    let machine = stack
+        .cloud
+        .create_waiting_state_machine("amiscan-launch-scan-waiting")
+        .await;
+    let recent = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let mut amis = BTreeMap::new();
+    for (label, verdict, last) in [
+        ("oldest-pass", "PASS", "2026-01-01T00:00:00.000Z"),
+        ("old-pass", "PASS", "2026-02-01T00:00:00.000Z"),
+        ("old-fail", "FAIL", "2026-02-01T00:00:00.000Z"),
+        ("busy-pass", "PASS", "2026-02-01T00:00:00.000Z"),
+        ("recent-pass", "PASS", recent.as_str()),
+    ] {
+        let ami = stack
+            .cloud
+            .register_ami(
+                label,
+                &[
+                    (SELECTION_KEY, SELECTION_VALUE),
+                    ("amiscan:verdict", verdict),
+                    ("amiscan:last-scan", last),
+                ],
+            )
+            .await;
+        amis.insert(label, ami);
+    }
+    // Yesterday's scan of one is still running: it counts against the cap of
+    // 2, so the run starts one scan, of the AMI scanned longest ago.
+    let yesterday = format!("{}-20261130", amis["busy-pass"]);
+    stack.cloud.start_execution(&machine, &yesterday).await;
+    let out = stack
+        .find_amis_on(&machine, 2, &[])
+        .handle(json!({}))
+        .await
+        .unwrap();
+    assert_eq!(out.started.len(), 1, "{out:?}");
+    assert_eq!(out.started[0].ami_id, amis["oldest-pass"]);
+    let marked: Vec<&str> = out
+        .overdue
+        .iter()
+        .filter(|o| o.marked_stale)
+        .map(|o| o.ami_id.as_str())
+        .collect();
+    assert_eq!(marked, [amis["old-pass"].as_str()]);
+    assert!(out.not_marked_stale.is_empty());
+    let tags = stack.cloud.image_tags(&amis["old-pass"]).await;
+    assert_eq!(tags["amiscan:verdict"], "STALE");
+    assert!(tags["amiscan:reason"].contains("older than MaxScanAgeDays (7 days)"));
+    assert_eq!(tags["amiscan:last-scan"], "2026-02-01T00:00:00.000Z");
+    // A FAIL stays FAIL; a recent PASS stands; a started or running scan
+    // marks its own AMI when it starts (tag-ami), not find-amis.
+    for (label, verdict) in [
+        ("old-fail", "FAIL"),
+        ("recent-pass", "PASS"),
+        ("oldest-pass", "PASS"),
+        ("busy-pass", "PASS"),
+    ] {
+        assert_eq!(
+            stack.cloud.image_tags(&amis[label]).await["amiscan:verdict"],
+            verdict,
+            "{label}"
+        );
+    }
+    let messages = stack.notifications();
+    let (_, body, _) = message_of(&messages[0]);
+    assert_eq!(body["counts"]["marked_stale"], 1);
 }
 
 #[tokio::test]

@@ -26,6 +26,9 @@ pub const SCAN_ID: &str = "scan-id";
 pub const REASON: &str = "reason";
 pub const LAST_SCAN: &str = "last-scan";
 pub const VERDICT: &str = "verdict";
+/// The verdict value of a `PASS` older than `MaxScanAgeDays` with no newer
+/// result: it no longer stands.
+pub const STALE: &str = "STALE";
 pub const REPORT_URI: &str = "report-uri";
 pub const FINDINGS: &str = "findings";
 /// Active findings an exception in force accepts (not in the counts).

@@ -31,34 +31,58 @@ pub enum Pointer {
     KeptNewer,
 }
 
-/// Moves the AMI's pointer to `latest` unless it names a newer scan: read
-/// with its ETag, compare the scan times, write only if the object is
-/// still the one read (S3 `If-Match`, or `If-None-Match: *` when there was
-/// none), and read again when another export wrote it meanwhile.
+/// The AMI's pointer as one read found it: what a conditional write of it
+/// requires, and what it names (`None`: absent or unreadable).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PointerRead {
+    pub precondition: s3::Precondition,
+    pub held: Option<Latest>,
+}
+
+async fn read_pointer(s3_client: &s3::Client, bucket: &str, key: &str) -> Result<PointerRead> {
+    Ok(match s3::get_versioned(s3_client, bucket, key).await? {
+        None => PointerRead {
+            precondition: s3::Precondition::Absent,
+            held: None,
+        },
+        Some(s3::Versioned { body, etag, .. }) => PointerRead {
+            precondition: s3::Precondition::Unchanged(etag),
+            held: serde_json::from_slice(&body)
+                .map_err(|e| warn!(error = %e, key, "the pointer is unreadable"))
+                .ok(),
+        },
+    })
+}
+
+/// Moves the AMI's pointer to `latest` unless it names a newer scan: from
+/// the read the export began with (`first`, if any, else a new one),
+/// compare the scan times, write only if the object is still the one read
+/// (S3 `If-Match`, or `If-None-Match: *` when there was none), and read
+/// again when another export wrote it meanwhile.
 pub async fn advance_pointer(
     s3_client: &s3::Client,
     bucket: &str,
     kms: &str,
     ami_id: &str,
     latest: &Latest,
+    first: Option<PointerRead>,
 ) -> Result<Pointer> {
     let key = report::latest_key(ami_id);
     let body = serde_json::to_vec(latest)
         .map_err(|e| Error::Internal(format!("encoding the pointer: {e}")))?;
+    let mut first = first;
     for _ in 0..POINTER_TRIES {
-        let precondition = match s3::get_versioned(s3_client, bucket, &key).await? {
-            None => s3::Precondition::Absent,
-            Some(s3::Versioned { body, etag, .. }) => {
-                let held: Option<Latest> = serde_json::from_slice(&body).ok();
-                if let Some(held) = held.filter(|h| h.scan_id != latest.scan_id) {
-                    if time::later(held.scanned_at.as_deref(), latest.scanned_at.as_deref()) {
-                        info!(ami_id, held = %held.scan_id, this = %latest.scan_id, "a newer scan holds the pointer: kept");
-                        return Ok(Pointer::KeptNewer);
-                    }
-                }
-                s3::Precondition::Unchanged(etag)
-            }
+        let read = match first.take() {
+            Some(read) => read,
+            None => read_pointer(s3_client, bucket, &key).await?,
         };
+        if let Some(held) = read.held.filter(|h| h.scan_id != latest.scan_id) {
+            if time::later(held.scanned_at.as_deref(), latest.scanned_at.as_deref()) {
+                info!(ami_id, held = %held.scan_id, this = %latest.scan_id, "a newer scan holds the pointer: kept");
+                return Ok(Pointer::KeptNewer);
+            }
+        }
+        let precondition = read.precondition;
         if s3::put_small_if(s3_client, bucket, kms, &key, body.clone(), &precondition).await? {
             return Ok(Pointer::Moved);
         }
@@ -110,23 +134,19 @@ pub async fn load_exceptions(
 }
 
 /// The AMI's previous completed scan (whatever its mode): its pointer, and
-/// its summary record with every open vulnerability. A retried export of
-/// the scan the pointer already names compares with the one before.
+/// its summary record with every open vulnerability; and the pointer as
+/// read, for [`advance_pointer`]'s conditional write. A retried export of
+/// the scan the pointer already names compares with the one before; an
+/// unreadable pointer is a first scan.
 pub async fn load_previous(
     s3_client: &s3::Client,
     bucket: &str,
     scan: &ScanContext,
-) -> Result<(Option<Latest>, Option<ScanSummary>)> {
+) -> Result<(Option<Latest>, Option<ScanSummary>, PointerRead)> {
     let key = report::latest_key(scan.ami_id.as_str());
-    let Some(bytes) = s3::get_bytes(s3_client, bucket, &key).await? else {
-        return Ok((None, None));
-    };
-    let latest: Latest = match serde_json::from_slice(&bytes) {
-        Ok(l) => l,
-        Err(e) => {
-            warn!(error = %e, key, "the previous scan's pointer is unreadable; treated as a first scan");
-            return Ok((None, None));
-        }
+    let read = read_pointer(s3_client, bucket, &key).await?;
+    let Some(latest) = read.held.clone() else {
+        return Ok((None, None, read));
     };
     let previous = if latest.scan_id == scan.scan_id.as_str() {
         latest.previous.map(|b| *b)
@@ -134,7 +154,7 @@ pub async fn load_previous(
         Some(latest)
     };
     let Some(previous) = previous else {
-        return Ok((None, None));
+        return Ok((None, None, read));
     };
     let summary = match s3::get_bytes(s3_client, bucket, &previous.summary_key).await? {
         Some(bytes) => serde_json::from_slice::<ScanSummary>(&bytes)
@@ -144,7 +164,7 @@ pub async fn load_previous(
     };
     // An expired or unreadable record: this scan is compared with nothing.
     Ok(match summary {
-        Some(summary) => (Some(previous), Some(summary)),
-        None => (None, None),
+        Some(summary) => (Some(previous), Some(summary), read),
+        None => (None, None, read),
     })
 }

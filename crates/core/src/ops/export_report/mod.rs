@@ -212,7 +212,7 @@ pub async fn run(
 
     let (exception_list, exceptions_file, exceptions_error) =
         load_exceptions(s3_client, bucket, scanned_at).await?;
-    let (previous_ref, previous) = load_previous(s3_client, bucket, &scan).await?;
+    let (previous_ref, previous, pointer_read) = load_previous(s3_client, bucket, &scan).await?;
     // Exceptions name AMIs by a glob over their name: the name EC2 gives,
     // never the one in the execution's input.
     let ami_name = if exception_list.is_empty() {
@@ -415,7 +415,17 @@ pub async fn run(
                 })
             }),
         };
-        Some(advance_pointer(s3_client, bucket, kms, &summary.ami_id, &latest).await?)
+        Some(
+            advance_pointer(
+                s3_client,
+                bucket,
+                kms,
+                &summary.ami_id,
+                &latest,
+                Some(pointer_read),
+            )
+            .await?,
+        )
     } else {
         None
     };

@@ -324,6 +324,11 @@ pub async fn run(
             .chain(&output.already_running)
             .any(|s| s.ami_id == entry.ami_id);
     }
+    // A scan already running elsewhere marked its AMI when it started.
+    for entry in &mut overdue {
+        entry.scanning |= busy.contains_key(entry.ami_id.as_str());
+    }
+    output.not_marked_stale = mark_stale(ec2_client, settings, &mut overdue, now).await;
     output.overdue = overdue;
 
     if worth_alerting(&output, request) {
@@ -354,4 +359,64 @@ pub async fn run(
         });
     }
     Ok(output)
+}
+
+/// Tags `STALE` every overdue AMI whose verdict is `PASS` and which no scan
+/// of this run reaches (the concurrent-scan cap): its `PASS` no longer
+/// stands until a later run rescans it. (A scan that starts does the same
+/// through tag-ami.) The role may write only the verdict and reason keys,
+/// and only on an image whose verdict is `PASS`. A failure is reported, not
+/// fatal: the scans are already started.
+async fn mark_stale(
+    client: &ec2::Client,
+    settings: &FindSettings,
+    overdue: &mut [Overdue],
+    now: DateTime<Utc>,
+) -> Vec<Skipped> {
+    let pass = crate::model::Verdict::Pass.as_str();
+    let writes: Vec<_> = overdue
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !o.scanning && o.last_scanned.is_some() && o.verdict.as_deref() == Some(pass))
+        .map(|(i, o)| {
+            let mut set = std::collections::BTreeMap::new();
+            set.insert(settings.tag_prefix.key(tags::VERDICT), tags::STALE.to_string());
+            set.insert(
+                settings.tag_prefix.key(tags::REASON),
+                tags::tag_value(&format!(
+                    "the last PASS, of {}, is older than MaxScanAgeDays ({} days); the run of {} could not start its rescan (concurrent-scan cap)",
+                    o.last_scanned.map(crate::model::time::timestamp).unwrap_or_default(),
+                    settings.max_scan_age_days,
+                    crate::model::time::timestamp(now)
+                )),
+            );
+            (i, o.ami_id.clone(), set)
+        })
+        .collect();
+    let results: Vec<_> = stream::iter(writes)
+        .map(|(i, ami, set)| async move {
+            let result = ec2::create_tags(client, ami.as_str(), &set).await;
+            (i, ami, result)
+        })
+        .buffer_unordered(START_CONCURRENCY)
+        .collect()
+        .await;
+    let mut failed = Vec::new();
+    for (i, ami, result) in results {
+        match result {
+            Ok(()) => {
+                info!(ami_id = %ami, "overdue PASS tagged STALE");
+                overdue[i].marked_stale = true;
+            }
+            Err(e) => {
+                warn!(ami_id = %ami, error = %e, "overdue PASS not tagged STALE");
+                failed.push(Skipped {
+                    ami_id: ami.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    failed.sort_by(|a, b| a.ami_id.cmp(&b.ami_id));
+    failed
 }

@@ -12,6 +12,8 @@ pub struct AmiCandidate {
     pub state: String,
     /// When amiscan last completed a scan of it, from its tags.
     pub last_scanned: Option<DateTime<Utc>>,
+    /// Its verdict tag, as EC2 gave it.
+    pub verdict: Option<String>,
 }
 
 impl AmiCandidate {
@@ -26,6 +28,7 @@ impl AmiCandidate {
                 .unwrap_or_else(|| "unknown".into()),
             last_scanned: ec2::tag(image.tags(), &prefix.key(tags::LAST_SCAN))
                 .and_then(crate::model::time::parse),
+            verdict: ec2::tag(image.tags(), &prefix.key(tags::VERDICT)).map(str::to_string),
         })
     }
 
@@ -64,6 +67,13 @@ pub struct Overdue {
     pub scan_age_days: Option<i64>,
     /// Whether this run started (or found running) its scan.
     pub scanning: bool,
+    /// Its verdict tag when the run began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    /// Whether this run tagged its old `PASS` `STALE` (no scan of this run
+    /// reaches it; a started scan's own start does that).
+    #[serde(default)]
+    pub marked_stale: bool,
 }
 
 /// find-amis' result.
@@ -84,6 +94,9 @@ pub struct FindOutput {
     /// (or that were never scanned), oldest first.
     #[serde(default)]
     pub overdue: Vec<Overdue>,
+    /// Overdue `PASS` AMIs this run could not tag `STALE`, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_marked_stale: Vec<Skipped>,
     /// Queue messages that were no trigger amiscan knows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ignored: Vec<Skipped>,

@@ -94,6 +94,8 @@ pub fn overdue(candidates: &[AmiCandidate], max_age_days: u32, now: DateTime<Utc
             last_scanned: c.last_scanned,
             scan_age_days: c.scan_age_days(now),
             scanning: false,
+            verdict: c.verdict.clone(),
+            marked_stale: false,
         })
         .collect();
     out.sort_by(|a, b| {

@@ -71,6 +71,7 @@ pub fn summary(
     };
     let severity = if !output.failed.is_empty()
         || !output.ignored.is_empty()
+        || !output.not_marked_stale.is_empty()
         || output.exceptions_error.is_some()
     {
         "ERROR"
@@ -98,6 +99,8 @@ pub fn summary(
                 "failed": output.failed.len(),
                 "overdue": output.overdue.len(),
                 "overdue_not_scanning": overdue_left,
+                "marked_stale": output.overdue.iter().filter(|o| o.marked_stale).count(),
+                "not_marked_stale": output.not_marked_stale.len(),
                 "ignored": output.ignored.len(),
                 "expiring": output.expiring.len(),
             },
@@ -109,6 +112,7 @@ pub fn summary(
             "failed": first_listed(&output.failed),
             "overdue": first_listed(&output.overdue),
             "ignored": first_listed(&output.ignored),
+            "not_marked_stale": first_listed(&output.not_marked_stale),
             "not_listed": {
                 "started": output.started.len().saturating_sub(LISTED_PER_KIND),
                 "already_running": output.already_running.len().saturating_sub(LISTED_PER_KIND),
@@ -184,6 +188,25 @@ pub(crate) fn summary_text(
             "Overdue (no completed scan in {} days) and not scanned by this run: {}",
             settings.max_scan_age_days,
             list(late)
+        ));
+    }
+    let stale: Vec<&str> = output
+        .overdue
+        .iter()
+        .filter(|o| o.marked_stale)
+        .map(|o| o.ami_id.as_str())
+        .collect();
+    if !stale.is_empty() {
+        lines.push(format!(
+            "Tagged STALE (their PASS is older than {} days and no scan of this run reaches them): {}",
+            settings.max_scan_age_days,
+            list(stale)
+        ));
+    }
+    for not in output.not_marked_stale.iter().take(TEXT_LISTED) {
+        lines.push(format!(
+            "Could not tag {} STALE: {}",
+            not.ami_id, not.reason
         ));
     }
     for failed in output.failed.iter().take(TEXT_LISTED) {

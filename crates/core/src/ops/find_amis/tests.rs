@@ -8,6 +8,7 @@ fn ami(id: &str, state: &str, last: Option<&str>) -> AmiCandidate {
         platform: "Linux/UNIX".into(),
         state: state.into(),
         last_scanned: last.map(|t| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc)),
+        verdict: None,
     }
 }
 
@@ -261,6 +262,8 @@ fn the_summary_says_nothing_tagged_or_how_many_started() {
             last_scanned: None,
             scan_age_days: None,
             scanning: false,
+            verdict: None,
+            marked_stale: false,
         }],
         ..FindOutput::default()
     };

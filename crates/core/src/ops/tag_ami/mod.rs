@@ -392,7 +392,7 @@ pub async fn run(
 }
 
 /// The verdict tag of a `PASS` too old to stand.
-pub const STALE: &str = "STALE";
+pub use tags::STALE;
 
 /// What the AMI carries of its last completed scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
