@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "local"))
 import stack  # noqa: E402
-from localcloud import BUCKET, LocalCloud  # noqa: E402
+from localcloud import ACCOUNT, BUCKET, REGION, LocalCloud  # noqa: E402
 
 EVENTS = ROOT / "events"
 
@@ -207,6 +207,22 @@ def test_find_amis_may_only_turn_a_pass_into_stale(cloud):
     ec2.create_tags(Resources=[passed], Tags=stale)
     assert cloud.image_tags(passed)["amiscan:verdict"] == "STALE"
     refused(lambda: ec2.create_tags(Resources=[passed], Tags=stale), "UnauthorizedOperation")  # no longer a PASS
+
+
+def test_each_schedule_role_is_assumed_only_for_its_own_schedule(cloud):
+    """Scheduler assumes the sweep's role only for the sweep schedule, which
+    may then invoke cleanup and nothing else; the weekly run's role only for
+    the weekly schedule."""
+    schedule = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/amiscan-"
+    sweep_role, weekly_role = (cloud.names[f"{r}.Arn"] for r in ("CleanupFunctionHourlySweepRole", "SchedulerRole"))
+    for role, other in ((sweep_role, "weekly"), (weekly_role, "sweep"), (sweep_role, "someone-elses")):
+        with pytest.raises(PermissionError):
+            cloud.session(role, "other", service="scheduler.amazonaws.com", source_arn=schedule + other)
+    credentials = cloud.session(sweep_role, "sweep", service="scheduler.amazonaws.com", source_arn=schedule + "sweep")
+    lam = cloud.client("lambda", credentials)
+    answer = lam.invoke(FunctionName=cloud.names["CleanupFunction"], Payload=json.dumps({"sweep": True}).encode())
+    assert "FunctionError" not in answer, answer["Payload"].read()
+    refused(lambda: lam.invoke(FunctionName=cloud.names["TagAmiFunction"], Payload=b"{}"), "AccessDeniedException")
 
 
 def test_cleanup_may_not_terminate_an_instance_without_the_scanners_profile(cloud):

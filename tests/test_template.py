@@ -1001,6 +1001,29 @@ def test_new_amis_and_the_weekly_run_reach_find_amis_through_one_fifo_message_gr
                                             {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}]
 
 
+def test_each_schedule_role_trusts_only_its_own_schedule():
+    """Scheduler assumes a role for one schedule: the weekly run's and the
+    sweep's trust name that schedule (confused deputy prevention), and the
+    sweep's role may invoke only cleanup."""
+    schedules = {"SchedulerRole": "weekly", "CleanupFunctionHourlySweepRole": "sweep"}
+    for role, schedule in schedules.items():
+        (trust,) = RESOURCES[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}, role
+        assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}, role
+        assert trust["Condition"]["ArnEquals"] == {"aws:SourceArn": {"Fn::Sub": (
+            "arn:${AWS::Partition}:scheduler:${AWS::Region}:${AWS::AccountId}:schedule/default/${AWS::StackName}-"
+            + schedule)}}, role
+    sweep = RESOURCES["CleanupFunction"]["Properties"]["Events"]["HourlySweep"]["Properties"]
+    assert sweep["Name"] == {"Fn::Sub": "${AWS::StackName}-sweep"}
+    assert sweep["RoleArn"] == {"Fn::GetAtt": ["CleanupFunctionHourlySweepRole", "Arn"]}
+    assert RESOURCES["CleanupFunctionHourlySweepRole"]["Condition"] == RESOURCES["CleanupFunction"]["Condition"]
+    granted = {s["Action"]: s["Resource"] for s in role_statements("CleanupFunctionHourlySweepRole")}
+    assert granted == {"lambda:InvokeFunction": {"Fn::GetAtt": ["CleanupFunction", "Arn"]},
+                       "sqs:SendMessage": {"Fn::GetAtt": ["ScheduleDeadLetterQueue", "Arn"]}}
+    weekly = RESOURCES["WeeklySchedule"]["Properties"]
+    assert weekly["Name"] == {"Fn::Sub": "${AWS::StackName}-weekly"}
+
+
 @pytest.mark.parametrize("value", ["TAGGED", "ALL", "OFF"])
 def test_scan_on_create_off_creates_no_rule_and_every_value_reaches_find_amis(value):
     resources, failed = deployed(ScanOnCreate=value, **NETWORK)

@@ -125,6 +125,18 @@ pub fn summary(
     }
 }
 
+/// The AMIs named in a line of the text, the first `TEXT_LISTED` and how
+/// many more; `None` for none.
+fn named<'a>(ids: impl Iterator<Item = &'a str>) -> Option<String> {
+    let ids: Vec<&str> = ids.collect();
+    let shown = ids[..ids.len().min(TEXT_LISTED)].join(", ");
+    match ids.len().saturating_sub(TEXT_LISTED) {
+        _ if ids.is_empty() => None,
+        0 => Some(shown),
+        more => Some(format!("{shown} and {more} more")),
+    }
+}
+
 /// What an email subscriber reads of a run: what it looked at, what it
 /// started, deferred and could not start, and what is overdue.
 pub(crate) fn summary_text(
@@ -136,21 +148,8 @@ pub(crate) fn summary_text(
         "Looked at {selection}: {} found, {} scans already in flight.",
         output.found, output.in_flight
     )];
-    let list = |ids: Vec<&str>| {
-        let shown: Vec<&str> = ids.iter().take(TEXT_LISTED).copied().collect();
-        let more = ids.len().saturating_sub(TEXT_LISTED);
-        if more > 0 {
-            format!("{} and {more} more", shown.join(", "))
-        } else {
-            shown.join(", ")
-        }
-    };
-    if !output.started.is_empty() {
-        lines.push(format!(
-            "Started {}: {}",
-            output.started.len(),
-            list(output.started.iter().map(|s| s.ami_id.as_str()).collect())
-        ));
+    if let Some(ids) = named(output.started.iter().map(|s| s.ami_id.as_str())) {
+        lines.push(format!("Started {}: {ids}", output.started.len()));
     }
     if !output.already_running.is_empty() {
         lines.push(format!(
@@ -158,17 +157,11 @@ pub(crate) fn summary_text(
             output.already_running.len()
         ));
     }
-    let capped: Vec<&str> = output
-        .skipped
-        .iter()
-        .filter(|s| deferred(s))
-        .map(|s| s.ami_id.as_str())
-        .collect();
-    if !capped.is_empty() {
+    let capped = output.skipped.iter().filter(|s| deferred(s));
+    if let Some(ids) = named(capped.map(|s| s.ami_id.as_str())) {
         lines.push(format!(
-            "Deferred to the next run (concurrent-scan cap of {}): {}",
-            settings.max_concurrent_scans,
-            list(capped)
+            "Deferred to the next run (concurrent-scan cap of {}): {ids}",
+            settings.max_concurrent_scans
         ));
     }
     let other = output.skipped.iter().filter(|s| !deferred(s)).count();
@@ -177,30 +170,18 @@ pub(crate) fn summary_text(
             "Skipped for another reason: {other} (see the JSON message or find-amis' output)"
         ));
     }
-    let late: Vec<&str> = output
-        .overdue
-        .iter()
-        .filter(|o| !o.scanning)
-        .map(|o| o.ami_id.as_str())
-        .collect();
-    if !late.is_empty() {
+    let late = output.overdue.iter().filter(|o| !o.scanning);
+    if let Some(ids) = named(late.map(|o| o.ami_id.as_str())) {
         lines.push(format!(
-            "Overdue (no completed scan in {} days) and not scanned by this run: {}",
-            settings.max_scan_age_days,
-            list(late)
+            "Overdue (no completed scan in {} days) and not scanned by this run: {ids}",
+            settings.max_scan_age_days
         ));
     }
-    let stale: Vec<&str> = output
-        .overdue
-        .iter()
-        .filter(|o| o.marked_stale)
-        .map(|o| o.ami_id.as_str())
-        .collect();
-    if !stale.is_empty() {
+    let stale = output.overdue.iter().filter(|o| o.marked_stale);
+    if let Some(ids) = named(stale.map(|o| o.ami_id.as_str())) {
         lines.push(format!(
-            "Tagged STALE (their PASS is older than {} days and no scan of this run reaches them): {}",
-            settings.max_scan_age_days,
-            list(stale)
+            "Tagged STALE (their PASS is older than {} days and no scan of this run reaches them): {ids}",
+            settings.max_scan_age_days
         ));
     }
     for not in output.not_marked_stale.iter().take(TEXT_LISTED) {
