@@ -362,7 +362,7 @@ pub async fn run(
 }
 
 /// Tags `STALE` every overdue AMI whose verdict is `PASS` and which no scan
-/// of this run reaches (the concurrent-scan cap): its `PASS` no longer
+/// of this run reaches (the concurrent-scan cap, a start that failed): its `PASS` no longer
 /// stands until a later run rescans it. (A scan that starts does the same
 /// through tag-ami.) The role may write only the verdict and reason keys,
 /// and only on an image whose verdict is `PASS`. A failure is reported, not
@@ -384,7 +384,7 @@ async fn mark_stale(
             set.insert(
                 settings.tag_prefix.key(tags::REASON),
                 tags::tag_value(&format!(
-                    "the last PASS, of {}, is older than MaxScanAgeDays ({} days); the run of {} could not start its rescan (concurrent-scan cap)",
+                    "the last PASS, of {}, is older than MaxScanAgeDays ({} days), and the run of {} started no rescan of it",
                     o.last_scanned.map(crate::model::time::timestamp).unwrap_or_default(),
                     settings.max_scan_age_days,
                     crate::model::time::timestamp(now)
