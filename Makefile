@@ -68,8 +68,9 @@ guardrail-scp: venv
 lint: tools
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cfn-lint template.yaml
+	cfn-lint template.yaml member.yaml
 	$(CHECKOV_VENV)/bin/checkov -f template.yaml --config-file .checkov.yaml
+	$(CHECKOV_VENV)/bin/checkov -f member.yaml --config-file .checkov.yaml
 	for f in statemachines/*.asl.json; do node_modules/.bin/asl-validator --no-arn-check --json-path "$$f" || exit 1; done
 
 fmt:

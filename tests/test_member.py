@@ -1,0 +1,152 @@
+"""member.yaml, the stack a service-managed StackSet rolls out to member
+accounts and Regions: plain CloudFormation, account-wide roles only in the
+home Region, a role only the hub's function roles may assume with exactly
+what those functions do in a member account, and rules that forward only the
+account's own events to the hub's bus.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "local"))
+import stack  # noqa: E402
+
+MEMBER = stack.template(ROOT / "member.yaml")
+HUB, MEMBER_ACCOUNT = "111122223333", "444455556666"
+HUB_ROLES = [f"arn:aws:iam::{HUB}:role/amiscan-TagAmiFunctionRole-ABC",
+             f"arn:aws:iam::{HUB}:role/amiscan-StartScanFunctionRole-DEF"]
+BUS = f"arn:aws:events:eu-west-1:{HUB}:event-bus/amiscan-hub"
+# What stays in the hub: reports, queues, the topic, the key, executions, logs.
+HUB_ONLY = ("s3:", "sqs:", "sns:", "kms:", "states:", "logs:", "xray:")
+INSTANCE_ONLY = {"ec2:RunInstances", "ec2:TerminateInstances", "iam:PassRole", "events:PutRule", "events:PutTargets",
+                 "events:TagResource", "events:ListRules", "events:RemoveTargets", "events:DeleteRule"}
+
+
+def deployed(region="eu-west-1", **parameters):
+    """The member stack's resources in one account and Region, every
+    intrinsic resolved as CloudFormation would."""
+    values = {"HubAccountId": HUB, "HubRegion": "eu-west-1", "HubRoleArns": ",".join(HUB_ROLES),
+              "HomeRegion": "eu-west-1", **parameters}
+    values = stack.parameter_values(MEMBER, values)
+    conditions = stack.conditions_of(MEMBER, {**values, "AWS::Region": region})
+    names = {**values, "HubRoleArns": values["HubRoleArns"].split(","), "AWS::Region": region,
+             "AWS::AccountId": MEMBER_ACCOUNT, "AWS::Partition": "aws", "AWS::StackName": "StackSet-amiscan-member"}
+    resources = {k: v for k, v in MEMBER["Resources"].items() if conditions.get(v.get("Condition"), True)}
+    for logical, res in resources.items():
+        if res["Type"] == "AWS::IAM::Role":
+            name = stack.Resolver(names, conditions)(res["Properties"]["RoleName"])
+            names[f"{logical}.Arn"] = f"arn:aws:iam::{MEMBER_ACCOUNT}:role/{name}"
+        names.setdefault(logical, logical.lower())
+        names.setdefault(f"{logical}.Arn", f"arn:aws:x::{MEMBER_ACCOUNT}:{logical}")
+        names.setdefault(f"{logical}.GroupId", "sg-0123456789abcdef0")
+    resolve = stack.Resolver(names, conditions)
+    return {k: resolve(v) for k, v in resources.items()}
+
+
+def statements(role):
+    return [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def actions_of(role, effect="Allow"):
+    out = set()
+    for s in statements(role):
+        if s["Effect"] == effect:
+            out.update([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    return out
+
+
+def test_member_yaml_is_plain_cloudformation_a_service_managed_stackset_can_deploy():
+    assert "Transform" not in MEMBER, "a StackSet cannot use a template with a macro"
+    kinds = {r["Type"] for r in MEMBER["Resources"].values()}
+    assert not {k for k in kinds if k.startswith(("AWS::Serverless::", "AWS::Lambda::"))}, kinds
+    assert not {k for k in kinds if k.startswith(("AWS::S3::", "AWS::SQS::", "AWS::SNS::", "AWS::KMS::"))}, kinds
+
+
+def test_cfn_lint_and_checkov_accept_it():
+    venv = Path(sys.executable).parent
+    lint = subprocess.run([venv / "cfn-lint", ROOT / "member.yaml"], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+@pytest.mark.parametrize("region", ["eu-west-1", "us-east-1"])
+def test_account_wide_resources_exist_once_and_rules_in_every_region(region):
+    resources = deployed(region)
+    home = region == "eu-west-1"
+    roles = {k for k, r in resources.items() if r["Type"] == "AWS::IAM::Role"}
+    assert roles == ({"MemberRole", "ForwarderRole"} if home else set())
+    rules = {k for k, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
+    assert rules == {"FindingsRule", "CompletionRule", "AmiAvailableRule"}
+    # With a subnet here, the scanner's role and profile are named after the
+    # Region: one per Region that scans on instances, never created twice.
+    here = deployed(region, InstanceScans="ON", SubnetId="subnet-0123456789abcdef0", VpcId="vpc-0123456789abcdef0")
+    scanner = {k: r for k, r in here.items() if k.startswith("Scanner")}
+    assert set(scanner) == {"ScannerRole", "ScannerProfile", "ScannerSecurityGroup"}
+    assert scanner["ScannerRole"]["Properties"]["RoleName"] == f"amiscan-scanner-{region}"
+    assert scanner["ScannerProfile"]["Properties"]["InstanceProfileName"] == f"amiscan-scanner-{region}"
+    assert {"Key": "amiscan:managed", "Value": "true"} in scanner["ScannerSecurityGroup"]["Properties"]["Tags"]
+    assert not [k for k in deployed(region, InstanceScans="ON") if k.startswith("Scanner")], "no subnet, no scanner"
+    assert not [k for k in deployed(region, SubnetId="subnet-0123456789abcdef0", VpcId="vpc-0123456789abcdef0")
+                if k.startswith("Scanner")], "instance scans OFF"
+
+
+def test_only_the_hubs_function_roles_pinned_to_the_hub_account_may_assume_the_member_role():
+    role = deployed()["MemberRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust == {"Sid": "OnlyTheHubsFunctions", "Effect": "Allow", "Action": "sts:AssumeRole",
+                     "Principal": {"AWS": f"arn:aws:iam::{HUB}:root"},
+                     "Condition": {"ArnEquals": {"aws:PrincipalArn": HUB_ROLES}}}
+    assert role["RoleName"] == "amiscan-member"
+
+
+def test_the_member_role_grants_what_the_hubs_functions_do_in_a_member_account_and_no_more():
+    table = json.loads((ROOT / "tests/iam-actions.json").read_text())["functions"]
+    needed = {a for actions in table.values() for a in actions if not a.startswith(HUB_ONLY)}
+    on = deployed(InstanceScans="ON")["MemberRole"]
+    off = deployed()["MemberRole"]
+    assert actions_of(on) == needed, actions_of(on) ^ needed
+    assert actions_of(off) == needed - INSTANCE_ONLY, actions_of(off) ^ (needed - INSTANCE_ONLY)
+    assert actions_of(on, "Deny") == {"ec2:DeleteTags"}, "never DeleteTags without keys"
+    by_sid = {s.get("Sid"): s for s in statements(on)}
+    own = {"StringEquals": {"ec2:Owner": MEMBER_ACCOUNT}}
+    assert by_sid["TagOnlyOwnImagesUnderThePrefix"]["Condition"] == {
+        **own, "ForAllValues:StringLike": {"aws:TagKeys": "amiscan:*"}}
+    assert by_sid["FailActionOnOwnImagesOnly"]["Condition"] == own
+    # Scan rules here may only target the hub's bus, with the forwarder.
+    assert by_sid["TargetOnlyTheHubsBus"]["Condition"]["ForAllValues:ArnEquals"] == {"events:TargetArn": BUS}
+    assert by_sid["ForwardWithTheForwarderOnly"]["Resource"] == f"arn:aws:iam::{MEMBER_ACCOUNT}:role/amiscan-member-forwarder"
+    for sid in ("LaunchOnlyTaggedImdsv2InstancesWithTheScannerProfile", "TerminateOnlyScannerInstances"):
+        assert by_sid[sid]["Condition"]["ArnLike"] == {
+            "ec2:InstanceProfile": f"arn:aws:iam::{MEMBER_ACCOUNT}:instance-profile/amiscan-scanner-*"}, sid
+
+
+def test_each_rule_forwards_only_this_accounts_events_to_the_hubs_bus():
+    resources = deployed()
+    forwarder = resources["ForwarderRole"]["Properties"]
+    (trust,) = forwarder["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "events.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": MEMBER_ACCOUNT},
+                                  "ArnLike": {"aws:SourceArn": f"arn:aws:events:*:{MEMBER_ACCOUNT}:rule/amiscan-*"}}
+    assert [(s["Action"], s["Resource"]) for s in statements(resources["ForwarderRole"])] == [("events:PutEvents", BUS)]
+    detail_types = set()
+    for logical in ("FindingsRule", "CompletionRule", "AmiAvailableRule"):
+        props = resources[logical]["Properties"]
+        assert props["Name"].startswith("amiscan-"), "the forwarder's trust names amiscan's rules"
+        assert props["EventPattern"]["account"] == [MEMBER_ACCOUNT], logical
+        detail_types.update(props["EventPattern"]["detail-type"])
+        (target,) = props["Targets"]
+        assert target["Arn"] == BUS and target["RoleArn"] == f"arn:aws:iam::{MEMBER_ACCOUNT}:role/amiscan-member-forwarder"
+    assert detail_types == {"OnDemand AMI Scan Findings", "Inspector2 OnDemand Scan Complete", "EC2 AMI State Change"}
+    assert resources["CompletionRule"]["Properties"]["EventPattern"]["source"] == ["aws.inspector2"]
+    assert resources["AmiAvailableRule"]["Properties"]["EventPattern"]["detail"] == {"State": ["available"]}
+
+
+def test_a_subnet_needs_its_vpc():
+    (rule,) = MEMBER["Rules"].values()
+    values = stack.parameter_values(MEMBER, {"SubnetId": "subnet-0123456789abcdef0"})
+    assert stack.evaluate(rule["RuleCondition"], values, {}, MEMBER)
+    assert not stack.evaluate(rule["Assertions"][0]["Assert"], values, {}, MEMBER)
