@@ -39,6 +39,7 @@ def deployed(region="eu-west-1", **parameters):
     resources = {k: v for k, v in MEMBER["Resources"].items() if conditions.get(v.get("Condition"), True)}
     for logical, res in resources.items():
         if res["Type"] == "AWS::IAM::Role":
+            names[logical] = stack.Resolver(names, conditions)(res["Properties"]["RoleName"])
             name = stack.Resolver(names, conditions)(res["Properties"]["RoleName"])
             names[f"{logical}.Arn"] = f"arn:aws:iam::{MEMBER_ACCOUNT}:role/{name}"
         names.setdefault(logical, logical.lower())
@@ -50,6 +51,16 @@ def deployed(region="eu-west-1", **parameters):
 
 def statements(role):
     return [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
+
+
+def member_policies(resources):
+    """The member role with the instance-scan policy attached to it, if any."""
+    policies = list(resources["MemberRole"]["Properties"]["Policies"])
+    extra = resources.get("MemberInstanceScanPolicy")
+    if extra:
+        assert extra["Properties"]["Roles"] == [resources["MemberRole"]["Properties"]["RoleName"]]
+        policies.append(extra["Properties"])
+    return {"Properties": {"Policies": policies}}
 
 
 def actions_of(role, effect="Allow"):
@@ -106,8 +117,9 @@ def test_only_the_hubs_function_roles_pinned_to_the_hub_account_may_assume_the_m
 def test_the_member_role_grants_what_the_hubs_functions_do_in_a_member_account_and_no_more():
     table = json.loads((ROOT / "tests/iam-actions.json").read_text())["functions"]
     needed = {a for actions in table.values() for a in actions if not a.startswith(HUB_ONLY)}
-    on = deployed(InstanceScans="ON")["MemberRole"]
-    off = deployed()["MemberRole"]
+    on = member_policies(deployed(InstanceScans="ON"))
+    off = member_policies(deployed())
+    assert not [k for k in deployed("us-east-1", InstanceScans="ON") if k.startswith("Member")], "home Region only"
     assert actions_of(on) == needed, actions_of(on) ^ needed
     assert actions_of(off) == needed - INSTANCE_ONLY, actions_of(off) ^ (needed - INSTANCE_ONLY)
     assert actions_of(on, "Deny") == {"ec2:DeleteTags"}, "never DeleteTags without keys"
@@ -150,3 +162,56 @@ def test_a_subnet_needs_its_vpc():
     values = stack.parameter_values(MEMBER, {"SubnetId": "subnet-0123456789abcdef0"})
     assert stack.evaluate(rule["RuleCondition"], values, {}, MEMBER)
     assert not stack.evaluate(rule["Assertions"][0]["Assert"], values, {}, MEMBER)
+
+
+def test_a_service_managed_stackset_deploys_it_to_every_account_of_an_ou_in_each_region():
+    """moto's StackSets create the stack instances' resources in the target
+    accounts and Regions (FACTS: one OU level down; AutoDeployment and the
+    execution roles are not modelled)."""
+    import boto3
+    from moto import mock_aws
+
+    parameters = {"HubAccountId": HUB, "HubRegion": "eu-west-1", "HubRoleArns": ",".join(HUB_ROLES),
+                  "HomeRegion": "eu-west-1", "InstanceScans": "ON"}
+    with mock_aws():
+        org = boto3.client("organizations", region_name="us-east-1")
+        org.create_organization(FeatureSet="ALL")
+        root = org.list_roots()["Roots"][0]["Id"]
+        ou = org.create_organizational_unit(ParentId=root, Name="workloads")["OrganizationalUnit"]["Id"]
+        accounts = []
+        for name in ("team-a", "team-b"):
+            account = org.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"]["AccountId"]
+            org.move_account(AccountId=account, SourceParentId=root, DestinationParentId=ou)
+            accounts.append(account)
+        cfn = boto3.client("cloudformation", region_name="eu-west-1")
+        cfn.create_stack_set(StackSetName="amiscan-member", TemplateBody=(ROOT / "member.yaml").read_text(),
+                             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+                             PermissionModel="SERVICE_MANAGED", Capabilities=["CAPABILITY_NAMED_IAM"],
+                             AutoDeployment={"Enabled": True, "RetainStacksOnAccountRemoval": False})
+        cfn.create_stack_instances(StackSetName="amiscan-member", DeploymentTargets={"OrganizationalUnitIds": [ou]},
+                                   Regions=["eu-west-1", "us-east-1"])
+        instances = cfn.list_stack_instances(StackSetName="amiscan-member")["Summaries"]
+        assert sorted((i["Account"], i["Region"]) for i in instances) == sorted(
+            (a, r) for a in accounts for r in ("eu-west-1", "us-east-1"))
+        assert {i["StackInstanceStatus"]["DetailedStatus"] for i in instances} == {"SUCCEEDED"}
+        sts = boto3.client("sts", region_name="eu-west-1")
+        for account in accounts:
+            keys = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/OrganizationAccountAccessRole",
+                                   RoleSessionName="member-check")["Credentials"]
+            session = boto3.Session(aws_access_key_id=keys["AccessKeyId"], aws_secret_access_key=keys["SecretAccessKey"],
+                                    aws_session_token=keys["SessionToken"])
+            iam = session.client("iam", region_name="eu-west-1")
+            assert sorted(iam.list_role_policies(RoleName="amiscan-member")["PolicyNames"]) == [
+                "scan-on-instances", "scan-this-accounts-amis"]
+            trust = iam.get_role(RoleName="amiscan-member")["Role"]["AssumeRolePolicyDocument"]
+            assert trust["Statement"][0]["Condition"] == {"ArnEquals": {"aws:PrincipalArn": HUB_ROLES}}
+            for region in ("eu-west-1", "us-east-1"):
+                events = session.client("events", region_name=region)
+                rules = {r["Name"]: json.loads(r["EventPattern"]) for r in events.list_rules(NamePrefix="amiscan-")["Rules"]}
+                assert sorted(rules) == ["amiscan-ami-available", "amiscan-ondemand-complete", "amiscan-ondemand-findings"]
+                assert all(p["account"] == [account] for p in rules.values())
+                for rule in rules:
+                    (target,) = events.list_targets_by_rule(Rule=rule)["Targets"]
+                    assert (target["Arn"], target["RoleArn"]) == (BUS, f"arn:aws:iam::{account}:role/amiscan-member-forwarder")
+                scanner = [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]]
+                assert scanner == [], "no subnet was given: no scanner profile"
