@@ -61,6 +61,20 @@ def conditions_of(parsed, parameters):
     return done
 
 
+def decided(node, conditions):
+    """A template fragment with every Fn::If decided and AWS::NoValue
+    dropped; other intrinsics are kept as they are."""
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            name, yes, no = node["Fn::If"]
+            return decided(yes if conditions[name] else no, conditions)
+        out = {k: decided(v, conditions) for k, v in node.items()}
+        return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}
+    if isinstance(node, list):
+        return [v for v in (decided(v, conditions) for v in node) if v != {"Ref": "AWS::NoValue"}]
+    return node
+
+
 class Resolver:
     """Resolves intrinsic functions. `names` maps `Ref` targets (parameters,
     pseudo parameters, logical ids) and `Logical.Attribute` to values."""

@@ -215,3 +215,72 @@ def test_a_service_managed_stackset_deploys_it_to_every_account_of_an_ou_in_each
                     assert (target["Arn"], target["RoleArn"]) == (BUS, f"arn:aws:iam::{account}:role/amiscan-member-forwarder")
                 scanner = [p["InstanceProfileName"] for p in iam.list_instance_profiles()["InstanceProfiles"]]
                 assert scanner == [], "no subnet was given: no scanner profile"
+
+
+HUB_TEMPLATE = stack.template()
+ORG = "o-abcdefghij"
+
+
+def hub(**parameters):
+    """The hub's resources and outputs with these parameters, conditions decided."""
+    values = {"SubnetId": "subnet-0123456789abcdef0", "VpcId": "vpc-0123456789abcdef0", **parameters}
+    conditions = stack.conditions_of(HUB_TEMPLATE, stack.parameter_values(HUB_TEMPLATE, values))
+
+    def kept(section):
+        return {k: stack.decided(v, conditions) for k, v in HUB_TEMPLATE[section].items()
+                if conditions.get(v.get("Condition"), True)}
+
+    return kept("Resources"), kept("Outputs")
+
+
+MEMBER_RULES = {"MemberFindingsRule", "MemberCompletionRule", "MemberAmiAvailableRule"}
+
+
+def test_a_hub_without_an_organization_creates_nothing_of_it():
+    resources, outputs = hub()
+    assert not {"HubEventBus", "HubEventBusPolicy", *MEMBER_RULES} & set(resources)
+    assert not {"HubEventBusName", "HubRoleArns"} & set(outputs)
+    sources = resources["FindingsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"][0]["Condition"]
+    assert sources["ArnEquals"]["aws:SourceArn"] == [{"Fn::GetAtt": ["SnapshotFindingsRule", "Arn"]},
+                                                     {"Fn::GetAtt": ["SnapshotCompletionRule", "Arn"]}]
+
+
+def test_the_hubs_bus_admits_only_the_organization_and_routes_to_the_queues_amiscan_has():
+    resources, outputs = hub(OrganizationId=ORG)
+    assert resources["HubEventBus"]["Properties"]["Name"] == {"Ref": "HubEventBusName"}
+    policy = resources["HubEventBusPolicy"]["Properties"]
+    assert policy["Statement"] == {
+        "Sid": "OnlyTheOrganizationsAccounts", "Effect": "Allow", "Principal": "*", "Action": "events:PutEvents",
+        "Resource": {"Fn::GetAtt": ["HubEventBus", "Arn"]},
+        "Condition": {"StringEquals": {"aws:PrincipalOrgID": {"Ref": "OrganizationId"}}}}
+    queue = {"MemberFindingsRule": "FindingsQueue", "MemberCompletionRule": "FindingsQueue",
+             "MemberAmiAvailableRule": "RunsQueue"}
+    for logical, target in queue.items():
+        props = resources[logical]["Properties"]
+        assert props["EventBusName"] == {"Ref": "HubEventBus"}, logical
+        (rule_target,) = props["Targets"]
+        assert rule_target["Arn"] == {"Fn::GetAtt": [target, "Arn"]}, logical
+    # The same detail types member.yaml forwards.
+    forwarded = {t for r in ("FindingsRule", "CompletionRule", "AmiAvailableRule")
+                 for t in MEMBER["Resources"][r]["Properties"]["EventPattern"]["detail-type"]}
+    assert {t for r in MEMBER_RULES for t in resources[r]["Properties"]["EventPattern"]["detail-type"]} == forwarded
+    # The queues admit those rules, and the findings queue's deny exempts them.
+    statements = resources["FindingsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    by_sid = {s["Sid"]: s for s in statements}
+    for rule in ("MemberFindingsRule", "MemberCompletionRule"):
+        arn = {"Fn::GetAtt": [rule, "Arn"]}
+        assert arn in by_sid["OnlyAmiscansRules"]["Condition"]["ArnEquals"]["aws:SourceArn"]
+        assert arn in by_sid["NobodyElseSends"]["Condition"]["ArnNotLike"]["aws:SourceArn"]
+    (runs,) = resources["RunsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert {"Fn::GetAtt": ["MemberAmiAvailableRule", "Arn"]} in runs["Condition"]["ArnEquals"]["aws:SourceArn"]
+    # member.yaml's parameters come from the hub's outputs.
+    assert outputs["HubEventBusName"]["Value"] == {"Ref": "HubEventBus"}
+    assert MEMBER["Parameters"]["HubEventBusName"]["Default"] == HUB_TEMPLATE["Parameters"]["HubEventBusName"]["Default"]
+    roles = outputs["HubRoleArns"]["Value"]["Fn::Join"][1]
+    assert [r["Fn::GetAtt"][0] for r in roles] == [
+        "FindAmisFunctionRole", "StartScanFunctionRole", "CheckScanFunctionRole", "ExportReportFunctionRole",
+        "TagAmiFunctionRole", "LaunchInstanceFunctionRole", "CreateScanRuleFunctionRole", "CleanupFunctionRole"]
+    _, snapshot_outputs = hub(OrganizationId=ORG, ScanMode="snapshot")
+    assert len(snapshot_outputs["HubRoleArns"]["Value"]["Fn::Join"][1]) == 5
+    resources, _ = hub(OrganizationId=ORG, ScanOnCreate="OFF")
+    assert "MemberAmiAvailableRule" not in resources and "RunsQueuePolicy" not in resources

@@ -604,15 +604,7 @@ def granted_actions(logical, resources=None):
 def resolve(node, parameters, conditions):
     """The template as CloudFormation would deploy it with these parameters:
     Fn::If decided, AWS::NoValue dropped (other intrinsics are kept)."""
-    if isinstance(node, dict):
-        if set(node) == {"Fn::If"}:
-            name, yes, no = node["Fn::If"]
-            return resolve(yes if conditions[name] else no, parameters, conditions)
-        out = {k: resolve(v, parameters, conditions) for k, v in node.items()}
-        return {k: v for k, v in out.items() if v != {"Ref": "AWS::NoValue"}}
-    if isinstance(node, list):
-        return [v for v in (resolve(v, parameters, conditions) for v in node) if v != {"Ref": "AWS::NoValue"}]
-    return node
+    return stack.decided(node, conditions)
 
 
 def evaluate(node, parameters, conditions):
@@ -992,9 +984,10 @@ def test_new_amis_and_the_weekly_run_reach_find_amis_through_one_fifo_message_gr
     assert mapping["Type"] == "SQS" and mapping["Properties"]["Queue"] == {"Fn::GetAtt": ["RunsQueue", "Arn"]}
     assert mapping["Properties"]["BatchSize"] <= 10, "a FIFO queue delivers at most 10 a batch"
     assert "MaximumBatchingWindowInSeconds" not in mapping["Properties"], "FIFO queues have no batching window"
-    (allowed,) = RESOURCES["RunsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    resources, _ = deployed(**NETWORK)
+    (allowed,) = resources["RunsQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert allowed["Principal"] == {"Service": "events.amazonaws.com"}
-    assert allowed["Condition"]["ArnEquals"]["aws:SourceArn"] == {"Fn::GetAtt": ["AmiAvailableRule", "Arn"]}
+    assert allowed["Condition"]["ArnEquals"]["aws:SourceArn"] == [{"Fn::GetAtt": ["AmiAvailableRule", "Arn"]}]
     scheduler = {s["Action"] if isinstance(s["Action"], str) else tuple(s["Action"]): s["Resource"]
                  for p in RESOURCES["SchedulerRole"]["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]}
     assert scheduler["sqs:SendMessage"] == [{"Fn::GetAtt": ["RunsQueue", "Arn"]},
