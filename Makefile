@@ -6,11 +6,12 @@ PYTHON ?= python3
 ARCH ?= arm64
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv tools build demo query guardrail-scp test unit-test lint fmt bench bench-smoke package deploy clean
+.PHONY: help venv tools build demo query guardrail-scp deploy-members test unit-test lint fmt bench bench-smoke package deploy clean
 
 help:
 	@echo "make demo     the whole workflow end to end on a local AWS emulator (no account needed)"
 	@echo "make query    the Athena named queries (queries/*.sql) in DuckDB over the reports make demo saved"
+	@echo "make deploy-members  member.yaml to OUS=ou-…,… in REGIONS=r1,r2 from the hub STACK in REGION (management account)"
 	@echo "make guardrail-scp  the launch guardrail as an SCP (MODE=FAIL|FAIL_OR_UNSCANNED, or STACK=name REGION=r)"
 	@echo "make test     every test: lint, unit tests, functions against a local AWS emulator, template checks"
 	@echo "make build    debug build of the workspace"
@@ -62,6 +63,11 @@ query: venv
 # values of a deployed stack (STACK=name REGION=region, your credentials).
 MODE ?= FAIL
 ACCOUNT ?= 123456789012
+# member.yaml to the accounts of OUS in REGIONS (comma-separated), from the
+# hub stack's outputs (STACK, REGION): run in the management account.
+deploy-members: venv
+	python local/members.py --hub-stack $(or $(STACK),amiscan) --hub-region $(REGION) --ous $(OUS) --regions $(REGIONS)
+
 guardrail-scp: venv
 	python local/guardrail.py $(if $(STACK),--stack $(STACK) $(if $(REGION),--region $(REGION)),--mode $(MODE) --account $(ACCOUNT))
 

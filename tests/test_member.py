@@ -284,3 +284,50 @@ def test_the_hubs_bus_admits_only_the_organization_and_routes_to_the_queues_amis
     assert len(snapshot_outputs["HubRoleArns"]["Value"]["Fn::Join"][1]) == 5
     resources, _ = hub(OrganizationId=ORG, ScanOnCreate="OFF")
     assert "MemberAmiAvailableRule" not in resources and "RunsQueuePolicy" not in resources
+
+
+def test_deploy_members_creates_then_extends_the_stackset_from_the_hubs_outputs():
+    """local/members.py (make deploy-members) on moto's Organizations and
+    StackSets: the hub's outputs become the parameters, each OU x Region gets
+    an instance once, a later run adds a Region and updates the rest."""
+    import boto3
+    import members
+    from moto import mock_aws
+
+    with mock_aws():
+        org = boto3.client("organizations", region_name="eu-west-1")
+        org.create_organization(FeatureSet="ALL")
+        root = org.list_roots()["Roots"][0]["Id"]
+        ou = org.create_organizational_unit(ParentId=root, Name="workloads")["OrganizationalUnit"]["Id"]
+        accounts = set()
+        for name in ("team-a", "team-b"):
+            account = org.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"]["AccountId"]
+            org.move_account(AccountId=account, SourceParentId=root, DestinationParentId=ou)
+            accounts.add(account)
+        cfn = boto3.client("cloudformation", region_name="eu-west-1")
+        # A hub deployed without OrganizationId has nothing to give members.
+        cfn.create_stack(StackName="plain", TemplateBody=json.dumps({
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}))
+        with pytest.raises(SystemExit, match="deploy the hub with OrganizationId first"):
+            members.hub_parameters(cfn, "plain")
+        cfn.create_stack(StackName="amiscan", TemplateBody=json.dumps({
+            "Parameters": {"TagPrefix": {"Type": "String", "Default": "corp:"}},
+            "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+            "Outputs": {"HubEventBusName": {"Value": "amiscan-hub"}, "HubRoleArns": {"Value": ",".join(HUB_ROLES)}}}))
+        hub_account = cfn.describe_stacks(StackName="amiscan")["Stacks"][0]["StackId"].split(":")[4]
+        assert members.hub_parameters(cfn, "amiscan") == {
+            "HubAccountId": hub_account, "HubEventBusName": "amiscan-hub", "HubRoleArns": ",".join(HUB_ROLES),
+            "TagPrefix": "corp:"}
+        hub = members.hub_parameters(cfn, "amiscan")
+        with pytest.raises(SystemExit, match="not one of the Regions"):
+            members.deploy(cfn, "amiscan-members", hub, "eu-west-1", [ou], ["eu-west-1"], home_region="us-east-1")
+        rows = members.deploy(cfn, "amiscan-members", hub, "eu-west-1", [ou], ["eu-west-1"])
+        assert {(a, r) for a, r, _ in rows} == {(a, "eu-west-1") for a in accounts}
+        rows = members.deploy(cfn, "amiscan-members", hub, "eu-west-1", [ou], ["eu-west-1", "us-east-1"])
+        assert sorted((a, r) for a, r, _ in rows) == sorted((a, r) for a in accounts for r in ("eu-west-1", "us-east-1"))
+        assert {status for _, _, status in rows} == {"SUCCEEDED"}
+        assert [s["StackSetName"] for s in cfn.list_stack_sets()["Summaries"]] == ["amiscan-members"]
+        described = cfn.describe_stack_set(StackSetName="amiscan-members")["StackSet"]
+        parameters = {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
+        assert parameters["HomeRegion"] == "eu-west-1" and parameters["TagPrefix"] == "corp:"
+        assert described["PermissionModel"] == "SERVICE_MANAGED"  # (moto keeps no AutoDeployment)
