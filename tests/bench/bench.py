@@ -68,7 +68,8 @@ TARGETS = {
     # DescribeImages (a newer result on the AMI?), GetObject (the recorded
     # summary), CreateTags, DeleteTags.
     "tag_ami_calls": 4,
-    "tag_ami_in_progress_calls": 1,
+    # DescribeImages (an overdue PASS turns STALE when its rescan starts), CreateTags.
+    "tag_ami_in_progress_calls": 2,
     "cleanup_calls": 4,
     # snapshot mode
     "collector_invocations_per_1000": 10,
@@ -820,7 +821,7 @@ class Bench:
             execution = next(e for e in cloud.executions(LAUNCH_MACHINE) if e["name"].startswith(ami))
             # the child report's history counts as the scan's too
             history = cloud.history(execution) + [ev for e in cloud.executions(REPORT_MACHINE)
-                                                  if e["name"] == f"{execution['name']}-report"
+                                                  if e["name"].startswith(f"{execution['name']}-report")
                                                   for ev in cloud.history(e)]
             transitions = sum(1 for ev in history if ev["type"].endswith("StateEntered"))
             invocations = sum(1 for ev in history if ev["type"] == "LambdaFunctionScheduled" or (

@@ -200,7 +200,8 @@ pub fn reason_text(reason: &Value) -> String {
 /// always describe the last completed scan; `status` the latest one. The
 /// reason is replaced by a scan that ends with one and removed by a scan
 /// that completes or ends without one; a scan in progress leaves it, so
-/// starting a scan costs one call.
+/// starting a scan writes with one call (`run` reads the AMI's tags first,
+/// and an overdue `PASS` gets `STALE` and its own reason).
 pub fn result_tags(
     prefix: &TagPrefix,
     request: &TagRequest,
