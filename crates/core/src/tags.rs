@@ -72,6 +72,14 @@ impl TagPrefix {
     }
 }
 
+/// The reason tag of a `PASS` turned `STALE`: when it was scanned, the
+/// bound it outlived, and what follows (`why`), cut to EC2's limit.
+pub fn stale_reason(last_scan: &str, max_age_days: u32, why: &str) -> String {
+    tag_value(&format!(
+        "the last PASS, of {last_scan}, is older than MaxScanAgeDays ({max_age_days} days){why}"
+    ))
+}
+
 /// A tag value cut to EC2's limit on a character boundary.
 pub fn tag_value(value: &str) -> String {
     truncate(value, TAG_VALUE_MAX)

@@ -317,16 +317,15 @@ pub async fn run(
     output
         .already_running
         .sort_by(|a, b| a.ami_id.cmp(&b.ami_id));
+    // Scanning: by this run, or by one found running (whose start marked
+    // its AMI).
     for entry in &mut overdue {
-        entry.scanning = output
-            .started
-            .iter()
-            .chain(&output.already_running)
-            .any(|s| s.ami_id == entry.ami_id);
-    }
-    // A scan already running elsewhere marked its AMI when it started.
-    for entry in &mut overdue {
-        entry.scanning |= busy.contains_key(entry.ami_id.as_str());
+        entry.scanning = busy.contains_key(entry.ami_id.as_str())
+            || output
+                .started
+                .iter()
+                .chain(&output.already_running)
+                .any(|s| s.ami_id == entry.ami_id);
     }
     output.not_marked_stale = mark_stale(ec2_client, settings, &mut overdue, now).await;
     output.overdue = overdue;
@@ -377,18 +376,27 @@ async fn mark_stale(
     let writes: Vec<_> = overdue
         .iter()
         .enumerate()
-        .filter(|(_, o)| !o.scanning && o.last_scanned.is_some() && o.verdict.as_deref() == Some(pass))
+        .filter(|(_, o)| {
+            !o.scanning && o.last_scanned.is_some() && o.verdict.as_deref() == Some(pass)
+        })
         .map(|(i, o)| {
             let mut set = std::collections::BTreeMap::new();
-            set.insert(settings.tag_prefix.key(tags::VERDICT), tags::STALE.to_string());
+            set.insert(
+                settings.tag_prefix.key(tags::VERDICT),
+                tags::STALE.to_string(),
+            );
             set.insert(
                 settings.tag_prefix.key(tags::REASON),
-                tags::tag_value(&format!(
-                    "the last PASS, of {}, is older than MaxScanAgeDays ({} days), and the run of {} started no rescan of it",
-                    o.last_scanned.map(crate::model::time::timestamp).unwrap_or_default(),
+                tags::stale_reason(
+                    &o.last_scanned
+                        .map(crate::model::time::timestamp)
+                        .unwrap_or_default(),
                     settings.max_scan_age_days,
-                    crate::model::time::timestamp(now)
-                )),
+                    &format!(
+                        ", and the run of {} started no rescan of it",
+                        crate::model::time::timestamp(now)
+                    ),
+                ),
             );
             (i, o.ami_id.clone(), set)
         })

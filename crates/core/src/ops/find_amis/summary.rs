@@ -129,12 +129,14 @@ pub fn summary(
 /// many more; `None` for none.
 fn named<'a>(ids: impl Iterator<Item = &'a str>) -> Option<String> {
     let ids: Vec<&str> = ids.collect();
-    let shown = ids[..ids.len().min(TEXT_LISTED)].join(", ");
-    match ids.len().saturating_sub(TEXT_LISTED) {
-        _ if ids.is_empty() => None,
-        0 => Some(shown),
-        more => Some(format!("{shown} and {more} more")),
+    if ids.is_empty() {
+        return None;
     }
+    let shown = ids[..ids.len().min(TEXT_LISTED)].join(", ");
+    Some(match ids.len().saturating_sub(TEXT_LISTED) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    })
 }
 
 /// What an email subscriber reads of a run: what it looked at, what it

@@ -330,15 +330,15 @@ pub async fn run(
         if let Some(held) = &held {
             if held.is_stale(now, settings.max_scan_age_days) {
                 // No fresh result (yet), and the last one is too old to stand.
-                set.insert(prefix.key(tags::VERDICT), STALE.to_string());
+                set.insert(prefix.key(tags::VERDICT), tags::STALE.to_string());
                 if starting {
                     set.insert(
                         prefix.key(tags::REASON),
-                        tags::tag_value(&format!(
-                            "the last PASS, of {}, is older than MaxScanAgeDays ({} days); a rescan is running",
+                        tags::stale_reason(
                             held.last_scan.as_deref().unwrap_or_default(),
-                            settings.max_scan_age_days
-                        )),
+                            settings.max_scan_age_days,
+                            "; a rescan is running",
+                        ),
                     );
                 }
             }
@@ -391,9 +391,6 @@ pub async fn run(
         and_then,
     })
 }
-
-/// The verdict tag of a `PASS` too old to stand.
-pub use tags::STALE;
 
 /// What the AMI carries of its last completed scan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
