@@ -869,6 +869,14 @@ class Control(BaseHTTPRequestHandler):
                     except Denied as denied:
                         return self._json({"error": denied.message}, 403)
                 return self._json(session_for(body["role_arn"], body.get("session_name", "harness")))
+            elif self.path == "/account-admin":
+                # The harness acting as an administrator of another account
+                # (a member's): a session moto maps to that account, which
+                # the IAM gate treats as the account's root.
+                account = body["account"]
+                credentials = session_for(f"arn:aws:iam::{account}:role/harness-administrator", "harness")
+                AUTH.register(credentials["AccessKeyId"], Principal(f"arn:aws:iam::{account}:root", account, admin=True))
+                return self._json(credentials)
             elif self.path == "/deregister":
                 backend = ec2_backends[body.get("account", "123456789012")][body.get("region", "us-east-1")]
                 for image_id in body["image_ids"]:

@@ -33,7 +33,7 @@ def parameter_values(parsed, parameters):
 
 def evaluate(node, parameters, conditions, parsed):
     """A condition or rule expression (Fn::Equals, Not, And, Or, Condition,
-    Ref, Split, Select) with these parameters (the template's defaults for
+    Ref, Split, Select, Join) with these parameters (the template's defaults for
     the rest) and the conditions decided so far."""
     if not isinstance(node, dict):
         return node
@@ -46,6 +46,10 @@ def evaluate(node, parameters, conditions, parsed):
         return evaluate(arg[1], parameters, conditions, parsed).split(arg[0])
     if fn == "Fn::Select":
         return evaluate(arg[1], parameters, conditions, parsed)[int(arg[0])]
+    if fn == "Fn::Join":
+        # A CommaDelimitedList parameter is kept as its text here.
+        items = evaluate(arg[1], parameters, conditions, parsed)
+        return items if isinstance(items, str) else arg[0].join(items)
     if fn == "Fn::Contains":
         return evaluate(arg[1], parameters, conditions, parsed) in evaluate(arg[0], parameters, conditions, parsed)
     values = [evaluate(a, parameters, conditions, parsed) for a in arg]

@@ -921,7 +921,8 @@ def test_tag_ami_tags_only_own_images_under_the_prefix_and_acts_only_as_fail_act
         "StringEquals": {"ec2:Owner": {"Ref": "AWS::AccountId"}},
         "ForAllValues:StringLike": {"aws:TagKeys": {"Fn::Sub": "${TagPrefix}*"}},
     }
-    conditional = {s["Fn::If"][0]: s["Fn::If"][1] for s in policy if "Fn::If" in s and s["Fn::If"][0] != "TracingOn"}
+    conditional = {s["Fn::If"][0]: s["Fn::If"][1] for s in policy
+                   if "Fn::If" in s and s["Fn::If"][0] not in ("TracingOn", "HasMembers")}
     assert conditional["FailActionDeprecate"]["Action"] == "ec2:EnableImageDeprecation"
     assert conditional["FailActionDisable"]["Action"] == "ec2:DisableImage"
     for statement in conditional.values():
@@ -1237,3 +1238,47 @@ def test_the_guardrail_blocks_failed_amis_and_verdict_changes_but_not_amiscan_or
     elsewhere = NAMES["CollectFindingsFunctionRole.Arn"].replace(ACCOUNT, "444455556666")
     assert drive("states:SendTaskSuccess", "*", who=elsewhere)
     assert launch({"amiscan:verdict": "FAIL"}, who=LAUNCH_ROLE.replace(ACCOUNT, "444455556666"), owner="444455556666") == as_scp
+
+
+# ------------------------------------------------------------------ member accounts
+
+ACTS_IN_MEMBERS = {"FindAmisFunction", "StartScanFunction", "CheckScanFunction", "ExportReportFunction",
+                   "TagAmiFunction"}
+
+
+def test_only_the_functions_that_act_in_members_may_assume_the_member_role_and_only_with_members():
+    for logical in functions():
+        raw = [s for p in RESOURCES[f"{logical}Role"]["Properties"]["Policies"] for s in document_of(p)["Statement"]]
+        assuming = [s for s in raw if "Fn::If" in s and s["Fn::If"][1].get("Action") == "sts:AssumeRole"]
+        if logical not in ACTS_IN_MEMBERS:
+            assert not assuming, logical
+            continue
+        (statement,) = assuming
+        condition, granted, otherwise = statement["Fn::If"]
+        assert condition == "HasMembers" and otherwise == {"Ref": "AWS::NoValue"}, logical
+        assert granted["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:iam::*:role/${MemberRoleName}"}, logical
+        env = RESOURCES[logical]["Properties"]["Environment"]["Variables"]
+        assert env["ACCOUNT_ID"] == {"Ref": "AWS::AccountId"} and env["MEMBER_ROLE_NAME"] == {"Ref": "MemberRoleName"}
+    single, _ = deployed(**NETWORK)
+    for logical in ACTS_IN_MEMBERS:
+        assert "sts:AssumeRole" not in granted_actions(logical, single), "a single-account stack assumes nothing"
+    org, failed = deployed(OrganizationId="o-abcdefghij", MemberAccounts="111111111111,222222222222", **NETWORK)
+    assert failed == []
+    for logical in ACTS_IN_MEMBERS:
+        assert "sts:AssumeRole" in granted_actions(logical, org), logical
+    # Every role the member role trusts is one of these (and, with instance
+    # scans, the instance functions').
+    hub_roles = TEMPLATE["Outputs"]["HubRoleArns"]["Value"]["Fn::Join"][1]
+    named = {r["Fn::GetAtt"][0].removesuffix("Role") for r in hub_roles if "Fn::GetAtt" in r}
+    assert ACTS_IN_MEMBERS <= named, named
+    env = RESOURCES["FindAmisFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["MEMBER_ACCOUNTS"] == {"Fn::Join": [",", {"Ref": "MemberAccounts"}]}
+    assert env["SCAN_REGIONS"] == {"Fn::Join": [",", {"Ref": "ScanRegions"}]}
+
+
+def test_member_accounts_need_an_organization():
+    _, failed = deployed(MemberAccounts="111111111111", **NETWORK)
+    assert len(failed) == 1 and "OrganizationId is required with MemberAccounts" in failed[0], failed
+    _, failed = deployed(OrganizationId="o-abcdefghij", MemberAccounts="111111111111", ScanRegions="eu-west-1,us-east-1",
+                         **NETWORK)
+    assert failed == []

@@ -147,7 +147,9 @@ async fn find_amis_reports_requested_amis_that_are_missing_or_foreign() {
 
 /// EC2's "EC2 AMI State Change" event for `ami` (the sample's shape), as the
 /// runs queue delivers it, with the weekly run's `{}` when `weekly`.
-fn runs_batch(amis: &[&str], weekly: bool) -> Value {
+/// A runs-queue batch of EC2's creation events for `amis` (of the
+/// emulator's account, in `region`), with the weekly run's `{}` if asked.
+fn runs_batch(region: &str, amis: &[&str], weekly: bool) -> Value {
     let sample: Value =
         serde_json::from_str(include_str!("../../events/find-amis/ami-available.json")).unwrap();
     let mut bodies: Vec<Value> = amis
@@ -155,7 +157,8 @@ fn runs_batch(amis: &[&str], weekly: bool) -> Value {
         .map(|ami| {
             let mut event = sample.clone();
             event["detail"]["ImageId"] = json!(ami);
-            event["resources"] = json!([format!("arn:aws:ec2:us-east-1::image/{ami}")]);
+            event["region"] = json!(region);
+            event["resources"] = json!([format!("arn:aws:ec2:{region}::image/{ami}")]);
             event
         })
         .collect();
@@ -312,7 +315,7 @@ async fn find_amis_scans_new_amis_as_scan_on_create_says() {
     // batch of only untagged AMIs tells nobody.
     let quiet = stack
         .find_amis(20)
-        .handle(runs_batch(&[&untagged], false))
+        .handle(runs_batch(&stack.cloud.region, &[&untagged], false))
         .await
         .unwrap();
     assert!(quiet.started.is_empty());
@@ -323,7 +326,11 @@ async fn find_amis_scans_new_amis_as_scan_on_create_says() {
     // A duplicated event is one scan.
     let out = stack
         .find_amis(20)
-        .handle(runs_batch(&[&tagged, &untagged, &tagged], false))
+        .handle(runs_batch(
+            &stack.cloud.region,
+            &[&tagged, &untagged, &tagged],
+            false,
+        ))
         .await
         .unwrap();
     let started: Vec<&str> = out.started.iter().map(|s| s.ami_id.as_str()).collect();
@@ -338,7 +345,7 @@ async fn find_amis_scans_new_amis_as_scan_on_create_says() {
     // today's scan of the new one already exists.
     let weekly = stack
         .find_amis(20)
-        .handle(runs_batch(&[&untagged], true))
+        .handle(runs_batch(&stack.cloud.region, &[&untagged], true))
         .await
         .unwrap();
     assert!(weekly.started.is_empty());
@@ -347,7 +354,7 @@ async fn find_amis_scans_new_amis_as_scan_on_create_says() {
     // ALL: the untagged one too; OFF: none.
     let all = stack
         .find_amis_on(&stack.launch_machine, 20, &[("SCAN_ON_CREATE", "ALL")])
-        .handle(runs_batch(&[&untagged], false))
+        .handle(runs_batch(&stack.cloud.region, &[&untagged], false))
         .await
         .unwrap();
     assert_eq!(all.started.len(), 1);
@@ -360,7 +367,7 @@ async fn find_amis_scans_new_amis_as_scan_on_create_says() {
     let before = stack.cloud.executions(&stack.launch_machine).await.len();
     let off = stack
         .find_amis_on(&stack.launch_machine, 20, &[("SCAN_ON_CREATE", "OFF")])
-        .handle(runs_batch(&[&tagged], false))
+        .handle(runs_batch(&stack.cloud.region, &[&tagged], false))
         .await
         .unwrap();
     assert!(off.skipped[0].reason.starts_with("ScanOnCreate is OFF"));

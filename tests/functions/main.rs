@@ -10,5 +10,6 @@ mod export_report;
 mod find_amis;
 mod launch_instance;
 mod malformed_events;
+mod members;
 mod start_scan;
 mod tag_ami;

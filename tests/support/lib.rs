@@ -33,6 +33,8 @@ pub struct Cloud {
     pub endpoint: String,
     pub region: String,
     pub config: SdkConfig,
+    /// The access key its requests carry (the harness's administrator's).
+    pub key: String,
 }
 
 fn test_env(name: &str) -> String {
@@ -61,18 +63,62 @@ pub fn control(path: &str, body: Value) {
 }
 
 pub async fn cloud(region: &str) -> Cloud {
+    cloud_as(
+        region,
+        Credentials::new("testing", "testing", None, None, "test"),
+    )
+    .await
+}
+
+async fn cloud_as(region: &str, credentials: Credentials) -> Cloud {
     let endpoint = endpoint();
+    let key = credentials.access_key_id().to_string();
     let config = aws_config::defaults(BehaviorVersion::latest())
         .endpoint_url(&endpoint)
         .region(Region::new(region.to_string()))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+        .credentials_provider(credentials)
         .load()
         .await;
     Cloud {
         endpoint,
         region: region.to_string(),
         config,
+        key,
     }
+}
+
+/// The emulator as an administrator of another account (a member's).
+pub async fn account_cloud(account: &str, region: &str) -> Cloud {
+    let (status, text) = http(
+        &test_env("AMISCAN_TEST_CONTROL"),
+        "/account-admin",
+        &[("Content-Type", "application/json")],
+        &json!({ "account": account }).to_string(),
+    );
+    assert_eq!(status, 200, "account-admin: {text}");
+    let c: Value = serde_json::from_str(&text).unwrap();
+    let text = |k: &str| c[k].as_str().unwrap().to_string();
+    let credentials = Credentials::new(
+        text("AccessKeyId"),
+        text("SecretAccessKey"),
+        c["SessionToken"].as_str().map(str::to_string),
+        None,
+        "harness",
+    );
+    cloud_as(region, credentials).await
+}
+
+/// Form-encodes a query API parameter.
+fn form(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A plain HTTP/1.1 request to the emulator, for the few APIs the project has
@@ -105,7 +151,11 @@ pub fn http(endpoint: &str, path: &str, headers: &[(&str, &str)], body: &str) ->
 }
 
 fn auth(service: &str, region: &str) -> String {
-    format!("AWS4-HMAC-SHA256 Credential=testing/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0")
+    auth_as("testing", service, region)
+}
+
+fn auth_as(key: &str, service: &str, region: &str) -> String {
+    format!("AWS4-HMAC-SHA256 Credential={key}/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=0")
 }
 
 impl Cloud {
@@ -141,6 +191,25 @@ impl Cloud {
         );
         assert_eq!(status, 200, "{target}: {text}");
         serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// An IAM query call as this cloud's caller; asserts it succeeded.
+    pub fn iam(&self, action: &str, params: &[(&str, &str)]) -> String {
+        let mut body = format!("Action={action}&Version=2010-05-08");
+        for (k, v) in params {
+            body.push_str(&format!("&{k}={}", form(v)));
+        }
+        let (status, text) = http(
+            &self.endpoint,
+            "/",
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Authorization", &auth_as(&self.key, "iam", "us-east-1")),
+            ],
+            &body,
+        );
+        assert_eq!(status, 200, "{action}: {text}");
+        text
     }
 
     /// Creates an instance profile in the emulator's IAM (RunInstances needs it).
@@ -567,13 +636,15 @@ impl Cloud {
 }
 
 /// Settings through the same parser the Lambdas use at start-up.
+/// `ACCOUNT_ID` is the emulator's default account unless given.
 pub fn env(pairs: &[(&str, &str)]) -> MapEnv {
-    EnvReader::from_map(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<HashMap<_, _>>(),
-    )
+    let mut map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    map.entry("ACCOUNT_ID".into())
+        .or_insert_with(|| ACCOUNT.to_string());
+    EnvReader::from_map(map)
 }
 
 /// The findings fixture that the Python suites use too.

@@ -38,6 +38,9 @@ pub mod vars {
     pub const ALERT_ON: &str = "ALERT_ON";
     pub const ACCOUNT_ID: &str = "ACCOUNT_ID";
     pub const COUNT_SUPPRESSED: &str = "COUNT_SUPPRESSED";
+    pub const MEMBER_ROLE_NAME: &str = "MEMBER_ROLE_NAME";
+    pub const MEMBER_ACCOUNTS: &str = "MEMBER_ACCOUNTS";
+    pub const SCAN_REGIONS: &str = "SCAN_REGIONS";
 }
 
 /// Reads variables through a lookup function and collects every problem.
@@ -203,25 +206,94 @@ impl FromStr for BucketName {
     }
 }
 
-/// An AWS account id (twelve digits).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AccountId(pub String);
+pub use crate::model::ids::{AccountId, RegionName};
 
-impl AccountId {
-    pub fn as_str(&self) -> &str {
-        &self.0
+/// The role amiscan's hub assumes in a member account (member.yaml's
+/// `MemberRoleName`): an IAM role name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleName(pub String);
+
+impl FromStr for RoleName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if (1..=64).contains(&s.len())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@-_".contains(c))
+        {
+            Ok(RoleName(s.to_string()))
+        } else {
+            Err("expected an IAM role name (1 to 64 of A-Z a-z 0-9 +=,.@-_)".into())
+        }
     }
 }
 
-impl FromStr for AccountId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
-            Ok(AccountId(s.to_string()))
-        } else {
-            Err("expected a twelve-digit AWS account id".into())
+/// Where the functions run and how they act elsewhere: their own account
+/// (`ACCOUNT_ID`) and the member role's name (`MEMBER_ROLE_NAME`, default
+/// `amiscan-member`). Their Region is the SDK's (`AWS_REGION`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    pub account_id: AccountId,
+    pub member_role: RoleName,
+}
+
+/// member.yaml's default `MemberRoleName`.
+pub const DEFAULT_MEMBER_ROLE: &str = "amiscan-member";
+
+impl Home {
+    /// The emulator's default account with the default member role (tests).
+    pub fn for_tests() -> Home {
+        Home {
+            account_id: "123456789012".parse().expect("an account id"),
+            member_role: RoleName(DEFAULT_MEMBER_ROLE.to_string()),
         }
     }
+
+    /// Reads both variables, recording problems in `env`.
+    pub fn read<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>) -> Option<Home> {
+        let account: Option<AccountId> = env.required(vars::ACCOUNT_ID);
+        let role: Option<RoleName> = env.optional(
+            vars::MEMBER_ROLE_NAME,
+            RoleName(DEFAULT_MEMBER_ROLE.to_string()),
+        );
+        Some(Home {
+            account_id: account?,
+            member_role: role?,
+        })
+    }
+}
+
+/// A comma list of accounts (the member accounts), possibly empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountList(pub Vec<AccountId>);
+
+impl FromStr for AccountList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        list(s).map(AccountList)
+    }
+}
+
+/// A comma list of Regions, possibly empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegionList(pub Vec<RegionName>);
+
+impl FromStr for RegionList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        list(s).map(RegionList)
+    }
+}
+
+/// A comma list, each item parsed, duplicates dropped (first kept).
+fn list<T: FromStr<Err = String> + PartialEq>(s: &str) -> Result<Vec<T>, String> {
+    let mut out: Vec<T> = Vec::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let parsed = item.parse::<T>()?;
+        if !out.contains(&parsed) {
+            out.push(parsed);
+        }
+    }
+    Ok(out)
 }
 
 /// The instance profile, by name or by ARN.

@@ -2,6 +2,7 @@
 //! path when Inspector's event was lost). Streams the instance's findings to
 //! S3 and returns the scan's summary and verdict.
 
+use amiscan_core::aws::places::Places;
 use amiscan_core::aws::{ec2, inspector, s3, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::model::{parse_event, ReportInput};
@@ -11,8 +12,7 @@ use amiscan_core::Error;
 use serde_json::Value;
 
 pub struct Function {
-    ec2: ec2::Client,
-    inspector: inspector::Client,
+    places: Places,
     s3: s3::Client,
     settings: ExportSettings,
 }
@@ -23,8 +23,7 @@ impl Handler for Function {
 
     fn new(config: &SdkConfig, settings: ExportSettings) -> Self {
         Function {
-            ec2: ec2::Client::new(config),
-            inspector: inspector::Client::new(config),
+            places: Places::new(config, &settings.home),
             s3: s3::Client::new(config),
             settings,
         }
@@ -32,9 +31,10 @@ impl Handler for Function {
 
     async fn handle(&self, event: Value) -> Result<ScanSummary, Error> {
         let input: ReportInput = parse_event(event)?;
+        let config = self.places.for_scan(&input.scan).await?;
         export_report::run(
-            &self.ec2,
-            &self.inspector,
+            &ec2::Client::new(&config),
+            &inspector::Client::new(&config),
             &self.s3,
             &self.settings,
             input,

@@ -3,18 +3,27 @@
 //! batch of these from the runs queue, it picks the AMIs to scan and starts
 //! one launch-scan execution per AMI.
 
-use amiscan_core::aws::{ec2, s3, sfn, sns, SdkConfig};
+use amiscan_core::aws::places::Places;
+use amiscan_core::aws::{s3, sfn, sns, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::ops::find_amis::{self, FindOutput, FindSettings};
 use amiscan_core::Error;
 use serde_json::Value;
 
 pub struct Function {
-    ec2: ec2::Client,
+    places: Places,
     sfn: sfn::Client,
     sns: sns::Client,
     s3: s3::Client,
     settings: FindSettings,
+}
+
+impl Function {
+    /// AssumeRole calls this environment has made (one per member account
+    /// while its session lasts).
+    pub fn assumptions(&self) -> u32 {
+        self.places.assumptions()
+    }
 }
 
 impl Handler for Function {
@@ -23,7 +32,7 @@ impl Handler for Function {
 
     fn new(config: &SdkConfig, settings: FindSettings) -> Self {
         Function {
-            ec2: ec2::Client::new(config),
+            places: Places::new(config, &settings.home),
             sfn: sfn::Client::new(config),
             sns: sns::Client::new(config),
             s3: s3::Client::new(config),
@@ -34,7 +43,7 @@ impl Handler for Function {
     async fn handle(&self, event: Value) -> Result<FindOutput, Error> {
         let request = find_amis::parse_request(event)?;
         find_amis::run(
-            &self.ec2,
+            &self.places,
             &self.sfn,
             &self.sns,
             &self.s3,

@@ -1,6 +1,7 @@
 //! start-scan: starts Inspector's on-demand scan of the AMI's snapshots (or
 //! attaches to the one running) and marks it as amiscan's.
 
+use amiscan_core::aws::places::Places;
 use amiscan_core::aws::{inspector, s3, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::model::{parse_event, ScanContext};
@@ -9,7 +10,7 @@ use amiscan_core::Error;
 use serde_json::{json, Value};
 
 pub struct Function {
-    inspector: inspector::Client,
+    places: Places,
     s3: s3::Client,
     settings: StartSettings,
 }
@@ -20,7 +21,7 @@ impl Handler for Function {
 
     fn new(config: &SdkConfig, settings: StartSettings) -> Self {
         Function {
-            inspector: inspector::Client::new(config),
+            places: Places::new(config, &settings.home),
             s3: s3::Client::new(config),
             settings,
         }
@@ -35,8 +36,9 @@ impl Handler for Function {
             return Ok(json!({ "deleted": deleted }));
         }
         let scan: ScanContext = parse_event(event)?;
+        let config = self.places.for_scan(&scan).await?;
         let started = start_scan::run(
-            &self.inspector,
+            &inspector::Client::new(&config),
             &self.s3,
             &self.settings,
             scan,

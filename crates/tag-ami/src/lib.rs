@@ -1,6 +1,7 @@
 //! tag-ami: writes a scan's status and, once complete, its counts, verdict
 //! and report location onto the AMI.
 
+use amiscan_core::aws::places::Places;
 use amiscan_core::aws::{ec2, s3, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::model::parse_event;
@@ -9,7 +10,7 @@ use amiscan_core::Error;
 use serde_json::Value;
 
 pub struct Function {
-    ec2: ec2::Client,
+    places: Places,
     s3: s3::Client,
     settings: TagSettings,
 }
@@ -20,7 +21,7 @@ impl Handler for Function {
 
     fn new(config: &SdkConfig, settings: TagSettings) -> Self {
         Function {
-            ec2: ec2::Client::new(config),
+            places: Places::new(config, &settings.home),
             s3: s3::Client::new(config),
             settings,
         }
@@ -28,8 +29,9 @@ impl Handler for Function {
 
     async fn handle(&self, event: Value) -> Result<TagOutput, Error> {
         let request: TagRequest = parse_event(event)?;
+        let config = self.places.for_scan(&request.scan).await?;
         tag_ami::run(
-            &self.ec2,
+            &ec2::Client::new(&config),
             &self.s3,
             &self.settings,
             request,

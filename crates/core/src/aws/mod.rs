@@ -9,9 +9,11 @@
 pub mod ec2;
 pub mod events;
 pub mod inspector;
+pub mod places;
 pub mod s3;
 pub mod sfn;
 pub mod sns;
+pub mod sts;
 
 pub use aws_config;
 pub use aws_config::SdkConfig;

@@ -173,6 +173,77 @@ string_id!(
     check_rule
 );
 
+fn check_account(s: &str) -> Result<(), String> {
+    if s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not an AWS account id (twelve digits)"))
+    }
+}
+
+/// A Region's code as AWS writes it: `us-east-1`, `ap-southeast-7`,
+/// `us-gov-west-1`, `eu-isoe-west-1`.
+fn check_region(s: &str) -> Result<(), String> {
+    let parts: Vec<&str> = s.split('-').collect();
+    let ok = s.len() <= 32
+        && parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].parse::<u8>().is_ok();
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not a Region code such as us-east-1"))
+    }
+}
+
+string_id!(
+    /// An AWS account id: twelve digits.
+    AccountId,
+    check_account
+);
+string_id!(
+    /// A Region code, such as `eu-west-1`.
+    RegionName,
+    check_region
+);
+
+impl RegionName {
+    /// The partition of the Region, for ARNs.
+    pub fn partition(&self) -> &'static str {
+        if self.0.starts_with("cn-") {
+            "aws-cn"
+        } else if self.0.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else if self.0.starts_with("us-iso-") {
+            "aws-iso"
+        } else if self.0.starts_with("us-isob-") {
+            "aws-iso-b"
+        } else if self.0.starts_with("eu-isoe-") {
+            "aws-iso-e"
+        } else if self.0.starts_with("us-isof-") {
+            "aws-iso-f"
+        } else {
+            "aws"
+        }
+    }
+}
+
+/// Where an AMI lives and a scan acts: its account and Region.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Place {
+    pub account_id: AccountId,
+    pub region: RegionName,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.account_id, self.region)
+    }
+}
+
 impl ScanId {
     /// A scan's id: the AMI and the UTC day, so a repeated trigger on the
     /// same day resolves to the same scan; a forced re-scan adds the time.

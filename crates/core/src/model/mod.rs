@@ -12,7 +12,9 @@ pub mod sqs;
 pub mod time;
 
 pub use finding::Finding;
-pub use ids::{AmiId, InstanceId, RuleName, ScanId, RULE_NAME_PREFIX};
+pub use ids::{
+    AccountId, AmiId, InstanceId, Place, RegionName, RuleName, ScanId, RULE_NAME_PREFIX,
+};
 pub use instance_wait::{InstanceScanMessage, InstanceWaiter, RuleRequest};
 pub use scan::{
     InspectorFacts, OnDemandCounts, ReportInput, ScanContext, ScanMode, ScanStatus, SnapshotOutcome,

@@ -6,7 +6,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ids::{AmiId, InstanceId, RuleName, ScanId};
+use super::ids::{AccountId, AmiId, InstanceId, Place, RegionName, RuleName, ScanId};
 use super::{field, Input};
 use crate::error::Error;
 
@@ -16,6 +16,13 @@ use crate::error::Error;
 pub struct ScanContext {
     pub scan_id: ScanId,
     pub ami_id: AmiId,
+    /// The account that owns the AMI, where the scan acts (set by
+    /// find-amis); absent: the account the functions run in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<AccountId>,
+    /// The AMI's Region (set by find-amis); absent: the functions' own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<RegionName>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ami_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +64,8 @@ impl ScanContext {
         ScanContext {
             scan_id,
             ami_id,
+            account_id: None,
+            region: None,
             ami_name: None,
             platform: None,
             requested_at: None,
@@ -86,6 +95,18 @@ impl ScanContext {
             ));
         }
         Ok(())
+    }
+
+    /// Where the scan acts: its account and Region, each absent one the
+    /// functions' own (`home`).
+    pub fn place(&self, home: &Place) -> Place {
+        Place {
+            account_id: self
+                .account_id
+                .clone()
+                .unwrap_or_else(|| home.account_id.clone()),
+            region: self.region.clone().unwrap_or_else(|| home.region.clone()),
+        }
     }
 
     /// The instance id, which this step needs.

@@ -15,15 +15,19 @@ use crate::aws::inspector;
 use crate::error::{Error, Result};
 use crate::model::scan::{InspectorFacts, FROM_DEADLINE};
 use crate::model::{time, ScanContext, ScanStatus, SnapshotOutcome};
-use crate::settings::{EnvReader, FromEnv};
+use crate::settings::{EnvReader, FromEnv, Home};
 
-/// check-scan reads no settings: what it asks is in its request.
-#[derive(Debug, Clone, Default)]
-pub struct CheckSettings;
+/// check-scan: where it runs (what it asks is in its request).
+#[derive(Debug, Clone)]
+pub struct CheckSettings {
+    /// The functions' account, and the role they assume in a member's.
+    pub home: Home,
+}
 
 impl FromEnv for CheckSettings {
-    fn from_env<F: Fn(&str) -> Option<String>>(env: EnvReader<F>) -> Result<Self> {
-        env.finish(|| Some(CheckSettings))
+    fn from_env<F: Fn(&str) -> Option<String>>(mut env: EnvReader<F>) -> Result<Self> {
+        let home = Home::read(&mut env);
+        env.finish(|| Some(CheckSettings { home: home? }))
     }
 }
 

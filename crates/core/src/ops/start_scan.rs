@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::{ScanContext, SnapshotMarker};
 use crate::naming;
 use crate::report::Staging;
-use crate::settings::{vars, BucketName, EnvReader, FromEnv, KmsKeyArn, ScanTimeoutMinutes};
+use crate::settings::{vars, BucketName, EnvReader, FromEnv, Home, KmsKeyArn, ScanTimeoutMinutes};
 
 /// start-scan: where the marker goes, and how long launch-scan waits.
 #[derive(Debug, Clone)]
@@ -20,6 +20,8 @@ pub struct StartSettings {
     pub report_bucket: BucketName,
     pub report_kms_key_arn: KmsKeyArn,
     pub scan_timeout_minutes: ScanTimeoutMinutes,
+    /// The functions' account, and the role they assume in a member's.
+    pub home: Home,
 }
 
 impl FromEnv for StartSettings {
@@ -27,8 +29,10 @@ impl FromEnv for StartSettings {
         let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
         let key: Option<KmsKeyArn> = env.required(vars::REPORT_KMS_KEY_ARN);
         let timeout: Option<ScanTimeoutMinutes> = env.required(vars::SCAN_TIMEOUT_MINUTES);
+        let home = Home::read(&mut env);
         env.finish(|| {
             Some(StartSettings {
+                home: home?,
                 report_bucket: bucket?,
                 report_kms_key_arn: key?,
                 scan_timeout_minutes: timeout?,
@@ -159,6 +163,7 @@ mod tests {
             report_bucket: "amiscan-reports".parse().unwrap(),
             report_kms_key_arn: "arn:aws:kms:us-east-1:123456789012:key/k".parse().unwrap(),
             scan_timeout_minutes: "90".parse().unwrap(),
+            home: crate::settings::Home::for_tests(),
         }
     }
 

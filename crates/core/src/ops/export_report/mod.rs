@@ -31,7 +31,7 @@ use crate::model::{
 use crate::report::summary::{delta, keys_of};
 use crate::report::{self, HumanReport, ReportFormat, ScanSummary, Source, Staging, Tally};
 use crate::settings::{
-    vars, AccountId, Bounded, BucketName, EnvReader, FromEnv, InstanceProfile, KmsKeyArn, Threshold,
+    vars, Bounded, BucketName, EnvReader, FromEnv, Home, InstanceProfile, KmsKeyArn, Threshold,
 };
 
 mod history;
@@ -59,8 +59,10 @@ pub struct ExportSettings {
     /// waited for before the scan is reported `INCOMPLETE`.
     pub findings_grace_seconds: u64,
     pub alert_on: AlertOn,
-    /// This account: a snapshot scan's findings must be its own.
-    pub account_id: AccountId,
+    /// The functions' account (a scan without an account is of it), and
+    /// the role they assume in a member's: a snapshot scan's findings must
+    /// be of the scan's account.
+    pub home: Home,
     /// The scanner's instance profile (stacks that launch instances): an
     /// instance scan is reported only from an instance that runs with it.
     pub instance_profile: Option<InstanceProfile>,
@@ -101,7 +103,7 @@ impl FromEnv for ExportSettings {
         let grace: Option<Bounded<0, 3600>> =
             env.optional(vars::FINDINGS_GRACE_SECONDS, Bounded(DEFAULT_GRACE_SECONDS));
         let alert_on: Option<AlertOn> = env.optional(vars::ALERT_ON, AlertOn::New);
-        let account: Option<AccountId> = env.required(vars::ACCOUNT_ID);
+        let home = Home::read(&mut env);
         let profile: Option<Option<InstanceProfile>> = env.maybe(vars::INSTANCE_PROFILE);
         let count_suppressed: Option<bool> = env.optional(vars::COUNT_SUPPRESSED, true);
         env.finish(|| {
@@ -112,7 +114,7 @@ impl FromEnv for ExportSettings {
                 severity_threshold: threshold?,
                 findings_grace_seconds: u64::from(grace?.0),
                 alert_on: alert_on?,
-                account_id: account?,
+                home: home?,
                 instance_profile: profile?,
                 count_suppressed: count_suppressed?,
             })
@@ -247,7 +249,11 @@ pub async fn run(
     let streamed = match (&snapshot, &instance_id) {
         (Some((outcome, staging, disagrees)), _) => {
             let own = OwnScan {
-                account: settings.account_id.as_str(),
+                account: scan
+                    .account_id
+                    .as_ref()
+                    .unwrap_or(&settings.home.account_id)
+                    .as_str(),
                 scan_id: &outcome.scan_id,
                 ami_id: scan.ami_id.as_str(),
             };

@@ -15,7 +15,7 @@ fn settings() -> ExportSettings {
         severity_threshold: Threshold(Some(Severity::High)),
         findings_grace_seconds: 600,
         alert_on: AlertOn::New,
-        account_id: "123456789012".parse().unwrap(),
+        home: crate::settings::Home::for_tests(),
         instance_profile: Some("scanner-profile".parse().unwrap()),
         count_suppressed: true,
     }

@@ -2,7 +2,7 @@
 //! The choice is pure (`plan_scans`); listing AMIs, counting the scans in
 //! flight and starting executions are thin calls around it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -11,23 +11,25 @@ use serde_json::{json, Value};
 use tracing::{error, info, warn};
 
 use crate::aws::ec2::{self, Images, Instances};
+use crate::aws::places::Places;
 use crate::aws::sfn::{self, Started};
 use crate::aws::{s3, sns};
 use crate::error::{Error, Result};
 use crate::model::exceptions::{self, AmiMatch, EXCEPTIONS_KEY};
 use crate::model::sqs::SqsBatch;
 use crate::model::ScanMode;
-use crate::model::{parse_event, AmiId, Input, ScanContext, ScanId};
+use crate::model::{parse_event, AccountId, AmiId, Input, Place, RegionName, ScanContext, ScanId};
 use crate::naming;
 use crate::notify::{self, EventType, Notification};
 use crate::settings::{
-    vars, Bounded, BucketName, EnvReader, FromEnv, MaxConcurrentScans, StateMachineArn, TopicArn,
-    MAX_CONCURRENT_INSTANCE_SCANS,
+    vars, AccountList, Bounded, BucketName, EnvReader, FromEnv, Home, MaxConcurrentScans,
+    RegionList, StateMachineArn, TopicArn, MAX_CONCURRENT_INSTANCE_SCANS,
 };
 use crate::tags::{self, TagPrefix};
 
 mod expiry;
 mod output;
+mod places;
 mod plan;
 mod request;
 mod start;
@@ -37,6 +39,7 @@ mod tests;
 
 pub use expiry::*;
 pub use output::*;
+pub use places::*;
 pub use plan::*;
 pub use request::*;
 #[allow(unused_imports)]
@@ -92,6 +95,12 @@ pub struct FindSettings {
     pub max_scan_age_days: u32,
     /// Where `config/exceptions.json` is, to list what expires soon.
     pub report_bucket: BucketName,
+    /// The functions' account and the member role's name.
+    pub home: Home,
+    /// The member accounts scanned besides this one (`MemberAccounts`).
+    pub member_accounts: Vec<AccountId>,
+    /// The Regions scanned in each member account; empty, home's only.
+    pub scan_regions: Vec<RegionName>,
 }
 
 impl FromEnv for FindSettings {
@@ -107,6 +116,10 @@ impl FromEnv for FindSettings {
             env.optional(vars::SCAN_ON_CREATE, ScanOnCreate::Tagged);
         let max_age: Option<MaxScanAgeDays> = env.optional(vars::MAX_SCAN_AGE_DAYS, Bounded(7));
         let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
+        let home = Home::read(&mut env);
+        let members: Option<AccountList> =
+            env.optional(vars::MEMBER_ACCOUNTS, AccountList::default());
+        let regions: Option<RegionList> = env.optional(vars::SCAN_REGIONS, RegionList::default());
         let settings = env.finish(|| {
             Some(FindSettings {
                 selection_tag_key: key?,
@@ -119,6 +132,9 @@ impl FromEnv for FindSettings {
                 scan_on_create: on_create?,
                 max_scan_age_days: max_age?.0,
                 report_bucket: bucket?,
+                home: home?,
+                member_accounts: members?.0,
+                scan_regions: regions?.0,
             })
         })?;
         if settings.scan_mode.can_launch()
@@ -135,17 +151,32 @@ impl FromEnv for FindSettings {
     }
 }
 
-/// The AMIs a request names: the tagged ones, the named ones, and the new
-/// ones ScanOnCreate selects, once each; and why the rest cannot be scanned.
+/// What one place holds for a request: its tagged AMIs, the named ones it
+/// owns and its new ones that ScanOnCreate selects; why its other new ones
+/// are skipped; and which named AMIs it owns or sees as another's.
+#[derive(Default)]
+struct Gathered {
+    images: Vec<ec2::types::Image>,
+    skipped: Vec<Skipped>,
+    owned_named: BTreeSet<String>,
+    foreign_named: BTreeSet<String>,
+}
+
+/// Whether a new AMI's event came from `place` (no place: home).
+fn created_at(request: &FindRequest, id: &AmiId, place: &Place, home: &Place) -> bool {
+    request.created_in.get(id.as_str()).unwrap_or(home) == place
+}
+
 async fn gather(
     ec2_client: &ec2::Client,
     settings: &FindSettings,
     request: &FindRequest,
-) -> Result<(Vec<ec2::types::Image>, Vec<Skipped>)> {
-    let mut images = Vec::new();
-    let mut skipped = Vec::new();
+    place: &Place,
+    home: &Place,
+) -> Result<Gathered> {
+    let mut out = Gathered::default();
     if request.tagged {
-        images = ec2::describe_images(
+        out.images = ec2::describe_images(
             ec2_client,
             Images::OwnedTagged {
                 key: &settings.selection_tag_key,
@@ -154,22 +185,28 @@ async fn gather(
         )
         .await?;
     }
-    let listed: BTreeSet<String> = images
+    let listed: BTreeSet<String> = out
+        .images
         .iter()
         .filter_map(|i| i.image_id().map(str::to_string))
+        .collect();
+    let created_here: Vec<&AmiId> = request
+        .created
+        .iter()
+        .filter(|id| created_at(request, id, place, home))
         .collect();
     let ids: Vec<AmiId> = request
         .named
         .iter()
-        .chain(&request.created)
+        .chain(created_here.iter().copied())
         .filter(|id| !listed.contains(id.as_str()))
         .cloned()
         .collect();
     if ids.is_empty() {
-        return Ok((images, skipped));
+        return Ok(out);
     }
     let lookup = ec2::lookup_images(ec2_client, &ids).await?;
-    for id in &ids {
+    for id in &created_here {
         let reason = if lookup.foreign.contains(id) {
             NOT_OWNED
         } else if lookup.missing.contains(id) {
@@ -177,16 +214,15 @@ async fn gather(
         } else {
             continue;
         };
-        skipped.push(Skipped {
+        out.skipped.push(Skipped {
             ami_id: id.to_string(),
             reason: reason.into(),
         });
     }
+    out.foreign_named = lookup.foreign.iter().map(|id| id.to_string()).collect();
     for image in lookup.owned {
-        let named = request
-            .named
-            .iter()
-            .any(|id| image.image_id() == Some(id.as_str()));
+        let id = image.image_id().unwrap_or_default().to_string();
+        let named = request.named.iter().any(|n| *n == id);
         let selected = match settings.scan_on_create {
             ScanOnCreate::All => true,
             ScanOnCreate::Tagged => {
@@ -195,16 +231,46 @@ async fn gather(
             }
             ScanOnCreate::Off => false,
         };
-        if named || selected {
-            images.push(image);
+        if named {
+            out.owned_named.insert(id);
+            out.images.push(image);
+        } else if selected {
+            out.images.push(image);
         } else {
-            skipped.push(Skipped {
-                ami_id: image.image_id().unwrap_or_default().to_string(),
+            out.skipped.push(Skipped {
+                ami_id: id,
                 reason: not_selected(settings),
             });
         }
     }
-    Ok((images, skipped))
+    Ok(out)
+}
+
+async fn gather_at(
+    client: &ec2::Client,
+    settings: &FindSettings,
+    request: &FindRequest,
+    place: &Place,
+    home: &Place,
+) -> (Place, Result<Gathered>) {
+    let gathered = gather(client, settings, request, place, home).await;
+    (place.clone(), gathered)
+}
+
+/// Why a new AMI's event is not scanned when it came from outside the
+/// places this hub covers; `None` when it is covered.
+fn uncovered(place: &Place, targets: &[Place]) -> Option<String> {
+    if targets.contains(place) {
+        return None;
+    }
+    if targets.iter().any(|t| t.account_id == place.account_id) {
+        Some(format!("its Region {} is not in ScanRegions", place.region))
+    } else {
+        Some(format!(
+            "its account {} is not in MemberAccounts",
+            place.account_id
+        ))
+    }
 }
 
 /// What is scanning now: every running launch execution and every live
@@ -247,7 +313,7 @@ async fn in_flight(
 /// executions already started are then reported as already running.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
-    ec2_client: &ec2::Client,
+    places: &Places,
     sfn_client: &sfn::Client,
     sns_client: &sns::Client,
     s3_client: &s3::Client,
@@ -256,15 +322,102 @@ pub async fn run(
     now: DateTime<Utc>,
 ) -> Result<FindOutput> {
     let force = request.force;
-    let (images, not_scannable) = gather(ec2_client, settings, request).await?;
-    let found = images.len() + not_scannable.len();
-    let candidates: Vec<_> = images
+    let home = places.home()?.clone();
+    let targets = places_of(settings, &home);
+    let reach = reach(places, &targets).await;
+    let listings: Vec<_> = reach
+        .clients
         .iter()
-        .filter_map(|i| AmiCandidate::of(i, &settings.tag_prefix))
+        .map(|(place, client)| gather_at(client, settings, request, place, &home))
         .collect();
-    drop(images);
+    let listed: Vec<(Place, Result<Gathered>)> = stream::iter(listings)
+        .buffer_unordered(PLACE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut not_reached = reach.not_reached;
+    let mut listed_places = Vec::new();
+    let mut first_error = None;
+    let mut candidates: Vec<AmiCandidate> = Vec::new();
+    let mut not_scannable = Vec::new();
+    let mut found = 0;
+    let (mut owned_named, mut foreign_named) = (BTreeSet::new(), BTreeSet::new());
+    for (place, result) in listed {
+        match result {
+            Ok(g) => {
+                found += g.images.len() + g.skipped.len();
+                candidates.extend(
+                    g.images
+                        .iter()
+                        .filter_map(|i| AmiCandidate::of(i, &settings.tag_prefix, &place)),
+                );
+                not_scannable.extend(g.skipped);
+                owned_named.extend(g.owned_named);
+                foreign_named.extend(g.foreign_named);
+                listed_places.push(place);
+            }
+            Err(err) => {
+                warn!(place = %place, error = %err, "AMIs not listed");
+                not_reached.push(NotReached {
+                    account_id: place.account_id.clone(),
+                    region: place.region.clone(),
+                    reason: err.to_string(),
+                });
+                first_error.get_or_insert(err);
+            }
+        }
+    }
+    // Nothing listed anywhere: fail, so the run is retried.
+    if listed_places.is_empty() {
+        if let Some(err) = first_error {
+            return Err(err);
+        }
+    }
+    listed_places.sort();
+    let scanned: BTreeSet<String> = candidates.iter().map(|c| c.ami_id.to_string()).collect();
+    for id in &request.named {
+        if scanned.contains(id.as_str()) || owned_named.contains(id.as_str()) {
+            continue;
+        }
+        let reason = if foreign_named.contains(id.as_str()) {
+            NOT_OWNED
+        } else {
+            NOT_FOUND
+        };
+        found += 1;
+        not_scannable.push(Skipped {
+            ami_id: id.to_string(),
+            reason: reason.into(),
+        });
+    }
+    for id in &request.created {
+        let place = request.created_in.get(id.as_str()).unwrap_or(&home);
+        if let Some(why) = uncovered(place, &targets) {
+            found += 1;
+            not_scannable.push(Skipped {
+                ami_id: id.to_string(),
+                reason: format!(
+                    "its creation event came from {place}, which this hub does not scan: {why}"
+                ),
+            });
+        }
+    }
+    // Instance scans run only at home: elsewhere `instance` cannot scan.
+    candidates.retain(|c| match mode_at(settings.scan_mode, &c.place, &home) {
+        Ok(_) => true,
+        Err(why) => {
+            not_scannable.push(Skipped {
+                ami_id: c.ami_id.to_string(),
+                reason: why,
+            });
+            false
+        }
+    });
     let mut overdue = overdue(&candidates, settings.max_scan_age_days, now);
-    let (in_flight, busy) = in_flight(ec2_client, sfn_client, settings).await?;
+    let home_ec2 = reach
+        .clients
+        .get(&home)
+        .ok_or_else(|| Error::Internal("the home Region has no client".into()))?;
+    let (in_flight, busy) = in_flight(home_ec2, sfn_client, settings).await?;
     let (soon, exceptions_error) = exceptions_report(s3_client, settings, now).await?;
     let plan = plan_scans(
         candidates,
@@ -280,13 +433,14 @@ pub async fn run(
 
     let outcomes: Vec<StartOutcome> = stream::iter(plan.to_start)
         .map(|ami| {
+            let mode = mode_at(settings.scan_mode, &ami.place, &home).unwrap_or(ScanMode::Snapshot);
             start_one(
                 sfn_client,
                 &settings.launch_state_machine_arn.0,
                 ami,
                 now,
                 force,
-                settings.scan_mode,
+                mode,
             )
         })
         .buffer_unordered(START_CONCURRENCY)
@@ -299,6 +453,9 @@ pub async fn run(
         ignored: request.ignored.clone(),
         expiring: soon,
         exceptions_error,
+        places: listed_places,
+        not_onboarded: reach.not_onboarded,
+        not_reached,
         already_running: plan
             .already_running
             .iter()
@@ -327,7 +484,7 @@ pub async fn run(
                 .chain(&output.already_running)
                 .any(|s| s.ami_id == entry.ami_id);
     }
-    output.not_marked_stale = mark_stale(ec2_client, settings, &mut overdue, now).await;
+    output.not_marked_stale = mark_stale(&reach.clients, settings, &mut overdue, now).await;
     output.overdue = overdue;
 
     if worth_alerting(&output, request) {
@@ -367,7 +524,7 @@ pub async fn run(
 /// and only on an image whose verdict is `PASS`. A failure is reported, not
 /// fatal: the scans are already started.
 async fn mark_stale(
-    client: &ec2::Client,
+    clients: &BTreeMap<Place, ec2::Client>,
     settings: &FindSettings,
     overdue: &mut [Overdue],
     now: DateTime<Utc>,
@@ -398,12 +555,15 @@ async fn mark_stale(
                     ),
                 ),
             );
-            (i, o.ami_id.clone(), set)
+            (i, o.ami_id.clone(), o.place.clone(), set)
         })
         .collect();
     let results: Vec<_> = stream::iter(writes)
-        .map(|(i, ami, set)| async move {
-            let result = ec2::create_tags(client, ami.as_str(), &set).await;
+        .map(|(i, ami, place, set)| async move {
+            let result = match clients.get(&place) {
+                Some(client) => ec2::create_tags(client, ami.as_str(), &set).await,
+                None => Err(Error::Internal(format!("no client for {place}"))),
+            };
             (i, ami, result)
         })
         .buffer_unordered(START_CONCURRENCY)

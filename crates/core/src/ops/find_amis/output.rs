@@ -7,6 +7,8 @@ use super::*;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AmiCandidate {
     pub ami_id: AmiId,
+    /// Its account and Region.
+    pub place: Place,
     pub name: Option<String>,
     pub platform: String,
     pub state: String,
@@ -17,9 +19,14 @@ pub struct AmiCandidate {
 }
 
 impl AmiCandidate {
-    pub(crate) fn of(image: &ec2::types::Image, prefix: &TagPrefix) -> Option<AmiCandidate> {
+    pub(crate) fn of(
+        image: &ec2::types::Image,
+        prefix: &TagPrefix,
+        place: &Place,
+    ) -> Option<AmiCandidate> {
         Some(AmiCandidate {
             ami_id: image.image_id()?.parse().ok()?,
+            place: place.clone(),
             name: image.name().map(str::to_string),
             platform: image.platform_details().unwrap_or("Linux/UNIX").to_string(),
             state: image
@@ -47,6 +54,9 @@ pub struct Skipped {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StartedScan {
     pub ami_id: AmiId,
+    /// Its account and Region (`account_id`, `region`).
+    #[serde(flatten)]
+    pub place: Place,
     pub scan_id: ScanId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_arn: Option<String>,
@@ -63,6 +73,9 @@ pub struct StartedScan {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Overdue {
     pub ami_id: AmiId,
+    /// Its account and Region (`account_id`, `region`).
+    #[serde(flatten)]
+    pub place: Place,
     pub last_scanned: Option<DateTime<Utc>>,
     pub scan_age_days: Option<i64>,
     /// Whether this run started (or found running) its scan.
@@ -106,4 +119,14 @@ pub struct FindOutput {
     /// Why `config/exceptions.json` is invalid (then no exception applies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exceptions_error: Option<String>,
+    /// The accounts and Regions the run covered and listed.
+    #[serde(default)]
+    pub places: Vec<Place>,
+    /// Listed member accounts without a member role find-amis may assume:
+    /// none of their AMIs was scanned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_onboarded: Vec<NotOnboarded>,
+    /// Accounts and Regions whose AMIs could not be listed this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_reached: Vec<NotReached>,
 }

@@ -91,6 +91,7 @@ pub fn overdue(candidates: &[AmiCandidate], max_age_days: u32, now: DateTime<Utc
         })
         .map(|c| Overdue {
             ami_id: c.ami_id.clone(),
+            place: c.place.clone(),
             last_scanned: c.last_scanned,
             scan_age_days: c.scan_age_days(now),
             scanning: false,

@@ -15,6 +15,9 @@ pub struct FindRequest {
     /// AMIs that became available (EC2 AMI State Change), scanned as
     /// ScanOnCreate says.
     pub created: Vec<AmiId>,
+    /// Where each new AMI's event came from (its envelope's `account` and
+    /// `region`), by AMI id; one without is the hub's own.
+    pub created_in: BTreeMap<String, Place>,
     /// Scan again even when today's scan of the AMI already ran.
     pub force: bool,
     /// Queue messages that are no trigger amiscan knows, by message id.
@@ -41,6 +44,7 @@ impl FindRequest {
         self.force |= other.force;
         self.named.extend(other.named);
         self.created.extend(other.created);
+        self.created_in.extend(other.created_in);
         self.ignored.extend(other.ignored);
     }
 
@@ -136,15 +140,26 @@ pub(crate) fn parse_trigger(payload: Value) -> Result<FindRequest> {
             other => other,
         })?;
         // The rule matches `available` only; another state scans nothing.
-        let created = if change.state == "available" {
-            vec![change.image_id]
-        } else {
-            Vec::new()
-        };
-        return Ok(FindRequest {
-            created,
-            ..FindRequest::default()
-        });
+        let mut request = FindRequest::default();
+        if change.state == "available" {
+            let place = event
+                .account
+                .zip(event.region)
+                .map(|(account, region)| {
+                    Ok::<_, Error>(Place {
+                        account_id: account.parse().map_err(|e| Error::invalid("account", e))?,
+                        region: region.parse().map_err(|e| Error::invalid("region", e))?,
+                    })
+                })
+                .transpose()?;
+            if let Some(place) = place {
+                request
+                    .created_in
+                    .insert(change.image_id.to_string(), place);
+            }
+            request.created.push(change.image_id);
+        }
+        return Ok(request);
     }
     let request: ManualRequest = parse_event(payload)?;
     Ok(match request.ami_ids {

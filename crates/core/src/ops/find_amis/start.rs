@@ -17,6 +17,7 @@ pub(crate) fn started_scan(
 ) -> StartedScan {
     StartedScan {
         ami_id: ami.ami_id.clone(),
+        place: ami.place.clone(),
         scan_id,
         execution_arn,
         last_scanned: ami.last_scanned,
@@ -34,6 +35,8 @@ pub(crate) async fn start_one(
 ) -> StartOutcome {
     let scan_id = ScanId::new(&ami.ami_id, now, force);
     let mut context = ScanContext::new(scan_id.clone(), ami.ami_id.clone());
+    context.account_id = Some(ami.place.account_id.clone());
+    context.region = Some(ami.place.region.clone());
     context.scan_mode = Some(mode);
     context.ami_name = ami.name.clone();
     context.platform = Some(ami.platform.clone());

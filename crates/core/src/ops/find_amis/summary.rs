@@ -73,9 +73,10 @@ pub fn summary(
         || !output.ignored.is_empty()
         || !output.not_marked_stale.is_empty()
         || output.exceptions_error.is_some()
+        || !output.not_reached.is_empty()
     {
         "ERROR"
-    } else if overdue_left > 0 || !output.expiring.is_empty() {
+    } else if overdue_left > 0 || !output.expiring.is_empty() || !output.not_onboarded.is_empty() {
         "WARNING"
     } else {
         "INFO"
@@ -92,6 +93,9 @@ pub fn summary(
             "found": output.found,
             "in_flight": output.in_flight,
             "max_scan_age_days": settings.max_scan_age_days,
+            "places": output.places,
+            "not_onboarded": output.not_onboarded,
+            "not_reached": output.not_reached,
             "counts": {
                 "started": output.started.len(),
                 "already_running": output.already_running.len(),
@@ -150,6 +154,30 @@ pub(crate) fn summary_text(
         "Looked at {selection}: {} found, {} scans already in flight.",
         output.found, output.in_flight
     )];
+    if output.places.len() > 1 || !output.not_onboarded.is_empty() {
+        let accounts: BTreeSet<&str> = output
+            .places
+            .iter()
+            .map(|p| p.account_id.as_str())
+            .collect();
+        lines.push(format!(
+            "Covered {} accounts in {} account-Region pairs.",
+            accounts.len(),
+            output.places.len()
+        ));
+    }
+    for account in &output.not_onboarded {
+        lines.push(format!(
+            "WARNING: account {} is not onboarded, none of its AMIs was scanned: {}",
+            account.account_id, account.reason
+        ));
+    }
+    for place in output.not_reached.iter().take(TEXT_LISTED) {
+        lines.push(format!(
+            "Could not list the AMIs of {}/{}: {}",
+            place.account_id, place.region, place.reason
+        ));
+    }
     if let Some(ids) = named(output.started.iter().map(|s| s.ami_id.as_str())) {
         lines.push(format!("Started {}: {ids}", output.started.len()));
     }

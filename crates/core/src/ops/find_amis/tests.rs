@@ -1,9 +1,17 @@
 use super::*;
 use chrono::TimeZone;
 
+fn home() -> Place {
+    Place {
+        account_id: "123456789012".parse().unwrap(),
+        region: "us-east-1".parse().unwrap(),
+    }
+}
+
 fn ami(id: &str, state: &str, last: Option<&str>) -> AmiCandidate {
     AmiCandidate {
         ami_id: id.parse().unwrap(),
+        place: home(),
         name: None,
         platform: "Linux/UNIX".into(),
         state: state.into(),
@@ -52,6 +60,7 @@ fn requests_parse_into_tagged_named_or_created_runs() {
         created,
         FindRequest {
             created: vec!["ami-0a1b2c3d4e5f60718".parse().unwrap()],
+            created_in: [("ami-0a1b2c3d4e5f60718".to_string(), home())].into(),
             ..FindRequest::default()
         }
     );
@@ -227,6 +236,9 @@ fn summary_settings() -> FindSettings {
         scan_on_create: ScanOnCreate::Tagged,
         max_scan_age_days: 7,
         report_bucket: "amiscan-reports".parse().unwrap(),
+        home: crate::settings::Home::for_tests(),
+        member_accounts: Vec::new(),
+        scan_regions: Vec::new(),
     }
 }
 
@@ -244,6 +256,7 @@ fn the_summary_says_nothing_tagged_or_how_many_started() {
         found: 2,
         started: vec![StartedScan {
             ami_id: "ami-00000001".parse().unwrap(),
+            place: home(),
             scan_id: ScanId::new(
                 &"ami-00000001".parse().unwrap(),
                 Utc.with_ymd_and_hms(2026, 11, 27, 8, 0, 0).unwrap(),
@@ -259,6 +272,7 @@ fn the_summary_says_nothing_tagged_or_how_many_started() {
         }],
         overdue: vec![Overdue {
             ami_id: "ami-00000002".parse().unwrap(),
+            place: home(),
             last_scanned: None,
             scan_age_days: None,
             scanning: false,
@@ -350,6 +364,7 @@ fn scan_on_create_and_the_maximum_age_come_from_the_environment() {
         ),
         ("TOPIC_ARN", "arn:aws:sns:us-east-1:123456789012:t"),
         ("REPORT_BUCKET", "amiscan-reports"),
+        ("ACCOUNT_ID", "123456789012"),
     ];
     let read = |extra: &[(&'static str, &'static str)]| {
         let pairs: Vec<_> = base.iter().chain(extra).copied().collect();
@@ -358,6 +373,21 @@ fn scan_on_create_and_the_maximum_age_come_from_the_environment() {
     let defaults = read(&[]).unwrap();
     assert_eq!(defaults.scan_on_create, ScanOnCreate::Tagged);
     assert_eq!(defaults.max_scan_age_days, 7);
+    assert!(defaults.member_accounts.is_empty() && defaults.scan_regions.is_empty());
+    let org = read(&[
+        ("MEMBER_ACCOUNTS", "111111111111, 222222222222,111111111111"),
+        ("SCAN_REGIONS", "eu-west-1,us-east-1"),
+    ])
+    .unwrap();
+    assert_eq!(org.member_accounts.len(), 2, "listed once each");
+    assert_eq!(org.scan_regions[0].as_str(), "eu-west-1");
+    let err = read(&[("MEMBER_ACCOUNTS", "1111"), ("SCAN_REGIONS", "Europe")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("MEMBER_ACCOUNTS=") && err.contains("SCAN_REGIONS="),
+        "{err}"
+    );
     let all = read(&[("SCAN_ON_CREATE", "ALL"), ("MAX_SCAN_AGE_DAYS", "30")]).unwrap();
     assert_eq!(
         (all.scan_on_create, all.max_scan_age_days),
@@ -394,4 +424,98 @@ fn the_run_alert_stays_under_the_sns_size_limit_over_ten_thousand_amis() {
     );
     assert_eq!(note.body["not_listed"]["skipped"], 9_990 - LISTED_PER_KIND);
     assert_eq!(note.body["skipped"][0]["ami_id"], "ami-00000000000000000");
+}
+
+fn place(account: &str, region: &str) -> Place {
+    Place {
+        account_id: account.parse().unwrap(),
+        region: region.parse().unwrap(),
+    }
+}
+
+#[test]
+fn a_run_covers_home_then_each_member_in_each_region_once() {
+    let mut settings = summary_settings();
+    assert_eq!(places_of(&settings, &home()), vec![home()]);
+    settings.member_accounts = vec![
+        "111111111111".parse().unwrap(),
+        "123456789012".parse().unwrap(),
+    ];
+    assert_eq!(
+        places_of(&settings, &home()),
+        vec![home(), place("111111111111", "us-east-1")],
+        "without ScanRegions, home's Region only; the hub's own account is not listed twice"
+    );
+    settings.scan_regions = vec!["us-east-1".parse().unwrap(), "eu-west-1".parse().unwrap()];
+    assert_eq!(
+        places_of(&settings, &home()),
+        vec![
+            home(),
+            place("111111111111", "us-east-1"),
+            place("111111111111", "eu-west-1"),
+            place("123456789012", "eu-west-1"),
+        ]
+    );
+}
+
+#[test]
+fn instance_scans_run_at_home_only() {
+    let away = place("111111111111", "eu-west-1");
+    assert_eq!(
+        mode_at(ScanMode::Auto, &home(), &home()),
+        Ok(ScanMode::Auto)
+    );
+    assert_eq!(
+        mode_at(ScanMode::Auto, &away, &home()),
+        Ok(ScanMode::Snapshot)
+    );
+    assert_eq!(
+        mode_at(ScanMode::Snapshot, &away, &home()),
+        Ok(ScanMode::Snapshot)
+    );
+    assert_eq!(
+        mode_at(ScanMode::Instance, &away, &home()),
+        Err("no subnet for instance scans in 111111111111/eu-west-1".to_string())
+    );
+}
+
+#[test]
+fn only_a_refused_assume_role_means_not_onboarded() {
+    let refused = |operation, code: &str| Error::Aws {
+        operation,
+        code: code.into(),
+        message: "no".into(),
+        transient: false,
+    };
+    assert!(is_not_onboarded(&refused("AssumeRole", "AccessDenied")));
+    assert!(!is_not_onboarded(&refused("AssumeRole", "Throttling")));
+    assert!(!is_not_onboarded(&refused(
+        "DescribeImages",
+        "AccessDenied"
+    )));
+}
+
+#[test]
+fn a_creation_event_says_where_the_ami_is_and_outsiders_are_named() {
+    let mut event = sample("find-amis/ami-available.json");
+    event["account"] = json!("111111111111");
+    event["region"] = json!("eu-west-1");
+    let request = parse_request(event.clone()).unwrap();
+    let id = request.created[0].to_string();
+    assert_eq!(request.created_in[&id], place("111111111111", "eu-west-1"));
+    event["region"] = json!("Moon-1");
+    let err = parse_request(event).unwrap_err();
+    assert!(err.to_string().contains("`region`"), "{err}");
+
+    let targets = vec![home(), place("111111111111", "us-east-1")];
+    assert_eq!(
+        uncovered(&place("111111111111", "us-east-1"), &targets),
+        None
+    );
+    assert!(uncovered(&place("111111111111", "eu-west-1"), &targets)
+        .unwrap()
+        .contains("Region eu-west-1 is not in ScanRegions"));
+    assert!(uncovered(&place("222222222222", "us-east-1"), &targets)
+        .unwrap()
+        .contains("account 222222222222 is not in MemberAccounts"));
 }

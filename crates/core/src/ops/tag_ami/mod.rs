@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::model::{time, AmiId, Input, ScanContext, ScanStatus, Severity, Verdict};
 use crate::notify::Publishable;
 use crate::report::ScanSummary;
-use crate::settings::{vars, Bounded, BucketName, EnvReader, FromEnv};
+use crate::settings::{vars, Bounded, BucketName, EnvReader, FromEnv, Home};
 use crate::tags::{self, TagPrefix};
 
 /// What tag-ami does to an AMI whose scan fails the threshold, besides tags.
@@ -55,6 +55,8 @@ pub struct TagSettings {
     /// A `PASS` older than this many days whose rescan ends without a
     /// result becomes `STALE`.
     pub max_scan_age_days: u32,
+    /// The functions' account, and the role they assume in a member's.
+    pub home: Home,
 }
 
 impl FromEnv for TagSettings {
@@ -63,12 +65,14 @@ impl FromEnv for TagSettings {
         let action: Option<FailAction> = env.optional(vars::FAIL_ACTION, FailAction::None);
         let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
         let max_age: Option<Bounded<1, 365>> = env.optional(vars::MAX_SCAN_AGE_DAYS, Bounded(7));
+        let home = Home::read(&mut env);
         env.finish(|| {
             Some(TagSettings {
                 tag_prefix: prefix?,
                 fail_action: action?,
                 report_bucket: bucket?,
                 max_scan_age_days: max_age?.0,
+                home: home?,
             })
         })
     }

@@ -1,0 +1,201 @@
+//! The hub acting in member accounts: find-amis lists every member account
+//! in every Region through the member role (one session per account),
+//! reports a listed account without that role as not onboarded, and each
+//! scan's functions act in the AMI's own account and Region.
+
+use amiscan_core::lambda::Handler;
+use amiscan_tests::*;
+use serde_json::{json, Value};
+
+const MEMBER: &str = "111111111111";
+const NOT_ONBOARDED: &str = "222222222222";
+
+/// The member role as member.yaml makes it, reduced to what these tests
+/// call: the hub's account may assume it; it reads images and tags the
+/// account's own under the prefix.
+fn member_role(member: &Cloud, account: &str) {
+    let trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
+        "Action": "sts:AssumeRole"}]});
+    member.iam(
+        "CreateRole",
+        &[
+            ("RoleName", "amiscan-member"),
+            ("AssumeRolePolicyDocument", &trust.to_string()),
+        ],
+    );
+    let policy = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ec2:DescribeImages", "ec2:DescribeInstances"], "Resource": "*"},
+        {"Effect": "Allow", "Action": ["ec2:CreateTags"], "Resource": "arn:aws:ec2:*::image/*",
+         "Condition": {"StringEquals": {"ec2:Owner": account},
+                       "ForAllValues:StringLike": {"aws:TagKeys": format!("{TAG_PREFIX}*")}}}]});
+    member.iam(
+        "PutRolePolicy",
+        &[
+            ("RoleName", "amiscan-member"),
+            ("PolicyName", "scan"),
+            ("PolicyDocument", &policy.to_string()),
+        ],
+    );
+}
+
+#[tokio::test]
+async fn one_run_finds_every_members_amis_in_every_region_names_the_account_not_onboarded_and_tags_in_the_owning_account(
+) {
+    // The one Region no other test's stack uses; the member's own Regions
+    // are its own account's, which no other test touches.
+    let (home_region, other_region) = ("ap-southeast-6", "eu-west-1");
+    let stack = Stack::new(home_region).await;
+    let member_home = account_cloud(MEMBER, home_region).await;
+    let member_other = account_cloud(MEMBER, other_region).await;
+    member_role(&member_home, MEMBER);
+    let selected = [(SELECTION_KEY, SELECTION_VALUE)];
+    let hub_ami = stack.cloud.register_ami("hub-golden", &selected).await;
+    let near = member_home.register_ami("member-golden", &selected).await;
+    let far = member_other
+        .register_ami("member-golden-copy", &selected)
+        .await;
+    let untagged = member_other.register_ami("member-scratch", &[]).await;
+
+    let members = format!("{MEMBER},{NOT_ONBOARDED}");
+    let regions = format!("{home_region},{other_region}");
+    let find = stack.find_amis_on(
+        &stack.launch_machine,
+        20,
+        &[
+            ("SCAN_MODE", "auto"),
+            ("MEMBER_ACCOUNTS", &members),
+            ("SCAN_REGIONS", &regions),
+        ],
+    );
+    let out = find.handle(json!({})).await.unwrap();
+
+    let started: Vec<(String, String, String)> = out
+        .started
+        .iter()
+        .map(|s| {
+            (
+                s.ami_id.to_string(),
+                s.place.account_id.to_string(),
+                s.place.region.to_string(),
+            )
+        })
+        .collect();
+    let mut expected = vec![
+        (
+            hub_ami.clone(),
+            ACCOUNT.to_string(),
+            home_region.to_string(),
+        ),
+        (near.clone(), MEMBER.to_string(), home_region.to_string()),
+        (far.clone(), MEMBER.to_string(), other_region.to_string()),
+    ];
+    expected.sort();
+    assert_eq!(started, expected, "{out:?}");
+    assert!(!out.started.iter().any(|s| s.ami_id == untagged.as_str()));
+    assert_eq!(
+        out.places.len(),
+        3,
+        "home and the member's two Regions: {:?}",
+        out.places
+    );
+    assert_eq!(out.not_onboarded.len(), 1, "{out:?}");
+    assert_eq!(out.not_onboarded[0].account_id.as_str(), NOT_ONBOARDED);
+    assert!(out.not_onboarded[0].reason.contains("amiscan-member"));
+    assert!(out.not_reached.is_empty(), "{:?}", out.not_reached);
+
+    // Each execution's scan says where the AMI is; outside home, `auto`
+    // is a snapshot scan (the scanner's subnet is the hub's).
+    let executions = stack.cloud.executions(&stack.launch_machine).await;
+    assert_eq!(executions.len(), 3);
+    for started in &out.started {
+        let arn = started.execution_arn.as_deref().unwrap();
+        let input: Value = serde_json::from_str(
+            stack
+                .cloud
+                .sfn()
+                .describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await
+                .unwrap()
+                .input()
+                .unwrap(),
+        )
+        .unwrap();
+        let scan = &input["scan"];
+        assert_eq!(scan["account_id"], started.place.account_id.as_str());
+        assert_eq!(scan["region"], started.place.region.as_str());
+        let mode = if started.ami_id == hub_ami.as_str() {
+            "auto"
+        } else {
+            "snapshot"
+        };
+        assert_eq!(scan["scan_mode"], mode, "{scan}");
+    }
+
+    // The alert warns of the account not onboarded.
+    let messages = stack.notifications();
+    let (subject, body, _) = message_of(&messages[0]);
+    assert_eq!(
+        messages[0]["MessageAttributes"]["severity"]["Value"], "WARNING",
+        "{subject}: {body}"
+    );
+    assert_eq!(body["not_onboarded"][0]["account_id"], NOT_ONBOARDED);
+    assert_eq!(body["places"].as_array().unwrap().len(), 3);
+
+    // One session per member account for the warm environment: a second
+    // run assumes nothing new in the member (the refused account is asked
+    // again, so an account onboarded since is picked up).
+    assert_eq!(
+        find.assumptions(),
+        2,
+        "the member once, the refused account once"
+    );
+    let again = find.handle(json!({})).await.unwrap();
+    assert_eq!(again.already_running.len(), 3, "{again:?}");
+    assert_eq!(find.assumptions(), 3, "the member's session was reused");
+
+    // A scan's functions act in the AMI's account and Region: tag-ami
+    // writes the status on the member's AMI, in the member's account.
+    let ami = far;
+    let member = member_other;
+    let scan = json!({
+        "scan_id": format!("{ami}-20261206"), "ami_id": ami, "scan_mode": "snapshot",
+        "account_id": MEMBER, "region": other_region,
+    });
+    stack
+        .tag_ami()
+        .handle(json!({"scan": scan, "status": "IN_PROGRESS"}))
+        .await
+        .unwrap();
+    let tags = member.image_tags(&ami).await;
+    assert_eq!(
+        tags.get("amiscan:status").map(String::as_str),
+        Some("IN_PROGRESS"),
+        "{tags:?}"
+    );
+
+    // An account with no member role: AssumeRole's refusal, typed, and
+    // nothing written.
+    let mut elsewhere = scan.clone();
+    elsewhere["account_id"] = json!(NOT_ONBOARDED);
+    let err = stack
+        .tag_ami()
+        .handle(json!({"scan": elsewhere, "status": "IN_PROGRESS"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.aws_code(), Some("AccessDenied"), "{err}");
+    assert!(err.to_string().starts_with("AssumeRole failed"), "{err}");
+
+    // A malformed account is refused at the edge, naming the field.
+    let mut malformed = scan.clone();
+    malformed["account_id"] = json!("1234");
+    let err = stack
+        .tag_ami()
+        .handle(json!({"scan": malformed, "status": "IN_PROGRESS"}))
+        .await
+        .unwrap_err();
+    assert_eq!(error_type(err.clone()), "InvalidInput");
+    assert!(err.to_string().contains("scan.account_id"), "{err}");
+}
