@@ -99,6 +99,24 @@ async fn collect_findings_stages_each_finding_once_and_ignores_what_is_not_amisc
     let again = collected(&stack, &bodies).await;
     assert_eq!(again, keys);
 
+    // A member account's completion of the hub's scan (or any account's
+    // not listed) wakes nothing: a scan is woken by its own account only.
+    for from in ["111111111111", "999999999999"] {
+        let mut forged = completion_event(&id, &ami, 2);
+        forged["account"] = json!(from);
+        let out = stack
+            .collect_findings_with_members("111111111111")
+            .handle(batch(&[forged.to_string()]))
+            .await
+            .unwrap();
+        assert!(out.batch_item_failures.is_empty());
+        let keys = stack.cloud.object_keys(&stack.bucket).await;
+        assert!(
+            !keys.iter().any(|k| k.ends_with("/complete.json")),
+            "{from}: {keys:?}"
+        );
+    }
+
     // The completion, then a waiter whose execution no longer waits: both
     // are stored, and neither fails the batch.
     let waiter = json!({"amiscan_waiter": {"scan_id": started.scan_id.to_string(),

@@ -20,9 +20,11 @@ use crate::aws::{s3, sfn};
 use crate::error::{Error, Result};
 use crate::model::scan::{InspectorFacts, FROM_EVENT};
 pub use crate::model::sqs::{BatchResponse, ItemFailure, SqsBatch, SqsRecord};
-use crate::model::{parse_event, Finding, InstanceScanMessage, SnapshotOutcome, WaiterMessage};
+use crate::model::{
+    parse_event, Finding, InstanceScanMessage, SnapshotMarker, SnapshotOutcome, WaiterMessage,
+};
 use crate::report::Staging;
-use crate::settings::{vars, AccountId, BucketName, EnvReader, FromEnv, KmsKeyArn};
+use crate::settings::{vars, AccountId, AccountList, BucketName, EnvReader, FromEnv, KmsKeyArn};
 
 /// The two event types amiscan's static rules route into the queue.
 pub const FINDING_DETAIL_TYPE: &str = "OnDemand AMI Scan Findings";
@@ -38,8 +40,11 @@ const CONCURRENCY: usize = 16;
 pub struct CollectSettings {
     pub report_bucket: BucketName,
     pub report_kms_key_arn: KmsKeyArn,
-    /// This account: only its own Inspector events wake a scan.
+    /// This account: only its own Inspector events wake a scan of it.
     pub account_id: AccountId,
+    /// The member accounts (`MemberAccounts`): each one's own completions
+    /// wake only its own scans.
+    pub member_accounts: Vec<AccountId>,
 }
 
 impl FromEnv for CollectSettings {
@@ -47,11 +52,14 @@ impl FromEnv for CollectSettings {
         let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
         let key: Option<KmsKeyArn> = env.required(vars::REPORT_KMS_KEY_ARN);
         let account: Option<AccountId> = env.required(vars::ACCOUNT_ID);
+        let members: Option<AccountList> =
+            env.optional(vars::MEMBER_ACCOUNTS, AccountList::default());
         env.finish(|| {
             Some(CollectSettings {
                 report_bucket: bucket?,
                 report_kms_key_arn: key?,
                 account_id: account?,
+                member_accounts: members?.0,
             })
         })
     }
@@ -314,11 +322,13 @@ pub async fn run(
     };
     let mut items = Vec::new();
     let account = settings.account_id.as_str();
+    let known = |from: &str| from == account || settings.member_accounts.iter().any(|m| *m == from);
     for record in batch.records {
         let item = match classify(&record.body) {
-            Item::Completion { account: from, .. } if from != account => {
+            Item::Completion { account: from, .. } if !known(&from) => {
                 Item::Refused(format!("a completion of account {from:?}"))
             }
+            // Instance scans run in this account only.
             Item::InstanceScanned(m) if m.event["account"].as_str() != Some(account) => {
                 Item::Refused(format!(
                     "an instance scan event of account {:?}",
@@ -357,6 +367,9 @@ pub async fn run(
         .collect();
     scan_ids.sort();
     let mut ours = HashSet::new();
+    // The account each of amiscan's scans is of, from its marker: only that
+    // account's completion wakes it.
+    let mut owners: HashMap<String, String> = HashMap::new();
     let mut unknown = HashMap::new();
     let lookups: Vec<(String, Result<Option<Vec<u8>>>)> = stream::iter(scan_ids)
         .map(|id| async move {
@@ -369,7 +382,12 @@ pub async fn run(
         .await;
     for (id, found) in lookups {
         match found {
-            Ok(Some(_)) => {
+            Ok(Some(bytes)) => {
+                let owner = serde_json::from_slice::<SnapshotMarker>(&bytes)
+                    .ok()
+                    .and_then(|m| m.scan.account_id)
+                    .map_or_else(|| account.to_string(), |a| a.to_string());
+                owners.insert(id.clone(), owner);
                 ours.insert(id);
             }
             Ok(None) => {}
@@ -401,6 +419,14 @@ pub async fn run(
                     .push((message_id, *finding))
             }
             Item::Finding { .. } => stats.foreign += 1,
+            Item::Completion {
+                ref scan_id,
+                account: ref from,
+                ..
+            } if owners.get(scan_id).is_some_and(|owner| owner != from) => {
+                error!(message_id = %message_id, scan_id = %scan_id, from = %from, "a completion of another account than the scan's: refused");
+                stats.refused += 1;
+            }
             other => rest.push((message_id, other)),
         }
     }
