@@ -7,7 +7,7 @@ WITH ranked AS (
   FROM scans
 )
 SELECT
-  f.ami_id, f.ami_name, f.severity, f.vulnerability_id, f.package_name,
+  f.account_id, f.region, f.ami_id, f.ami_name, f.severity, f.vulnerability_id, f.package_name,
   f.installed_version, f.fixed_in_version, f.fix_available
 FROM findings AS f
 JOIN ranked AS l ON f.scan_id = l.scan_id AND f.scan_date = l.scan_date

@@ -3,6 +3,8 @@
 WITH last_scan AS (
   SELECT
     ami_id,
+    max_by(account_id, scanned_at) AS account_id,
+    max_by(region, scanned_at) AS region,
     max_by(ami_name, scanned_at) AS ami_name,
     max(scan_date) AS last_scan_date,
     max(scanned_at) AS last_scanned_at
@@ -10,7 +12,7 @@ WITH last_scan AS (
   GROUP BY ami_id
 )
 SELECT
-  ami_id, ami_name, last_scan_date, last_scanned_at,
+  account_id, region, ami_id, ami_name, last_scan_date, last_scanned_at,
   date_diff('day', last_scan_date, current_date) AS days_since
 FROM last_scan
 WHERE last_scan_date < current_date - INTERVAL '7' DAY

@@ -8,7 +8,7 @@ WITH ranked AS (
   WHERE verdict IN ('PASS', 'FAIL')
 )
 SELECT
-  f.ami_id, f.ami_name, f.scan_id, f.scan_date, l.previous_scan_id, l.first_scan,
+  f.account_id, f.region, f.ami_id, f.ami_name, f.scan_id, f.scan_date, l.previous_scan_id, l.first_scan,
   f.severity, f.vulnerability_id, f.package_name, f.fixed_in_version, f.exception_reason
 FROM findings AS f
 JOIN ranked AS l ON f.scan_id = l.scan_id AND f.scan_date = l.scan_date

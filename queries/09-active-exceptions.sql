@@ -7,7 +7,7 @@ WITH ranked AS (
   FROM scans
 )
 SELECT
-  f.ami_id, f.ami_name, f.severity, f.vulnerability_id, f.package_name,
+  f.account_id, f.region, f.ami_id, f.ami_name, f.severity, f.vulnerability_id, f.package_name,
   f.exception_reason, f.exception_expires,
   date_diff('day', current_date, f.exception_expires) AS days_left
 FROM findings AS f

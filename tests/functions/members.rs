@@ -164,11 +164,21 @@ async fn one_run_finds_every_members_amis_in_every_region_names_the_account_not_
         "scan_id": format!("{ami}-20261206"), "ami_id": ami, "scan_mode": "snapshot",
         "account_id": MEMBER, "region": other_region,
     });
-    stack
+    let tagged = stack
         .tag_ami()
         .handle(json!({"scan": scan, "status": "IN_PROGRESS"}))
         .await
         .unwrap();
+    // Its alert names the member's account and Region, for people and for
+    // SNS filter policies.
+    let alert = serde_json::to_value(&tagged.alert).unwrap();
+    assert_eq!(
+        alert["subject"],
+        format!("amiscan [{MEMBER}/{other_region}]: scanning {ami}"),
+        "{alert}"
+    );
+    assert_eq!(alert["attributes"]["account_id"]["StringValue"], MEMBER);
+    assert_eq!(alert["attributes"]["region"]["StringValue"], other_region);
     let tags = member.image_tags(&ami).await;
     assert_eq!(
         tags.get("amiscan:status").map(String::as_str),

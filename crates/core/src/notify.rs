@@ -11,6 +11,7 @@ use tracing::info;
 
 use crate::aws::sns;
 use crate::error::{Error, Result};
+use crate::model::Place;
 
 /// SNS limits a subject to 100 printable ASCII characters on one line.
 const SUBJECT_MAX: usize = 100;
@@ -57,6 +58,47 @@ pub struct Notification {
     pub body: serde_json::Value,
     /// What an email subscriber reads: plain text, a few lines.
     pub text: String,
+    /// Where the AMI is, for a scan's alerts: `account_id` and `region`
+    /// attributes (so an SNS filter policy can route per account).
+    pub place: Option<Place>,
+}
+
+impl Notification {
+    /// Names where the AMI is: in the attributes, and, when that is not
+    /// the hub's own account and Region, in the subject (after `amiscan`,
+    /// where the 100-character cut cannot reach it) and the text's first line.
+    pub fn located(mut self, place: &Place, home: &Place) -> Notification {
+        if place != home {
+            self.subject = match self.subject.strip_prefix("amiscan:") {
+                Some(rest) => format!("amiscan [{place}]:{rest}"),
+                None => format!("[{place}] {}", self.subject),
+            };
+            self.text = match self.text.split_once('\n') {
+                Some((first, rest)) => format!(
+                    "{first} (account {}, Region {})\n{rest}",
+                    place.account_id, place.region
+                ),
+                None => format!(
+                    "{} (account {}, Region {})",
+                    self.text, place.account_id, place.region
+                ),
+            };
+        }
+        self.place = Some(place.clone());
+        self
+    }
+
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        let mut out = vec![
+            ("event_type", self.event_type.as_str().to_string()),
+            ("severity", self.severity.clone()),
+        ];
+        if let Some(place) = &self.place {
+            out.push(("account_id", place.account_id.to_string()));
+            out.push(("region", place.region.to_string()));
+        }
+        out
+    }
 }
 
 /// The per-protocol message: `email` gets the text, the rest the JSON.
@@ -118,13 +160,11 @@ impl Notification {
                 default,
                 email: email_text(&self.text),
             },
-            attributes: BTreeMap::from([
-                (
-                    "event_type".to_string(),
-                    attribute(self.event_type.as_str()),
-                ),
-                ("severity".to_string(), attribute(&self.severity)),
-            ]),
+            attributes: self
+                .attributes()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), attribute(&v)))
+                .collect(),
         })
     }
 }
@@ -156,10 +196,11 @@ pub async fn publish(client: &sns::Client, topic_arn: &str, note: &Notification)
         topic_arn,
         &subject_line(&note.subject),
         per_protocol(note)?,
-        &[
-            ("event_type", note.event_type.as_str()),
-            ("severity", &note.severity),
-        ],
+        &note
+            .attributes()
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect::<Vec<_>>(),
     )
     .await?;
     info!(event_type = %note.event_type, message_id = %id, "notification published");
@@ -199,6 +240,7 @@ mod tests {
             severity: "WARNING".into(),
             body: serde_json::json!({"ami_id": "ami-1"}),
             text: "Two lines.\nFor people.".into(),
+            place: None,
         };
         let out = serde_json::to_value(note.publishable().unwrap()).unwrap();
         assert_eq!(
@@ -211,6 +253,55 @@ mod tests {
                     "severity": {"DataType": "String", "StringValue": "WARNING"}
                 }
             })
+        );
+    }
+
+    #[test]
+    fn an_alert_names_the_amis_account_and_region_and_the_subject_says_it_away_from_home() {
+        let place = |account: &str, region: &str| Place {
+            account_id: account.parse().unwrap(),
+            region: region.parse().unwrap(),
+        };
+        let home = place("123456789012", "us-east-1");
+        let note = || Notification {
+            subject: "amiscan: ami-1 scanned, PASS (0 critical, 0 high)".into(),
+            event_type: EventType::ScanCompleted,
+            severity: "NONE".into(),
+            body: serde_json::json!({"ami_id": "ami-1"}),
+            text: "amiscan scanned ami-1.\n\nDigest.".into(),
+            place: None,
+        };
+        let attributes = |p: &Publishable| {
+            let a = &p.attributes;
+            (
+                a.get("account_id").map(|v| v.string_value.clone()),
+                a.get("region").map(|v| v.string_value.clone()),
+            )
+        };
+        let at_home = note().located(&home, &home).publishable().unwrap();
+        assert_eq!(
+            at_home.subject,
+            "amiscan: ami-1 scanned, PASS (0 critical, 0 high)"
+        );
+        assert_eq!(
+            attributes(&at_home),
+            (Some("123456789012".into()), Some("us-east-1".into()))
+        );
+        let away = note()
+            .located(&place("111111111111", "eu-west-1"), &home)
+            .publishable()
+            .unwrap();
+        assert_eq!(
+            away.subject,
+            "amiscan [111111111111/eu-west-1]: ami-1 scanned, PASS (0 critical, 0 high)"
+        );
+        assert!(away
+            .message
+            .email
+            .starts_with("amiscan scanned ami-1. (account 111111111111, Region eu-west-1)\n"));
+        assert_eq!(
+            attributes(&away),
+            (Some("111111111111".into()), Some("eu-west-1".into()))
         );
     }
 
@@ -241,6 +332,7 @@ mod tests {
             severity: "INFO".into(),
             body: serde_json::json!({"found": 0}),
             text: "Nothing to scan.\nNo AMI is tagged.".into(),
+            place: None,
         };
         let id = publish(&client, "arn:aws:sns:us-east-1:123456789012:amiscan", &note)
             .await

@@ -30,8 +30,11 @@ impl Handler for Function {
     }
 
     async fn handle(&self, event: Value) -> Result<ScanSummary, Error> {
-        let input: ReportInput = parse_event(event)?;
+        let mut input: ReportInput = parse_event(event)?;
         let config = self.places.for_scan(&input.scan).await?;
+        // The report names the AMI's account and Region, home's when the
+        // scan names none.
+        input.scan = input.scan.placed(self.places.home()?);
         export_report::run(
             &ec2::Client::new(&config),
             &inspector::Client::new(&config),

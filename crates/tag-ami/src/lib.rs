@@ -35,6 +35,7 @@ impl Handler for Function {
             &self.s3,
             &self.settings,
             request,
+            self.places.home()?,
             chrono::Utc::now(),
         )
         .await

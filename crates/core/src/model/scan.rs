@@ -109,6 +109,15 @@ impl ScanContext {
         }
     }
 
+    /// The context with its account and Region written out (each absent
+    /// one `home`'s), as the report records them.
+    pub fn placed(mut self, home: &Place) -> ScanContext {
+        let place = self.place(home);
+        self.account_id = Some(place.account_id);
+        self.region = Some(place.region);
+        self
+    }
+
     /// The instance id, which this step needs.
     pub fn require_instance(&self, at: &str) -> Result<&InstanceId, Error> {
         self.instance_id.as_ref().ok_or_else(|| {

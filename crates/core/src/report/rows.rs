@@ -54,6 +54,9 @@ pub struct FindingRow {
     /// Inspector's on-demand scan id (snapshot mode only).
     pub inspector_scan_id: Option<String>,
     pub account_id: String,
+    /// The AMI's Region (the scan's).
+    #[serde(default)]
+    pub region: String,
     pub scanned_at: String,
     pub finding_arn: String,
     pub severity: String,
@@ -183,6 +186,11 @@ pub fn finding_row(
         instance_id: source.instance_id(),
         inspector_scan_id: source.inspector_scan_id(),
         account_id: f.aws_account_id.clone(),
+        region: scan
+            .region
+            .as_ref()
+            .map(|r| r.to_string())
+            .unwrap_or_default(),
         scanned_at: time::timestamp(scanned_at),
         finding_arn: f.finding_arn.clone(),
         severity: f.severity.clone(),

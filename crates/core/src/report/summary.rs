@@ -17,6 +17,12 @@ pub const DELTA_LISTED: usize = 20;
 pub struct ScanSummary {
     pub scan_id: String,
     pub ami_id: String,
+    /// The AMI's account and Region (summaries written before members
+    /// existed have neither: the hub's).
+    #[serde(default)]
+    pub account_id: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
     pub ami_name: Option<String>,
     pub platform: Option<String>,
     /// `snapshot` or `instance`: how this scan read the image (summaries

@@ -341,6 +341,8 @@ pub async fn run(
     let mut summary = ScanSummary {
         scan_id: scan.scan_id.to_string(),
         ami_id: scan.ami_id.to_string(),
+        account_id: scan.account_id.as_ref().map(|a| a.to_string()),
+        region: scan.region.as_ref().map(|r| r.to_string()),
         ami_name: scan.ami_name.clone(),
         platform: scan.platform.clone(),
         scan_mode: if snapshot.is_some() {

@@ -87,6 +87,7 @@ pub fn summary(
         event_type,
         severity: severity.into(),
         text: format!("{subject}\n\n{text}"),
+        place: None,
         body: json!({
             "event_type": event_type,
             "selection": selection,

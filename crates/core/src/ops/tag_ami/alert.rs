@@ -208,6 +208,7 @@ fn note(
         severity: severity.to_string(),
         body,
         text,
+        place: None,
     }
 }
 

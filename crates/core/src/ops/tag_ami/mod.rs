@@ -17,7 +17,7 @@ use tracing::info;
 
 use crate::aws::{ec2, s3};
 use crate::error::{Error, Result};
-use crate::model::{time, AmiId, Input, ScanContext, ScanStatus, Severity, Verdict};
+use crate::model::{time, AmiId, Input, Place, ScanContext, ScanStatus, Severity, Verdict};
 use crate::notify::Publishable;
 use crate::report::ScanSummary;
 use crate::settings::{vars, Bounded, BucketName, EnvReader, FromEnv, Home};
@@ -298,6 +298,7 @@ pub async fn run(
     s3_client: &s3::Client,
     settings: &TagSettings,
     request: TagRequest,
+    home: &Place,
     now: DateTime<Utc>,
 ) -> Result<TagOutput> {
     let request = recorded(s3_client, &settings.report_bucket.0, request)
@@ -367,8 +368,11 @@ pub async fn run(
         }
     };
     let (first, second) = alert::alerts_for(&request, tagged);
-    let alert = first.publishable()?;
-    let and_then = second.map(|n| n.publishable()).transpose()?;
+    let place = request.scan.place(home);
+    let alert = first.located(&place, home).publishable()?;
+    let and_then = second
+        .map(|n| n.located(&place, home).publishable())
+        .transpose()?;
     let (set, remove) = if tagged {
         (set, remove)
     } else {
