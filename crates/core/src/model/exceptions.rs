@@ -9,14 +9,15 @@
 //!
 //! An exception covers a finding of its vulnerability (and package, when
 //! given) on the AMIs it names (an AMI id, or a glob over the AMI's name;
-//! every AMI when absent), through the end of its `expires` day in UTC.
+//! every AMI when absent), in the `account` and `region` it names (every
+//! one when absent), through the end of its `expires` day in UTC.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{field, parse_event, AmiId, Input};
+use super::{field, parse_event, AccountId, AmiId, Input, RegionName};
 use crate::error::Error;
 
 /// Where the file lives in the report bucket.
@@ -40,6 +41,12 @@ struct Entry {
     ami: Option<String>,
     #[serde(default)]
     package: Option<String>,
+    /// Only the AMIs of this account (hub with member accounts).
+    #[serde(default)]
+    account: Option<String>,
+    /// Only the AMIs of this Region.
+    #[serde(default)]
+    region: Option<String>,
     reason: String,
     expires: String,
     /// Who accepted the risk: required, for the audit trail.
@@ -61,6 +68,8 @@ pub struct Exception {
     pub vulnerability_id: String,
     pub ami: AmiMatch,
     pub package: Option<String>,
+    pub account: Option<AccountId>,
+    pub region: Option<RegionName>,
     pub reason: String,
     pub expires: NaiveDate,
     pub owner: String,
@@ -127,6 +136,24 @@ pub fn parse(file: &str, bytes: &[u8], today: NaiveDate) -> Result<Vec<Exception
             .map(|p| text("package", p))
             .transpose()?;
         let owner = text("owner", &entry.owner)?;
+        let account = entry
+            .account
+            .as_deref()
+            .map(|a| {
+                text("account", a)?
+                    .parse()
+                    .map_err(|e: String| invalid(at("account"), e))
+            })
+            .transpose()?;
+        let region = entry
+            .region
+            .as_deref()
+            .map(|r| {
+                text("region", r)?
+                    .parse()
+                    .map_err(|e: String| invalid(at("region"), e))
+            })
+            .transpose()?;
         let ami = match entry.ami.as_deref().map(str::trim) {
             None => AmiMatch::Every,
             Some("") => return Err(invalid(at("ami"), "is empty; omit it for every AMI".into())),
@@ -152,6 +179,8 @@ pub fn parse(file: &str, bytes: &[u8], today: NaiveDate) -> Result<Vec<Exception
             vulnerability_id,
             ami,
             package,
+            account,
+            region,
             reason,
             expires,
             owner,
@@ -211,6 +240,13 @@ impl Exception {
         }
     }
 
+    /// Whether it holds in this account and Region (`None`: not known,
+    /// which only an exception that names none matches).
+    pub fn names_place(&self, account: Option<&str>, region: Option<&str>) -> bool {
+        let holds = |scope: Option<&str>, at: Option<&str>| scope.is_none_or(|s| at == Some(s));
+        holds(self.account.as_deref(), account) && holds(self.region.as_deref(), region)
+    }
+
     /// Whether it covers a finding in `package` (any package when it names
     /// none). A finding in several packages lists them as "a, b".
     fn covers_package(&self, package: Option<&str>) -> bool {
@@ -229,9 +265,18 @@ pub struct ForAmi {
 }
 
 impl ForAmi {
-    pub fn new(all: &[Exception], ami_id: &str, ami_name: Option<&str>) -> ForAmi {
+    /// The exceptions of one AMI: `place` is its account and Region.
+    pub fn new(
+        all: &[Exception],
+        ami_id: &str,
+        ami_name: Option<&str>,
+        place: (Option<&str>, Option<&str>),
+    ) -> ForAmi {
         let mut by_vulnerability: HashMap<String, Vec<Exception>> = HashMap::new();
-        for e in all.iter().filter(|e| e.names_ami(ami_id, ami_name)) {
+        for e in all
+            .iter()
+            .filter(|e| e.names_ami(ami_id, ami_name) && e.names_place(place.0, place.1))
+        {
             by_vulnerability
                 .entry(e.vulnerability_id.clone())
                 .or_default()
@@ -298,7 +343,7 @@ mod tests {
     ) -> bool {
         let all = [e.clone()];
         let last_day = e.expires.and_hms_opt(12, 0, 0).unwrap().and_utc();
-        ForAmi::new(&all, ami_id, ami_name)
+        ForAmi::new(&all, ami_id, ami_name, (None, None))
             .covering(vulnerability_id, package, last_day)
             .is_some()
     }
@@ -369,6 +414,41 @@ mod tests {
     }
 
     #[test]
+    fn an_exception_may_hold_in_one_account_and_region_only() {
+        let scoped = one(
+            serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "owner": "o",
+            "expires": "2026-12-31", "account": "111111111111", "region": "eu-west-1"}),
+        )
+        .unwrap();
+        let at = |account, region| {
+            !ForAmi::new(&scoped, "ami-12345678", None, (account, region)).is_empty()
+        };
+        assert!(at(Some("111111111111"), Some("eu-west-1")));
+        assert!(
+            !at(Some("222222222222"), Some("eu-west-1")),
+            "another account"
+        );
+        assert!(
+            !at(Some("111111111111"), Some("us-east-1")),
+            "another Region"
+        );
+        assert!(!at(None, None), "a scan that says neither");
+        let account_only = one(
+            serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r",
+            "owner": "o", "expires": "2026-12-31", "account": "111111111111"}),
+        )
+        .unwrap();
+        assert!(account_only[0].names_place(Some("111111111111"), Some("ap-south-2")));
+        for (key, value) in [("account", "1111"), ("region", "Mars"), ("account", " ")] {
+            let mut entry = serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r",
+                "owner": "o", "expires": "2026-12-31"});
+            entry[key] = serde_json::json!(value);
+            let err = one(entry).unwrap_err();
+            assert_eq!(err.field, format!("exceptions[0].{key}"), "{err}");
+        }
+    }
+
+    #[test]
     fn an_exception_is_in_force_through_its_expiry_day_in_utc() {
         let e = one(
             serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "owner": "o",
@@ -379,13 +459,13 @@ mod tests {
         assert!(e.in_force(Utc.with_ymd_and_hms(2026, 12, 31, 23, 59, 59).unwrap()));
         assert!(!e.in_force(Utc.with_ymd_and_hms(2027, 1, 1, 0, 0, 0).unwrap()));
         let all = vec![e];
-        let for_ami = ForAmi::new(&all, "ami-12345678", None);
+        let for_ami = ForAmi::new(&all, "ami-12345678", None, (None, None));
         let elsewhere = one(
             serde_json::json!({"vulnerability_id": "CVE-1", "reason": "r", "owner": "o",
             "expires": "2026-12-31", "ami": "ami-87654321"}),
         )
         .unwrap();
-        assert!(ForAmi::new(&elsewhere, "ami-12345678", None).is_empty());
+        assert!(ForAmi::new(&elsewhere, "ami-12345678", None, (None, None)).is_empty());
         let at = |d, h| Utc.with_ymd_and_hms(2026, 12, d, h, 0, 0).unwrap();
         assert!(for_ami.covering(Some("CVE-1"), None, at(31, 23)).is_some());
         assert!(for_ami.covering(Some("CVE-1"), None, at(1, 0)).is_some());

@@ -225,7 +225,20 @@ pub async fn run(
             .and_then(|i| i.name().map(str::to_string))
     };
     let judge = Judge {
-        exceptions: ForAmi::new(&exception_list, scan.ami_id.as_str(), ami_name.as_deref()),
+        exceptions: ForAmi::new(
+            &exception_list,
+            scan.ami_id.as_str(),
+            ami_name.as_deref(),
+            (
+                Some(
+                    scan.account_id
+                        .as_ref()
+                        .unwrap_or(&settings.home.account_id)
+                        .as_str(),
+                ),
+                scan.region.as_deref(),
+            ),
+        ),
         previous: previous.as_ref().map(|p| keys_of(p.open())),
         at: scanned_at,
     };
