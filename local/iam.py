@@ -594,9 +594,12 @@ def event_bus(request, state, action):
     out = []
     for bus in buses:
         arn = bus if bus.startswith("arn:") else f"arn:aws:events:{request.region}:{state.account}:event-bus/{bus}"
+        parts = arn_parts(arn) or {}
+        # A bus named by ARN may be another account's (or Region's): its policy decides.
+        owner = State(parts.get("account") or state.account, parts.get("region") or state.region)
         out.append(Check(action, arn, {"events:source": sources or None, "events:detail-type": detail_types or None},
-                         resource_policy=state.bus_policy(arn.split("/")[-1]),
-                         resource_account=(arn_parts(arn) or {}).get("account")))
+                         resource_policy=owner.bus_policy(arn.split("/")[-1]),
+                         resource_account=parts.get("account")))
     return out
 
 
@@ -832,9 +835,22 @@ class Authorizer:
                 if attempt == 2:
                     raise
 
+    @staticmethod
+    def organization_of(account):
+        """The id of the organization `account` belongs to (moto's
+        Organizations), or None."""
+        from moto.organizations.models import organizations_backends
+
+        owner = organizations_backends.master_accounts.get(account) if account else None
+        if owner is None:
+            return None
+        org = organizations_backends[owner[0]][owner[1]].org
+        return org.id if org is not None else None
+
     def base_context(self, principal, region):
         now = datetime.now(timezone.utc)
         return {"aws:PrincipalArn": principal.principal_arn, "aws:PrincipalAccount": principal.account,
+                "aws:PrincipalOrgID": None if principal.service else self.organization_of(principal.account),
                 "aws:SecureTransport": "true", "aws:RequestedRegion": region,
                 "aws:CurrentTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "aws:EpochTime": str(int(now.timestamp())),
                 "aws:PrincipalType": "AssumedRole" if principal.role_arn else ("Account" if principal.admin else None)}

@@ -9,6 +9,7 @@ Every patch names the moto gap it covers. Nothing else of moto is changed.
 """
 
 import argparse
+import copy
 import functools
 import json
 import os
@@ -77,6 +78,7 @@ STATE = {
     "terminate_at_launch": {},  # image id -> the state reason its instances stop with
     "ondemand": {},  # on-demand scan id -> its record, as GetOnDemandScanStatus answers it
     "ondemand_tokens": {},  # (resource id, clientToken) -> scan id
+    "ondemand_where": {},  # scan id -> the account and Region it runs in
     "ondemand_fail_starts": {},  # image id -> how many more StartOnDemandScan calls answer ThrottlingException
     "batches": [],  # what the event source poller did: {function, size, failed, error}
     "emails": [],  # what email subscriptions received: {to, subject, body, attributes}
@@ -350,6 +352,9 @@ def send_to_targets(self, original_event, transform_input=True):
             self._send_to_sqs_queue(target["Arn"].split(":")[5], body,
                                     target.get("SqsParameters", {}).get("MessageGroupId"))
             continue
+        if target["Arn"].startswith("arn:aws:events:") and ":event-bus/" in target["Arn"]:
+            forward_to_bus(target["Arn"], moto_event)
+            continue
         if not target["Arn"].startswith("arn:aws:states:"):
             others.append(target)
             continue
@@ -375,6 +380,24 @@ def send_to_targets(self, original_event, transform_input=True):
             self.targets = saved
 
 
+def forward_to_bus(bus_arn, event):
+    """An event bus target in another account or Region (member.yaml's rules
+    forward to the hub's bus): EventBridge delivers the event as it is, its
+    `id`, `account`, `region`, `resources` and `time` kept (moto's own
+    forwarding puts a new event from the receiving account, without
+    `resources`), to every rule of that bus."""
+    from moto.events.models import events_backends
+
+    region, account, name = bus_arn.split(":")[3], bus_arn.split(":")[4], bus_arn.split("/", 1)[1]
+    try:
+        bus = events_backends[account][region].describe_event_bus(name)
+    except Exception as err:  # a lost delivery, as EventBridge would have it
+        print(f"local cloud: no event bus {bus_arn}: {err!r}", file=sys.stderr, flush=True)
+        return
+    for rule in list(bus.rules.values()):
+        rule.send_to_targets(copy.deepcopy(event))
+
+
 Rule.send_to_targets = send_to_targets
 EVENTS = Principal(None, None, service="events.amazonaws.com")
 
@@ -392,9 +415,15 @@ def delivery_allowed(rule, target):
             AUTH.check(EVENTS, [Check("sts:AssumeRole", target["RoleArn"], service,
                                       resource_policy=role, resource_account=target["RoleArn"].split(":")[4])],
                        region, account, "AssumeRole", "sts")
-            action = {"states": "states:StartExecution", "sqs": "sqs:SendMessage"}.get(target["Arn"].split(":")[2])
-            AUTH.check(role_principal(target["RoleArn"], "events-delivery"), [Check(action, target["Arn"])],
-                       region, account, "PutTargets-delivery", target["Arn"].split(":")[2])
+            service_of = target["Arn"].split(":")[2]
+            action = {"states": "states:StartExecution", "sqs": "sqs:SendMessage",
+                      "events": "events:PutEvents"}.get(service_of)
+            # Another account's bus decides by its own policy too.
+            policy = bus_policy(target["Arn"]) if service_of == "events" else None
+            AUTH.check(role_principal(target["RoleArn"], "events-delivery"),
+                       [Check(action, target["Arn"], resource_policy=policy,
+                              resource_account=target["Arn"].split(":")[4])],
+                       region, account, "PutTargets-delivery", service_of)
         elif target["Arn"].split(":")[2] == "sqs":
             queue = sqs_backends[target["Arn"].split(":")[4]][target["Arn"].split(":")[3]].queues.get(
                 target["Arn"].split(":")[5])
@@ -416,6 +445,19 @@ def delivery_allowed(rule, target):
         print(f"local cloud: EventBridge could not deliver to {target['Arn']} for {rule.arn}: {denied.message}",
               file=sys.stderr, flush=True)
         return False
+
+
+def bus_policy(bus_arn):
+    """An event bus's resource policy (PutPermission, AWS::Events::EventBusPolicy), or None."""
+    from moto.events.models import events_backends
+
+    region, account, name = bus_arn.split(":")[3], bus_arn.split(":")[4], bus_arn.split("/", 1)[1]
+    try:
+        bus = events_backends[account][region].describe_event_bus(name)
+    except Exception:
+        return None
+    policy = bus.policy
+    return (json.loads(policy) if isinstance(policy, str) else policy) if policy else None
 
 
 def AUTH_STATE_ROLE(role_arn):
@@ -600,6 +642,8 @@ def start_on_demand_scan(self):
         scan_id = str(uuid.uuid4())
         STATE["ondemand"][scan_id] = {"scanId": scan_id, "resourceId": ami_id, "resourceType": "AMI",
                                       "scanStatus": "IN_PROGRESS", "startedAt": iso_now()}
+        # Where the scan runs, for the harness (not part of Inspector's answer).
+        STATE["ondemand_where"][scan_id] = {"account": self.current_account, "region": self.region}
         if token:
             STATE["ondemand_tokens"][token] = scan_id
     return 202, {}, json.dumps({"scanId": scan_id})
@@ -838,7 +882,8 @@ class Control(BaseHTTPRequestHandler):
                 backend.create_tags(ids, body.get("tags", {}))
                 return self._json({"image_ids": ids})
             elif self.path == "/ondemand/scans":
-                return self._json({"scans": [dict(s) for s in STATE["ondemand"].values()]})
+                return self._json({"scans": [{**s, **STATE["ondemand_where"].get(s["scanId"], {})}
+                                             for s in STATE["ondemand"].values()]})
             elif self.path == "/ondemand/finish":
                 scan = STATE["ondemand"][body["scan_id"]]
                 scan.update({"scanStatus": body["status"], "completedAt": iso_now()})

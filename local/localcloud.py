@@ -167,6 +167,7 @@ class LocalCloud:
         self._stop = threading.Event()
         self._thread = None
         self.parsed = None  # a changed copy of template.yaml (update_roles), or None for the file
+        self.extra_parameters = {}  # more of the template's parameters (OrgCloud's organization)
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self):
@@ -232,16 +233,20 @@ class LocalCloud:
             process.wait()
 
     # ------------------------------------------------------------ clients
-    def client(self, service, credentials=None):
+    def client(self, service, credentials=None, region=None):
         """A client of the local cloud: the harness's administrator key, or a
-        session's credentials (see `session`)."""
+        session's credentials (see `session`), in `region` (the hub's by default)."""
         credentials = credentials or {"AccessKeyId": ADMIN_KEY, "SecretAccessKey": ADMIN_KEY, "SessionToken": None}
         return boto3.client(
-            service, region_name=REGION, endpoint_url=self.endpoint,
+            service, region_name=region or REGION, endpoint_url=self.endpoint,
             aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
             aws_session_token=credentials.get("SessionToken"),
             config=Config(retries={"max_attempts": 2}, read_timeout=900),
         )
+
+    def administrator(self, account):
+        """Credentials of an administrator of another account (a member's)."""
+        return self.control("/account-admin", {"account": account})
 
     def session(self, role_arn, name="harness", service=None, source_arn=None):
         """Credentials of a session of one of the stack's roles: as the service
@@ -303,6 +308,7 @@ class LocalCloud:
             "ScanTimeoutMinutes": str(self.timeout_minutes), "MaxConcurrentScans": "20", "FailAction": self.fail_action,
             "ScanOnCreate": "TAGGED", "MaxScanAgeDays": "7", "AlertOn": "NEW", "LaunchGuardrail": self.guardrail,
             "SeverityThreshold": "CRITICAL", "ReportFormat": "CSV", "TagPrefix": "amiscan:",
+            **self.extra_parameters,
         }
         self.local_variables = dict(self.LOCAL_VARIABLES)
         key = self.client("kms").create_key(Description="amiscan reports and alerts")["KeyMetadata"]
@@ -329,6 +335,7 @@ class LocalCloud:
             self.guardrail_policy_arn = self.client("iam").create_policy(
                 PolicyName=props["ManagedPolicyName"], PolicyDocument=props["PolicyDocument"])["Policy"]["Arn"]
         self.provision_functions(resources, resolve)
+        self.provision_buses(resources, resolve)
         self.provision_rules(resources, resolve)
         sfn = self.client("stepfunctions")
         for logical, name in MACHINE_NAMES.items():
@@ -367,7 +374,14 @@ class LocalCloud:
                 names.update({logical: name, f"{logical}.Arn": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*"})
             elif kind == "AWS::Events::Rule":
                 name = f"amiscan-{logical}"
-                names.update({logical: name, f"{logical}.Arn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}"})
+                bus = res["Properties"].get("EventBusName")
+                # A rule on another bus than the default has the bus in its ARN.
+                on = f"{self.extra_parameters.get('HubEventBusName', 'amiscan-hub')}/" if bus else ""
+                names.update({logical: name, f"{logical}.Arn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{on}{name}"})
+            elif kind == "AWS::Events::EventBus":
+                name = self.extra_parameters.get("HubEventBusName", "amiscan-hub")
+                names.update({logical: name, f"{logical}.Name": name,
+                              f"{logical}.Arn": f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{name}"})
             elif kind == "AWS::IAM::InstanceProfile":
                 names.update({logical: "amiscan-scanner",
                               f"{logical}.Arn": f"arn:aws:iam::{ACCOUNT}:instance-profile/amiscan-scanner"})
@@ -489,6 +503,19 @@ class LocalCloud:
                                                 EventSourceArn=props["EventSourceArn"],
                                                 BatchSize=props["BatchSize"], **optional)
 
+    def provision_buses(self, resources, resolve):
+        """The template's own event buses and their policies (the hub's bus,
+        with OrganizationId)."""
+        events = self.client("events")
+        for logical, res in resources.items():
+            if res["Type"] == "AWS::Events::EventBus":
+                events.create_event_bus(Name=resolve(res["Properties"])["Name"])
+        for logical, res in resources.items():
+            if res["Type"] == "AWS::Events::EventBusPolicy":
+                props = resolve(res["Properties"])
+                policy = {"Version": "2012-10-17", "Statement": [props["Statement"]]}
+                events.put_permission(EventBusName=props["EventBusName"], Policy=json.dumps(policy))
+
     def provision_rules(self, resources, resolve):
         """The template's EventBridge rules with their targets (the per-scan
         rules are create-scan-rule's to make)."""
@@ -497,9 +524,10 @@ class LocalCloud:
             if res["Type"] != "AWS::Events::Rule":
                 continue
             props = resolve(res["Properties"])
+            bus = {"EventBusName": props["EventBusName"]} if props.get("EventBusName") else {}
             events.put_rule(Name=self.names[logical], EventPattern=json.dumps(props["EventPattern"]),
-                            Description=props.get("Description", ""))
-            events.put_targets(Rule=self.names[logical], Targets=props["Targets"])
+                            Description=props.get("Description", ""), **bus)
+            events.put_targets(Rule=self.names[logical], Targets=props["Targets"], **bus)
 
     @property
     def settings(self):
@@ -729,30 +757,36 @@ class LocalCloud:
             if behaviour.hold is not None and not behaviour.hold.wait(timeout=900):
                 return
             scan_id, ami_id = scan["scanId"], scan["resourceId"]
+            # Inspector's events come from the account and Region the scan runs in.
+            account, region = scan.get("account", ACCOUNT), scan.get("region", REGION)
+            where = {"account": account, "region": region}
+            credentials = None if account == ACCOUNT else self.administrator(account)
+            put = lambda entries: self.put_events(entries, credentials, region)  # noqa: E731
             if kind == "terminated":
-                self.client("ec2").deregister_image(ImageId=ami_id)
+                self.client("ec2", credentials, region).deregister_image(ImageId=ami_id)
                 kind, reason = "fail", "RESOURCE_TERMINATED"
             finding_events = []
             lossy = behaviour.lossy_scans is None or behaviour.scans <= behaviour.lossy_scans
             if kind == "scan":
-                finding_events = [ondemand_finding_event(n, scan_id, ami_id, *f) for n, f in enumerate(behaviour.findings)]
+                finding_events = [ondemand_finding_event(n, scan_id, ami_id, *f, **where)
+                                  for n, f in enumerate(behaviour.findings)]
                 if behaviour.lose_findings and lossy:
                     finding_events = finding_events[behaviour.lose_findings:]
                 if behaviour.duplicate:
                     finding_events = finding_events + finding_events
                 if behaviour.shuffle:
                     random.Random(scan_id).shuffle(finding_events)
-            completion = (ondemand_completion_event(scan_id, ami_id, behaviour.findings) if kind == "scan"
-                          else ondemand_failure_event(scan_id, ami_id, reason))
+            completion = (ondemand_completion_event(scan_id, ami_id, behaviour.findings, account) if kind == "scan"
+                          else ondemand_failure_event(scan_id, ami_id, reason, account))
             if not behaviour.findings_after_completion:
-                self.put_events(finding_events)
+                put(finding_events)
             self.control("/ondemand/finish", {"scan_id": scan_id, "status": completion["Detail"]["scanStatus"],
                                               "reason": completion["Detail"].get("scanStatusReason")})
             if not (behaviour.lose_completion and lossy):
-                self.put_events([completion])
+                put([completion])
             if behaviour.findings_after_completion:
                 time.sleep(2)
-                self.put_events(finding_events)
+                put(finding_events)
         except Exception as err:  # the tests report it
             self.stand_in_errors.append(repr(err))
 
@@ -791,9 +825,10 @@ class LocalCloud:
             time.sleep(0.5)
         raise TimeoutError(f"the runs queue still holds messages after {seconds}s")
 
-    def put_events(self, entries):
-        """Sends events through EventBridge as Inspector does, 10 a call."""
-        events = self.client("events")
+    def put_events(self, entries, credentials=None, region=None):
+        """Sends events through EventBridge as Inspector does, 10 a call (as
+        another account, in another Region, with its credentials)."""
+        events = self.client("events", credentials, region)
         for start in range(0, len(entries), 10):
             chunk = [{**e, "Detail": json.dumps(e["Detail"])} for e in entries[start:start + 10]]
             answer = events.put_events(Entries=chunk)
@@ -958,47 +993,49 @@ def as_entry(event, detail):
             "Resources": list(event["resources"]), "Detail": detail}
 
 
-def ondemand_finding_event(n, scan_id, ami_id, severity, cve, package, fix=None, exploit=None):
+def ondemand_finding_event(n, scan_id, ami_id, severity, cve, package, fix=None, exploit=None, account=ACCOUNT,
+                           region=REGION):
     """One "OnDemand AMI Scan Findings" event, from the fixture the Rust
-    tests share, for finding number n of an on-demand scan."""
+    tests share, for finding number n of an on-demand scan (of `account`'s
+    AMI in `region`)."""
     event = json.loads((ONDEMAND / "finding-event.json").read_text())
     detail = event["detail"]
-    prefix = detail["findingArn"].rsplit("/", 2)[0]
+    prefix = f"arn:aws:inspector2:{region}:{account}:finding/ondemand"
     scores = FINDING_FIXTURE["scores"]
     now = iso()
     vulnerable = detail["packageVulnerabilityDetails"]["vulnerablePackages"][0]
     vulnerable["name"] = package
     detail.update({
         "findingArn": f"{prefix}/{scan_id}/{n:020x}",
-        "scanId": scan_id, "awsAccountId": ACCOUNT, "severity": severity,
+        "scanId": scan_id, "awsAccountId": account, "severity": severity,
         "title": f"{cve} - {package}", "firstObservedAt": now, "lastObservedAt": now, "updatedAt": now,
         "inspectorScore": scores.get(severity, scores["default"]),
         "fixAvailable": fix or "YES", "exploitAvailable": exploit or ("YES" if severity == "CRITICAL" else "NO"),
     })
-    detail["resources"][0].update({"id": ami_id, "region": REGION})
+    detail["resources"][0].update({"id": ami_id, "region": region})
     detail["packageVulnerabilityDetails"]["vulnerabilityId"] = cve
     if detail["fixAvailable"] == "NO":
         del vulnerable["fixedInVersion"]
     return as_entry(event, detail)
 
 
-def ondemand_completion_event(scan_id, ami_id, findings):
+def ondemand_completion_event(scan_id, ami_id, findings, account=ACCOUNT):
     event = json.loads((ONDEMAND / "complete-event.json").read_text())
     detail = event["detail"]
     counts = {k: 0 for k in detail["findingSeverityCounts"]}
     for severity, *_ in findings:
         counts[severity] += 1
     counts["TOTAL"] = len(findings)
-    detail.update({"scanId": scan_id, "awsAccountId": ACCOUNT, "resourceId": ami_id, "findingSeverityCounts": counts,
+    detail.update({"scanId": scan_id, "awsAccountId": account, "resourceId": ami_id, "findingSeverityCounts": counts,
                    "startedAt": iso(time.time() - 60), "completedAt": iso()})
     event["resources"] = [ami_id]
     return as_entry(event, detail)
 
 
-def ondemand_failure_event(scan_id, ami_id, reason):
+def ondemand_failure_event(scan_id, ami_id, reason, account=ACCOUNT):
     event = json.loads((ONDEMAND / "failed-event.json").read_text())
     detail = event["detail"]
-    detail.update({"scanId": scan_id, "awsAccountId": ACCOUNT, "resourceId": ami_id, "scanStatusReason": reason,
+    detail.update({"scanId": scan_id, "awsAccountId": account, "resourceId": ami_id, "scanStatusReason": reason,
                    "startedAt": iso(time.time() - 60), "completedAt": iso()})
     event["resources"] = [ami_id]
     return as_entry(event, detail)

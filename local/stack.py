@@ -110,7 +110,10 @@ class Resolver:
             if fn == "Fn::Sub":
                 return self._sub(arg)
             if fn == "Fn::Join":
-                return self._resolve(arg[0]).join(str(v) for v in self._resolve(arg[1]))
+                items = self._resolve(arg[1])
+                if isinstance(items, str):  # a CommaDelimitedList parameter, as its text
+                    items = items.split(",") if items else []
+                return self._resolve(arg[0]).join(str(v) for v in items)
             if fn == "Fn::Select":
                 return self._resolve(arg[1])[int(self._resolve(arg[0]))]
             if fn == "Fn::Split":

@@ -1,0 +1,130 @@
+"""End-to-end scenarios of one hub over an organization: the real ASL and
+Lambdas on the local cloud with three accounts of one organization (the hub
+and two members with member.yaml, in two Regions) and a fourth listed
+without it. Judged on what each account holds afterwards: tags on each
+member's AMIs in that account, one report set in the hub's bucket, the
+run's alert, and what the strict evaluator refused."""
+
+import sys
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
+from localcloud import ACCOUNT, REGION, SnapshotBehaviour  # noqa: E402
+from orgcloud import HUB_BUS, REGION2, OrgCloud  # noqa: E402
+
+CRITICAL = ("CRITICAL", "CVE-2024-6387", "openssh-server")
+MEDIUM = ("MEDIUM", "CVE-2023-5678", "zlib")
+
+
+@pytest.fixture(scope="module")
+def org():
+    with OrgCloud(timeout_minutes=1) as cloud:
+        yield cloud
+
+
+def scanned(org, amis, seconds=300):
+    launches = org.wait_for_scans(amis, seconds=seconds)
+    assert [e["status"] for e in launches] == ["SUCCEEDED"] * len(amis), launches
+    assert org.stand_in_errors == [], org.stand_in_errors
+
+
+def test_one_weekly_run_scans_every_member_and_region_in_its_own_account_and_reports_in_the_hub(org):
+    team_a, team_b = org.members
+    amis = {
+        (ACCOUNT, REGION): org.seed_ami("hub-golden"),
+        (team_a, REGION): org.seed_member_ami(team_a, REGION, "team-a-golden"),
+        (team_a, REGION2): org.seed_member_ami(team_a, REGION2, "team-a-golden-copy"),
+        (team_b, REGION2): org.seed_member_ami(team_b, REGION2, "team-b-golden"),
+    }
+    failing = amis[(team_a, REGION2)]
+    for ami in amis.values():
+        org.expect_snapshot(ami, SnapshotBehaviour(findings=[CRITICAL] if ami == failing else [MEDIUM]))
+    org.notifications()
+    org.weekly_run()
+    org.wait_for_runs()
+    scanned(org, list(amis.values()))
+
+    # Tags are written on each AMI in its own account and Region.
+    for (account, region), ami in amis.items():
+        tags = (org.image_tags(ami) if account == ACCOUNT else org.member_image_tags(account, region, ami))
+        verdict = "FAIL" if ami == failing else "PASS"
+        assert (tags.get("amiscan:status"), tags.get("amiscan:verdict")) == ("COMPLETE", verdict), (account, region, tags)
+        assert tags["amiscan:scan-mode"] == "snapshot"
+    # One report set, in the hub's bucket, each row and summary naming the
+    # AMI's account and Region.
+    for (account, region), ami in amis.items():
+        summary, rows = org.report_of(ami)
+        assert (summary["account_id"], summary["region"]) == (account, region), summary
+        assert rows and all((r["account_id"], r["region"]) == (account, region) for r in rows), rows
+    # The run names the account without the member stack as not onboarded.
+    notes = org.notifications()
+    (run,) = [n for n in notes if n["attributes"]["event_type"] == "SCAN_BATCH_STARTED"]
+    assert run["attributes"]["severity"] == "WARNING", run
+    assert [a["account_id"] for a in run["message"]["not_onboarded"]] == [org.not_onboarded]
+    assert len(run["message"]["places"]) == 5, "the hub's Region and each member's two"
+    # A member's alerts say where its AMI is.
+    (vulnerable,) = [n for n in notes if n["attributes"]["event_type"] == "AMI_VULNERABLE"]
+    assert (vulnerable["attributes"]["account_id"], vulnerable["attributes"]["region"]) == (team_a, REGION2)
+    assert f"[{team_a}/{REGION2}]" in vulnerable["subject"]
+    # The one refusal: find-amis asking for team-c's member role, which is not there.
+    refused = {(d["action"], d["resource"]) for d in org.denials()}
+    assert refused == {("sts:AssumeRole", f"arn:aws:iam::{org.not_onboarded}:role/amiscan-member")}, refused
+
+
+def test_a_new_ami_in_a_member_is_scanned_on_its_creation_event(org):
+    team_b = org.members[1]
+    ami = org.seed_member_ami(team_b, REGION, "team-b-fresh", announce=False)
+    org.expect_snapshot(ami, SnapshotBehaviour(findings=[MEDIUM]))
+    # EC2's event, on team-b's own default bus: its rule forwards it to the hub.
+    org.put_events([{
+        "Source": "aws.ec2", "DetailType": "EC2 AMI State Change",
+        "Resources": [f"arn:aws:ec2:{REGION}::image/{ami}"],
+        "Detail": {"RequestId": "0", "ImageId": ami, "State": "available", "ErrorMessage": ""},
+    }], org.administrator(team_b), REGION)
+    org.wait_for_runs()
+    scanned(org, [ami])
+    assert org.member_image_tags(team_b, REGION, ami)["amiscan:verdict"] == "PASS"
+
+
+def test_an_unreadable_member_ami_without_a_subnet_ends_not_scannable(org):
+    team_a = org.members[0]
+    ami = org.seed_member_ami(team_a, REGION, "team-a-windows-2003")
+    org.expect_snapshot(ami, SnapshotBehaviour("fail", reason="UNSUPPORTED_OS"))
+    org.find_amis({"ami_ids": [ami]})
+    scanned(org, [ami])
+    tags = org.member_image_tags(team_a, REGION, ami)
+    assert tags["amiscan:status"] == "NOT_SCANNABLE", tags
+    assert "UNSUPPORTED_OS" in tags["amiscan:reason"], tags
+    assert org.scanner_instances_of(ami) == [], "no instance is launched for a member's AMI"
+
+
+def test_the_hubs_bus_refuses_an_account_outside_the_organization(org):
+    outsider = org.administrator("999999999999")
+    events = org.client("events", outsider)
+    bus = f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{HUB_BUS}"
+    with pytest.raises(ClientError) as refused:
+        events.put_events(Entries=[{"Source": "aws.inspector2", "DetailType": "Inspector2 OnDemand Scan Complete",
+                                    "Detail": "{}", "EventBusName": bus}])
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException", refused.value.response
+    assert any(d["caller"].endswith("999999999999:root") and d["action"] == "events:PutEvents" for d in org.denials())
+
+
+def test_the_member_role_admits_only_the_hubs_function_roles(org):
+    team_a = org.members[0]
+    member_role = f"arn:aws:iam::{team_a}:role/amiscan-member"
+    allowed = org.session(org.names["FindAmisFunctionRole.Arn"], "find-amis")
+    sts = org.client("sts", allowed)
+    assumed = sts.assume_role(RoleArn=member_role, RoleSessionName="check")["AssumedRoleUser"]["Arn"]
+    assert assumed.startswith(f"arn:aws:sts::{team_a}:assumed-role/amiscan-member/")
+    for refused in ("CollectFindingsFunctionRole.Arn", "SchedulerRole.Arn"):
+        credentials = org.session(org.names[refused], "not-a-hub-role")
+        with pytest.raises(ClientError) as denied:
+            org.client("sts", credentials).assume_role(RoleArn=member_role, RoleSessionName="check")
+        assert denied.value.response["Error"]["Code"] == "AccessDenied", refused
+    # A member's own administrator is no hub function either (the trust
+    # names the hub's account and its roles).
+    with pytest.raises(ClientError):
+        org.client("sts", org.administrator(org.members[1])).assume_role(RoleArn=member_role, RoleSessionName="team-b-admin")
