@@ -6,10 +6,11 @@ PYTHON ?= python3
 ARCH ?= arm64
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: help venv tools build demo query guardrail-scp deploy-members test unit-test lint fmt bench bench-smoke package deploy clean
+.PHONY: help venv tools build demo demo-org query guardrail-scp deploy-members test unit-test lint fmt bench bench-smoke package deploy clean
 
 help:
 	@echo "make demo     the whole workflow end to end on a local AWS emulator (no account needed)"
+	@echo "make demo-org one hub over an organization on the local cloud: three accounts, two Regions"
 	@echo "make query    the Athena named queries (queries/*.sql) in DuckDB over the reports make demo saved"
 	@echo "make deploy-members  member.yaml to OUS=ou-…,… in REGIONS=r1,r2 from the hub STACK in REGION (management account)"
 	@echo "make guardrail-scp  the launch guardrail as an SCP (MODE=FAIL|FAIL_OR_UNSCANNED, or STACK=name REGION=r)"
@@ -51,6 +52,11 @@ build:
 # process stopped by its PID when the demo ends.
 demo: tools build
 	python local/demo.py
+
+# One hub over an organization on the local cloud: the hub and two member
+# accounts with member.yaml in two Regions, and an account not onboarded.
+demo-org: tools build
+	python local/demo_org.py
 
 # The named queries, unchanged, in DuckDB over the copy of the report bucket
 # that `make demo` saved in .local/demo-reports (REPORTS=dir for another copy).
