@@ -61,6 +61,12 @@ TARGETS = {
     "find_amis_10000_s": 30,
     # "flat from 1,000 to 10,000": time per AMI at 10,000 at most 1.5x that at 1,000
     "find_amis_flat_ratio": 1.5,
+    # over an organization: time per AMI at 20 accounts (3 Regions, 100 AMIs
+    # each) at most 1.5x that at one account; one AssumeRole per account per
+    # warm environment
+    "find_amis_org_flat_ratio": 1.5,
+    "find_amis_org_peak_rss_mib": 64,
+    "assume_role_per_account": 1,
     "export_20000_peak_rss_mib": 256,
     "overhead_s": 10,
     # AWS calls of one invocation that does the work (the first, cold one):
@@ -523,6 +529,91 @@ class Bench:
             for a, b in zip(ordered, ordered[1:])}
         return out
 
+    # ------------------------------------------------------------ 2b. find-amis over an organization
+    def find_amis_organization(self, sizes, regions, per_place, runs):
+        """find-amis over member accounts in several Regions: each account
+        has member.yaml's role (its trust, and the reads find-amis makes),
+        `per_place` tagged AMIs in each Region. A noop machine stands in for
+        launch-scan, as in the scaling above. The first invocation of each
+        environment assumes the role of each account; the second, measured,
+        reuses those sessions."""
+        cloud = self.cloud
+        names = cloud.names
+        noop = cloud.client("stepfunctions").create_state_machine(
+            name="bench-noop-org", roleArn=names["LaunchScanStateMachineRole.Arn"],
+            definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}))
+        # What the template grants find-amis with MemberAccounts (HasMembers),
+        # and the stand-in machine.
+        cloud.client("iam").put_role_policy(
+            RoleName=names["FindAmisFunctionRole"], PolicyName="bench-organization",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": "arn:aws:iam::*:role/amiscan-member"},
+                {"Effect": "Allow", "Action": ["states:StartExecution", "states:ListExecutions"],
+                 "Resource": noop["stateMachineArn"]}]}))
+        accounts = [str(210000000000 + n) for n in range(max(sizes))]
+        region_list = [REGION, "eu-west-1", "ap-south-1"][:regions]
+        trust = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole",
+            "Condition": {"ArnEquals": {"aws:PrincipalArn": [names["FindAmisFunctionRole.Arn"]]}}}]}
+        for account in accounts:
+            iam = cloud.client("iam", cloud.administrator(account))
+            iam.create_role(RoleName="amiscan-member", AssumeRolePolicyDocument=json.dumps(trust))
+            iam.put_role_policy(RoleName="amiscan-member", PolicyName="scan-this-accounts-amis", PolicyDocument=json.dumps({
+                "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*",
+                                                        "Action": ["ec2:DescribeImages", "ec2:DescribeInstances"]}]}))
+            for region in region_list:
+                cloud.control("/images", {"count": per_place, "name_prefix": f"bench-org-{account}-{region}",
+                                          "account": account, "region": region, "tags": {"bench-set": "bench-org"}})
+        results = {n: [] for n in sizes}
+        for run in range(runs):
+            for size in sizes:
+                process = self.start("find-amis", SELECTION_TAG_KEY="bench-set", SELECTION_TAG_VALUE="bench-org",
+                                     LAUNCH_STATE_MACHINE_ARN=noop["stateMachineArn"], MAX_CONCURRENT_SCANS="10",
+                                     MEMBER_ACCOUNTS=",".join(accounts[:size]), SCAN_REGIONS=",".join(region_list))
+                try:
+                    self.proxy.take(), self.proxy.take_seconds()
+                    ok, body, _, _ = process.invoke({})
+                    cold = self.proxy.take()
+                    self.proxy.take_seconds()
+                    check(ok, f"find-amis over {size} accounts: {str(body)[:300]}")
+                    ok, body, took, _ = process.invoke({})
+                    calls, emulator = self.proxy.take(), self.proxy.take_seconds()
+                    check(ok, f"find-amis over {size} accounts: {str(body)[:300]}")
+                    amis = size * len(region_list) * per_place
+                    check(body["found"] == amis, f"find-amis over {size} accounts found {body['found']} of {amis}")
+                    check(not body.get("not_onboarded") and not body.get("not_reached"),
+                          f"find-amis over {size} accounts: {body.get('not_onboarded')} {body.get('not_reached')}")
+                    check(len(body["places"]) == 1 + size * len(region_list), f"places: {len(body['places'])}")
+                    results[size].append({"wall_s": took, "calls": calls, "rss": process.peak_rss_mib(),
+                                          "emulator_s": emulator, "amis": amis,
+                                          "assume_cold": cold.get("sts:AssumeRole", 0),
+                                          "assume_warm": calls.get("sts:AssumeRole", 0)})
+                finally:
+                    process.stop()
+            print(f"  find-amis organization run {run + 1}: " + ", ".join(
+                f"{n} accounts: {results[n][-1]['wall_s']:.2f}s/{sum(results[n][-1]['calls'].values())} calls"
+                for n in sizes), flush=True)
+        out = {}
+        for size in sizes:
+            walls = [r["wall_s"] for r in results[size]]
+            own = [r["wall_s"] - r["emulator_s"] for r in results[size]]
+            amis = results[size][0]["amis"]
+            out[str(size)] = {"accounts": size, "regions": len(region_list), "amis": amis,
+                              "wall_s": summary(walls), "own_s": summary(own),
+                              "ms_per_ami": round(statistics.median(walls) * 1000 / amis, 3),
+                              "own_ms_per_ami": round(statistics.median(own) * 1000 / amis, 4),
+                              "aws_calls": results[size][0]["calls"],
+                              "aws_calls_total": sum(results[size][0]["calls"].values()),
+                              "assume_role_first_invoke": max(r["assume_cold"] for r in results[size]),
+                              "assume_role_second_invoke": max(r["assume_warm"] for r in results[size]),
+                              "peak_rss_mib": round(max(r["rss"] for r in results[size]), 2)}
+        low, high = min(sizes), max(sizes)
+        out["ratio_ms_per_ami"] = round(out[str(high)]["ms_per_ami"] / out[str(low)]["ms_per_ami"], 3)
+        out["ratio_own_ms_per_ami"] = round(out[str(high)]["own_ms_per_ami"] / out[str(low)]["own_ms_per_ami"], 3)
+        out["assume_role_per_account_per_environment"] = max(
+            (out[str(n)]["assume_role_first_invoke"] + out[str(n)]["assume_role_second_invoke"]) / n for n in sizes)
+        return out
+
     # ------------------------------------------------------------ 3. export-report scaling
     def export_scaling(self, sizes, runs):
         ami = self.cloud.seed_ami("bench-export", "amzn2-ami")
@@ -895,6 +986,16 @@ def verdicts(results, smoke):
                      TARGETS["find_amis_10000_s"]))
         rows.append(("find-amis time per AMI, 10,000 vs 1,000", scaling["ratios_ms_per_ami"]["10000/1000"], "x",
                      TARGETS["find_amis_flat_ratio"]))
+    org = results.get("find_amis_organization", {})
+    if org:
+        high = max(int(k) for k in org if k.isdigit())
+        rows.append((f"find-amis over {high} accounts x {org[str(high)]['regions']} Regions "
+                     f"({org[str(high)]['amis']:,} AMIs), time per AMI vs 1 account", org["ratio_ms_per_ami"], "x",
+                     TARGETS["find_amis_org_flat_ratio"]))
+        rows.append((f"find-amis over {high} accounts, peak RSS", org[str(high)]["peak_rss_mib"], "MiB",
+                     TARGETS["find_amis_org_peak_rss_mib"]))
+        rows.append(("AssumeRole calls per account per warm environment",
+                     org["assume_role_per_account_per_environment"], "", TARGETS["assume_role_per_account"]))
     export = results.get("export_scaling", {})
     if "20000" in export:
         rows.append(("export-report over 20,000 findings, peak RSS", export["20000"]["peak_rss_mib"]["max"], "MiB",
@@ -958,6 +1059,17 @@ def print_report(results, smoke):
                     columns=("AMIs", "wall s", "ms/AMI", "own s", "own ms/AMI", "AWS calls", "VmHWM MiB")))
         print("  time per AMI, ratio between sizes: " + json.dumps(scaling["ratios_ms_per_ami"]))
         print("  own time (wall minus the emulator's answers) per AMI, ratio: " + json.dumps(scaling["ratios_own_ms_per_ami"]))
+    org = results.get("find_amis_organization", {})
+    if org:
+        print("\nfind-amis over an organization (second invocation of each environment; min / median / max over runs)")
+        print(table(rows=[(m["accounts"], m["regions"], m["amis"],
+                           f"{m['wall_s']['min']:.3f} / {m['wall_s']['median']:.3f} / {m['wall_s']['max']:.3f}",
+                           m["ms_per_ami"], m["own_ms_per_ami"], m["aws_calls_total"], m["assume_role_first_invoke"],
+                           m["assume_role_second_invoke"], m["peak_rss_mib"])
+                          for n, m in org.items() if n.isdigit()],
+                    columns=("accounts", "Regions", "AMIs", "wall s", "ms/AMI", "own ms/AMI", "AWS calls",
+                             "AssumeRole 1st", "AssumeRole 2nd", "VmHWM MiB")))
+        print(f"  time per AMI, most accounts / one: {org['ratio_ms_per_ami']} (own: {org['ratio_own_ms_per_ami']})")
     export = results.get("export_scaling", {})
     if export:
         print("\nexport-report scaling (min / median / max over runs)")
@@ -1037,6 +1149,9 @@ def main():
             results["per_lambda"] = bench.per_lambda(warm_calls=3 if args.smoke else 25, cold_runs=runs)
             print("find-amis scaling ...", flush=True)
             results["find_amis_scaling"] = bench.find_amis_scaling([10] if args.smoke else [10, 100, 1000, 10000], runs)
+            print("find-amis over an organization ...", flush=True)
+            results["find_amis_organization"] = (bench.find_amis_organization([1, 2], 2, 5, runs) if args.smoke else
+                                                  bench.find_amis_organization([1, 5, 20], 3, 100, runs))
             print("export-report scaling ...", flush=True)
             results["export_scaling"] = bench.export_scaling([100] if args.smoke else [100, 2000, 20000], runs)
             print("Exceptions and the delta ...", flush=True)

@@ -1,8 +1,8 @@
 //! The SDK configuration for an account and Region: the functions' own
-//! credentials in their own account (with the Region changed where it
-//! differs), a session of the member role (member.yaml) in any other. A
-//! session is kept for the warm environment, per account and session
-//! name, until shortly before it expires.
+//! credentials at home (their account and Region), a session of the member
+//! role (member.yaml) anywhere else, their own account's other Regions
+//! included. A session is kept for the warm environment, per account and
+//! session name, until shortly before it expires.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -98,8 +98,8 @@ impl Places {
         self.assumptions.load(Ordering::Relaxed)
     }
 
-    /// The configuration for `place`. In another account it assumes the
-    /// member role as `session` (a kept session of that name is reused);
+    /// The configuration for `place`. Away from home it assumes the member
+    /// role as `session` (a kept session of that name is reused);
     /// a refusal is the `AssumeRole` error (`AccessDenied`: the account has
     /// no member role that trusts this function's role).
     pub async fn config(&self, place: &Place, session: &str) -> Result<SdkConfig> {
@@ -108,7 +108,9 @@ impl Places {
         if place.region != home.region {
             builder.set_region(Some(Region::new(place.region.to_string())));
         }
-        if place.account_id != home.account_id {
+        // Away from home, even in the functions' own account, the member
+        // role acts: their own role's statements name home's Region only.
+        if place != home {
             let credentials = self.session(&place.account_id, session).await?;
             builder.set_credentials_provider(Some(SharedCredentialsProvider::new(credentials)));
         }
