@@ -98,6 +98,7 @@ def test_an_unreadable_member_ami_without_a_subnet_ends_not_scannable(org):
     tags = org.member_image_tags(team_a, REGION, ami)
     assert tags["amiscan:status"] == "NOT_SCANNABLE", tags
     assert "UNSUPPORTED_OS" in tags["amiscan:reason"], tags
+    assert tags["amiscan:reason"].endswith(f"no subnet for instance scans in {team_a}/{REGION}"), tags
     assert org.scanner_instances_of(ami) == [], "no instance is launched for a member's AMI"
 
 

@@ -132,6 +132,15 @@ async fn one_run_finds_every_members_amis_in_every_region_names_the_account_not_
             "snapshot"
         };
         assert_eq!(scan["scan_mode"], mode, "{scan}");
+        if mode == "snapshot" {
+            assert_eq!(
+                scan["no_instance_scan"],
+                format!("no subnet for instance scans in {}", started.place),
+                "{scan}"
+            );
+        } else {
+            assert!(scan.get("no_instance_scan").is_none(), "{scan}");
+        }
     }
 
     // The alert warns of the account not onboarded.

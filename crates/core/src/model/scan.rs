@@ -53,6 +53,11 @@ pub struct ScanContext {
     /// for findings that went missing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_attempt: Option<u32>,
+    /// Why this scan has no instance to fall back to (find-amis: `auto`
+    /// outside the hub's own account and Region, where its subnet is), for
+    /// the reason of a `NOT_SCANNABLE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_instance_scan: Option<String>,
     /// How long launch-scan waits for the snapshot scan's completion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_seconds: Option<u64>,
@@ -77,6 +82,7 @@ impl ScanContext {
             scan_mode: None,
             inspector_scan_id: None,
             snapshot_attempt: None,
+            no_instance_scan: None,
             wait_seconds: None,
         }
     }

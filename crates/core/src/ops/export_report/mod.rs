@@ -320,6 +320,12 @@ pub async fn run(
         }
         _ => (from_findings, None, None),
     };
+    // Where `auto` had no instance to fall back to, say so.
+    if verdict == Verdict::NotScannable {
+        if let (Some(why), Some(no_instance)) = (&mut reason, &scan.no_instance_scan) {
+            why.push_str(&format!("; {no_instance}"));
+        }
+    }
     if let Some((outcome, _, _)) = &snapshot {
         if wants_fresh_scan(verdict, gap, scan.snapshot_attempt) {
             // Nothing of this attempt is recorded: the fresh scan's report is

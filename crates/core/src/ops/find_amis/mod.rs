@@ -434,6 +434,8 @@ pub async fn run(
     let outcomes: Vec<StartOutcome> = stream::iter(plan.to_start)
         .map(|ami| {
             let mode = mode_at(settings.scan_mode, &ami.place, &home).unwrap_or(ScanMode::Snapshot);
+            // `auto` made snapshot-only away from home: a NOT_SCANNABLE says why.
+            let no_instance = (mode != settings.scan_mode).then(|| no_subnet(&ami.place));
             start_one(
                 sfn_client,
                 &settings.launch_state_machine_arn.0,
@@ -441,6 +443,7 @@ pub async fn run(
                 now,
                 force,
                 mode,
+                no_instance,
             )
         })
         .buffer_unordered(START_CONCURRENCY)

@@ -32,12 +32,14 @@ pub(crate) async fn start_one(
     now: DateTime<Utc>,
     force: bool,
     mode: ScanMode,
+    no_instance_scan: Option<String>,
 ) -> StartOutcome {
     let scan_id = ScanId::new(&ami.ami_id, now, force);
     let mut context = ScanContext::new(scan_id.clone(), ami.ami_id.clone());
     context.account_id = Some(ami.place.account_id.clone());
     context.region = Some(ami.place.region.clone());
     context.scan_mode = Some(mode);
+    context.no_instance_scan = no_instance_scan;
     context.ami_name = ami.name.clone();
     context.platform = Some(ami.platform.clone());
     context.requested_at = Some(now);
