@@ -139,7 +139,7 @@ def as_list(value):
 
 
 JSON_PREFIXES = {"AmazonSQS": "sqs", "AWSStepFunctions": "states", "AWSEvents": "events", "TrentService": "kms",
-                 "AWSSecurityTokenServiceV20110615": "sts"}
+                 "AWSSecurityTokenServiceV20110615": "sts", "AWSOrganizationsV20161128": "organizations"}
 QUERY_SERVICES = {"ec2": "ec2", "sns": "query", "iam": "query", "sts": "query", "sqs": "query", "cloudformation": "query"}
 INSPECTOR_ROUTES = {"/findings/list": "ListFindings", "/coverage/list": "ListCoverage", "/ondemand/scan": "StartOnDemandScan",
                     "/ondemand/scan/status": "GetOnDemandScanStatus", "/ondemand/scans": "ListOnDemandScans"}

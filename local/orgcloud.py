@@ -1,9 +1,11 @@
 """The local cloud with an organization (Organizations in moto): the hub is
 the local cloud's own account (here also the organization's management
-account) in its Region; two member accounts get member.yaml through
+account) in its Region; two member accounts, in an organizational unit the
+hub names (MemberOrganizationalUnits), get member.yaml through
 CloudFormation in each of two Regions, as the service-managed StackSet
 gives it to them (tests/test_member.py deploys it through moto's StackSets);
-a third account is listed in MemberAccounts without it (not onboarded).
+a third account, outside that unit, is listed in MemberAccounts without it
+(not onboarded).
 Member accounts' events reach the hub's bus through their own rules and
 the launcher's forwarding, with their `account` and `resources`; the hub
 bus's policy is decided by the strict evaluator with each caller's
@@ -28,15 +30,19 @@ class OrgCloud(LocalCloud):
         root = org.list_roots()["Roots"][0]["Id"]
         self.ou = org.create_organizational_unit(ParentId=root, Name="workloads")["OrganizationalUnit"]["Id"]
 
-        def account(name):
+        # team-b sits one unit further down: the hub lists units at any depth.
+        deeper = org.create_organizational_unit(ParentId=self.ou, Name="team-b")["OrganizationalUnit"]["Id"]
+
+        def account(name, unit):
             made = org.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"]
-            org.move_account(AccountId=made["AccountId"], SourceParentId=root, DestinationParentId=self.ou)
+            if unit:
+                org.move_account(AccountId=made["AccountId"], SourceParentId=root, DestinationParentId=unit)
             return made["AccountId"]
 
-        self.members = [account("team-a"), account("team-b")]
-        self.not_onboarded = account("team-c")
+        self.members = [account("team-a", self.ou), account("team-b", deeper)]
+        self.not_onboarded = account("team-c", None)
         self.extra_parameters = {"OrganizationId": self.org_id, "HubEventBusName": HUB_BUS,
-                                 "MemberAccounts": ",".join(self.members + [self.not_onboarded]),
+                                 "MemberOrganizationalUnits": self.ou, "MemberAccounts": self.not_onboarded,
                                  "ScanRegions": f"{REGION},{REGION2}"}
         super().provision()
         self.deploy_members()

@@ -23,8 +23,8 @@ HUB_ROLES = [f"arn:aws:iam::{HUB}:role/amiscan-TagAmiFunctionRole-ABC",
 BUS = f"arn:aws:events:eu-west-1:{HUB}:event-bus/amiscan-hub"
 # What stays in the hub: reports, queues, the topic, the key, executions, logs.
 # What the hub's functions do only in the hub (sts:AssumeRole is how they
-# reach the member role).
-HUB_ONLY = ("s3:", "sqs:", "sns:", "kms:", "states:", "logs:", "xray:", "sts:")
+# reach the member role; Organizations, how find-amis lists the member units).
+HUB_ONLY = ("s3:", "sqs:", "sns:", "kms:", "states:", "logs:", "xray:", "sts:", "organizations:")
 INSTANCE_ONLY = {"ec2:RunInstances", "ec2:TerminateInstances", "iam:PassRole", "events:PutRule", "events:PutTargets",
                  "events:TagResource", "events:ListRules", "events:RemoveTargets", "events:DeleteRule"}
 

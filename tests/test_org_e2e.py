@@ -65,6 +65,10 @@ def test_one_weekly_run_scans_every_member_and_region_in_its_own_account_and_rep
     assert run["attributes"]["severity"] == "WARNING", run
     assert [a["account_id"] for a in run["message"]["not_onboarded"]] == [org.not_onboarded]
     assert len(run["message"]["places"]) == 5, "the hub's Region and each member's two"
+    # team-a and team-b are members by their unit (team-b one unit deeper):
+    # MemberAccounts names team-c only.
+    assert {p["account_id"] for p in run["message"]["places"]} == {ACCOUNT, team_a, team_b}
+    assert "ous_not_listed" not in run["message"] or run["message"]["ous_not_listed"] == []
     # A member's alerts say where its AMI is.
     (vulnerable,) = [n for n in notes if n["attributes"]["event_type"] == "AMI_VULNERABLE"]
     assert (vulnerable["attributes"]["account_id"], vulnerable["attributes"]["region"]) == (team_a, REGION2)

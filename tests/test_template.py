@@ -1276,6 +1276,27 @@ def test_only_the_functions_that_act_in_members_may_assume_the_member_role_and_o
     assert env["SCAN_REGIONS"] == {"Fn::Join": [",", {"Ref": "ScanRegions"}]}
 
 
+def test_only_find_amis_lists_the_member_units_and_only_when_given_some():
+    for logical in functions():
+        raw = [s for p in RESOURCES[f"{logical}Role"]["Properties"]["Policies"] for s in document_of(p)["Statement"]]
+        listing = [s for s in raw if "Fn::If" in s and "organizations:ListAccountsForParent" in s["Fn::If"][1].get("Action", [])]
+        assert bool(listing) == (logical == "FindAmisFunction"), logical
+    (statement,) = [s for p in RESOURCES["FindAmisFunctionRole"]["Properties"]["Policies"]
+                    for s in document_of(p)["Statement"] if "Fn::If" in s and s["Fn::If"][0] == "HasMemberOus"]
+    assert set(statement["Fn::If"][1]["Action"]) == {"organizations:ListAccountsForParent",
+                                                     "organizations:ListOrganizationalUnitsForParent"}
+    units, failed = deployed(OrganizationId="o-abcdefghij", MemberOrganizationalUnits="ou-ab12-cd34ef56", **NETWORK)
+    assert failed == []
+    assert "organizations:ListAccountsForParent" in granted_actions("FindAmisFunction", units)
+    assert "sts:AssumeRole" in granted_actions("TagAmiFunction", units), "units alone are members too"
+    listed, _ = deployed(OrganizationId="o-abcdefghij", MemberAccounts="111111111111", **NETWORK)
+    assert "organizations:ListAccountsForParent" not in granted_actions("FindAmisFunction", listed)
+    _, failed = deployed(MemberOrganizationalUnits="ou-ab12-cd34ef56", **NETWORK)
+    assert len(failed) == 1 and "OrganizationId is required" in failed[0], failed
+    env = RESOURCES["FindAmisFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["MEMBER_OUS"] == {"Fn::Join": [",", {"Ref": "MemberOrganizationalUnits"}]}
+
+
 def test_member_accounts_need_an_organization():
     _, failed = deployed(MemberAccounts="111111111111", **NETWORK)
     assert len(failed) == 1 and "OrganizationId is required with MemberAccounts" in failed[0], failed

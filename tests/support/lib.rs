@@ -863,16 +863,10 @@ impl Stack {
     }
 
     pub fn collect_findings(&self) -> collect_findings::Function {
-        self.collect_findings_with_members("")
-    }
-
-    /// collect-findings of a hub with these member accounts (comma list).
-    pub fn collect_findings_with_members(&self, members: &str) -> collect_findings::Function {
         let settings = CollectSettings::from_env(env(&[
             ("REPORT_BUCKET", &self.bucket),
             ("REPORT_KMS_KEY_ARN", &self.kms_key()),
             ("ACCOUNT_ID", ACCOUNT),
-            ("MEMBER_ACCOUNTS", members),
         ]))
         .unwrap();
         collect_findings::Function::new(&self.cloud.config, settings)

@@ -41,6 +41,7 @@ pub mod vars {
     pub const MEMBER_ROLE_NAME: &str = "MEMBER_ROLE_NAME";
     pub const MEMBER_ACCOUNTS: &str = "MEMBER_ACCOUNTS";
     pub const SCAN_REGIONS: &str = "SCAN_REGIONS";
+    pub const MEMBER_OUS: &str = "MEMBER_OUS";
 }
 
 /// Reads variables through a lookup function and collects every problem.
@@ -270,6 +271,39 @@ impl FromStr for AccountList {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         list(s).map(AccountList)
+    }
+}
+
+/// An organizational unit's id (`ou-` and two runs of lower-case letters
+/// and digits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OuId(pub String);
+
+impl FromStr for OuId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split('-').collect();
+        let run = |p: &str, min, max| {
+            (min..=max).contains(&p.len())
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        };
+        if parts.len() == 3 && parts[0] == "ou" && run(parts[1], 4, 32) && run(parts[2], 8, 32) {
+            Ok(OuId(s.to_string()))
+        } else {
+            Err(format!("{s:?} is not an organizational unit id (ou-…-…)"))
+        }
+    }
+}
+
+/// A comma list of organizational units, possibly empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OuList(pub Vec<OuId>);
+
+impl FromStr for OuList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        list(s).map(OuList)
     }
 }
 

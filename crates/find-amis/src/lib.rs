@@ -4,7 +4,7 @@
 //! one launch-scan execution per AMI.
 
 use amiscan_core::aws::places::Places;
-use amiscan_core::aws::{s3, sfn, sns, SdkConfig};
+use amiscan_core::aws::{organizations, s3, sfn, sns, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::ops::find_amis::{self, FindOutput, FindSettings};
 use amiscan_core::Error;
@@ -12,6 +12,7 @@ use serde_json::Value;
 
 pub struct Function {
     places: Places,
+    organizations: organizations::Client,
     sfn: sfn::Client,
     sns: sns::Client,
     s3: s3::Client,
@@ -33,6 +34,7 @@ impl Handler for Function {
     fn new(config: &SdkConfig, settings: FindSettings) -> Self {
         Function {
             places: Places::new(config, &settings.home),
+            organizations: organizations::Client::new(config),
             sfn: sfn::Client::new(config),
             sns: sns::Client::new(config),
             s3: s3::Client::new(config),
@@ -44,6 +46,7 @@ impl Handler for Function {
         let request = find_amis::parse_request(event)?;
         find_amis::run(
             &self.places,
+            &self.organizations,
             &self.sfn,
             &self.sns,
             &self.s3,

@@ -9,6 +9,7 @@
 pub mod ec2;
 pub mod events;
 pub mod inspector;
+pub mod organizations;
 pub mod places;
 pub mod s3;
 pub mod sfn;

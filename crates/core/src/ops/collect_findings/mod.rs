@@ -24,7 +24,7 @@ use crate::model::{
     parse_event, Finding, InstanceScanMessage, SnapshotMarker, SnapshotOutcome, WaiterMessage,
 };
 use crate::report::Staging;
-use crate::settings::{vars, AccountId, AccountList, BucketName, EnvReader, FromEnv, KmsKeyArn};
+use crate::settings::{vars, AccountId, BucketName, EnvReader, FromEnv, KmsKeyArn};
 
 /// The two event types amiscan's static rules route into the queue.
 pub const FINDING_DETAIL_TYPE: &str = "OnDemand AMI Scan Findings";
@@ -40,11 +40,10 @@ const CONCURRENCY: usize = 16;
 pub struct CollectSettings {
     pub report_bucket: BucketName,
     pub report_kms_key_arn: KmsKeyArn,
-    /// This account: only its own Inspector events wake a scan of it.
+    /// This account: a scan whose marker names no account is of it, and
+    /// instance scans run only here. A completion wakes a scan only when it
+    /// comes from the scan's own account (a member's, for a member's scan).
     pub account_id: AccountId,
-    /// The member accounts (`MemberAccounts`): each one's own completions
-    /// wake only its own scans.
-    pub member_accounts: Vec<AccountId>,
 }
 
 impl FromEnv for CollectSettings {
@@ -52,14 +51,11 @@ impl FromEnv for CollectSettings {
         let bucket: Option<BucketName> = env.required(vars::REPORT_BUCKET);
         let key: Option<KmsKeyArn> = env.required(vars::REPORT_KMS_KEY_ARN);
         let account: Option<AccountId> = env.required(vars::ACCOUNT_ID);
-        let members: Option<AccountList> =
-            env.optional(vars::MEMBER_ACCOUNTS, AccountList::default());
         env.finish(|| {
             Some(CollectSettings {
                 report_bucket: bucket?,
                 report_kms_key_arn: key?,
                 account_id: account?,
-                member_accounts: members?.0,
             })
         })
     }
@@ -322,13 +318,11 @@ pub async fn run(
     };
     let mut items = Vec::new();
     let account = settings.account_id.as_str();
-    let known = |from: &str| from == account || settings.member_accounts.iter().any(|m| *m == from);
     for record in batch.records {
+        // A completion's account is checked against its scan's own below,
+        // once the scan's marker is read (member accounts' come through the
+        // hub's bus). Instance scans run in this account only.
         let item = match classify(&record.body) {
-            Item::Completion { account: from, .. } if !known(&from) => {
-                Item::Refused(format!("a completion of account {from:?}"))
-            }
-            // Instance scans run in this account only.
             Item::InstanceScanned(m) if m.event["account"].as_str() != Some(account) => {
                 Item::Refused(format!(
                     "an instance scan event of account {:?}",

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use tracing::{error, info, warn};
 
 use crate::aws::ec2::{self, Images, Instances};
+use crate::aws::organizations;
 use crate::aws::places::Places;
 use crate::aws::sfn::{self, Started};
 use crate::aws::{s3, sns};
@@ -22,8 +23,8 @@ use crate::model::{parse_event, AccountId, AmiId, Input, Place, RegionName, Scan
 use crate::naming;
 use crate::notify::{self, EventType, Notification};
 use crate::settings::{
-    vars, AccountList, Bounded, BucketName, EnvReader, FromEnv, Home, MaxConcurrentScans,
-    RegionList, StateMachineArn, TopicArn, MAX_CONCURRENT_INSTANCE_SCANS,
+    vars, AccountList, Bounded, BucketName, EnvReader, FromEnv, Home, MaxConcurrentScans, OuId,
+    OuList, RegionList, StateMachineArn, TopicArn, MAX_CONCURRENT_INSTANCE_SCANS,
 };
 use crate::tags::{self, TagPrefix};
 
@@ -101,6 +102,9 @@ pub struct FindSettings {
     pub member_accounts: Vec<AccountId>,
     /// The Regions scanned in each member account; empty, home's only.
     pub scan_regions: Vec<RegionName>,
+    /// Organizational units whose accounts are members too
+    /// (`MemberOrganizationalUnits`), listed at each run.
+    pub member_ous: Vec<OuId>,
 }
 
 impl FromEnv for FindSettings {
@@ -120,6 +124,7 @@ impl FromEnv for FindSettings {
         let members: Option<AccountList> =
             env.optional(vars::MEMBER_ACCOUNTS, AccountList::default());
         let regions: Option<RegionList> = env.optional(vars::SCAN_REGIONS, RegionList::default());
+        let ous: Option<OuList> = env.optional(vars::MEMBER_OUS, OuList::default());
         let settings = env.finish(|| {
             Some(FindSettings {
                 selection_tag_key: key?,
@@ -135,6 +140,7 @@ impl FromEnv for FindSettings {
                 home: home?,
                 member_accounts: members?.0,
                 scan_regions: regions?.0,
+                member_ous: ous?.0,
             })
         })?;
         if settings.scan_mode.can_launch()
@@ -257,22 +263,6 @@ async fn gather_at(
     (place.clone(), gathered)
 }
 
-/// Why a new AMI's event is not scanned when it came from outside the
-/// places this hub covers; `None` when it is covered.
-fn uncovered(place: &Place, targets: &[Place]) -> Option<String> {
-    if targets.contains(place) {
-        return None;
-    }
-    if targets.iter().any(|t| t.account_id == place.account_id) {
-        Some(format!("its Region {} is not in ScanRegions", place.region))
-    } else {
-        Some(format!(
-            "its account {} is not in MemberAccounts",
-            place.account_id
-        ))
-    }
-}
-
 /// What is scanning now: every running launch execution and every live
 /// scanner instance (an instance whose execution ended still holds its
 /// rule), as one set of scans, and what scans each AMI.
@@ -314,6 +304,7 @@ async fn in_flight(
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     places: &Places,
+    org_client: &organizations::Client,
     sfn_client: &sfn::Client,
     sns_client: &sns::Client,
     s3_client: &s3::Client,
@@ -323,7 +314,8 @@ pub async fn run(
 ) -> Result<FindOutput> {
     let force = request.force;
     let home = places.home()?.clone();
-    let targets = places_of(settings, &home);
+    let (members, ous_not_listed) = members_of(org_client, settings).await;
+    let targets = places_of(&members, &settings.scan_regions, &home);
     let reach = reach(places, &targets).await;
     let listings: Vec<_> = reach
         .clients
@@ -457,6 +449,7 @@ pub async fn run(
         expiring: soon,
         exceptions_error,
         places: listed_places,
+        ous_not_listed,
         not_onboarded: reach.not_onboarded,
         not_reached,
         already_running: plan

@@ -129,4 +129,7 @@ pub struct FindOutput {
     /// Accounts and Regions whose AMIs could not be listed this run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_reached: Vec<NotReached>,
+    /// Organizational units whose accounts could not be listed this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ous_not_listed: Vec<OuNotListed>,
 }

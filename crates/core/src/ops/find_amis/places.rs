@@ -11,16 +11,60 @@ pub const SESSION: &str = "amiscan-find-amis";
 /// Accounts reached (AssumeRole) and places listed at once.
 pub(crate) const PLACE_CONCURRENCY: usize = 8;
 
+/// The member accounts of a run: `MemberAccounts`, then the active
+/// accounts under `MemberOrganizationalUnits` (listed now, so an account
+/// that joins a unit is scanned at the next run), each once; and the units
+/// that could not be listed, with why (their accounts are not scanned).
+pub(crate) async fn members_of(
+    client: &organizations::Client,
+    settings: &FindSettings,
+) -> (Vec<AccountId>, Vec<OuNotListed>) {
+    let mut members = settings.member_accounts.clone();
+    let mut failed = Vec::new();
+    for ou in &settings.member_ous {
+        match organizations::accounts_under(client, &ou.0).await {
+            Ok(accounts) => {
+                for account in accounts {
+                    match account.parse::<AccountId>() {
+                        Ok(id) if !members.contains(&id) => members.push(id),
+                        Ok(_) => {}
+                        Err(e) => {
+                            warn!(ou = %ou.0, error = %e, "an account id Organizations listed is malformed")
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                warn!(ou = %ou.0, error = %err, "organizational unit not listed");
+                failed.push(OuNotListed {
+                    ou: ou.0.clone(),
+                    reason: err.to_string(),
+                });
+            }
+        }
+    }
+    (members, failed)
+}
+
+/// An organizational unit whose accounts could not be listed this run (the
+/// hub reads its organization only from the management account or a
+/// delegated administrator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OuNotListed {
+    pub ou: String,
+    pub reason: String,
+}
+
 /// Every place a run covers: home first, then each member account in each
-/// Region (`ScanRegions`, or home's), home itself not twice.
-pub fn places_of(settings: &FindSettings, home: &Place) -> Vec<Place> {
-    let regions = if settings.scan_regions.is_empty() {
+/// Region (`regions`, or home's when empty), home itself not twice.
+pub fn places_of(members: &[AccountId], regions: &[RegionName], home: &Place) -> Vec<Place> {
+    let regions = if regions.is_empty() {
         vec![home.region.clone()]
     } else {
-        settings.scan_regions.clone()
+        regions.to_vec()
     };
     let mut out = vec![home.clone()];
-    for account in &settings.member_accounts {
+    for account in members {
         for region in &regions {
             let place = Place {
                 account_id: account.clone(),
@@ -152,4 +196,20 @@ pub fn mode_at(
 /// Why an AMI outside home cannot be scanned on an instance.
 pub fn no_subnet(place: &Place) -> String {
     format!("no subnet for instance scans in {place}")
+}
+
+/// Why a new AMI's event is not scanned when it came from outside the
+/// places this hub covers; `None` when it is covered.
+pub(crate) fn uncovered(place: &Place, targets: &[Place]) -> Option<String> {
+    if targets.contains(place) {
+        return None;
+    }
+    if targets.iter().any(|t| t.account_id == place.account_id) {
+        Some(format!("its Region {} is not in ScanRegions", place.region))
+    } else {
+        Some(format!(
+            "its account {} is not in MemberAccounts",
+            place.account_id
+        ))
+    }
 }

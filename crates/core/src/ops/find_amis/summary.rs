@@ -74,6 +74,7 @@ pub fn summary(
         || !output.not_marked_stale.is_empty()
         || output.exceptions_error.is_some()
         || !output.not_reached.is_empty()
+        || !output.ous_not_listed.is_empty()
     {
         "ERROR"
     } else if overdue_left > 0 || !output.expiring.is_empty() || !output.not_onboarded.is_empty() {
@@ -97,6 +98,7 @@ pub fn summary(
             "places": output.places,
             "not_onboarded": output.not_onboarded,
             "not_reached": output.not_reached,
+            "ous_not_listed": output.ous_not_listed,
             "counts": {
                 "started": output.started.len(),
                 "already_running": output.already_running.len(),
@@ -171,6 +173,12 @@ pub(crate) fn summary_text(
         lines.push(format!(
             "WARNING: account {} is not onboarded, none of its AMIs was scanned: {}",
             account.account_id, account.reason
+        ));
+    }
+    for unit in &output.ous_not_listed {
+        lines.push(format!(
+            "Could not list the accounts of {}, so none of them was scanned: {}",
+            unit.ou, unit.reason
         ));
     }
     for place in output.not_reached.iter().take(TEXT_LISTED) {

@@ -239,6 +239,7 @@ fn summary_settings() -> FindSettings {
         home: crate::settings::Home::for_tests(),
         member_accounts: Vec::new(),
         scan_regions: Vec::new(),
+        member_ous: Vec::new(),
     }
 }
 
@@ -381,11 +382,19 @@ fn scan_on_create_and_the_maximum_age_come_from_the_environment() {
     .unwrap();
     assert_eq!(org.member_accounts.len(), 2, "listed once each");
     assert_eq!(org.scan_regions[0].as_str(), "eu-west-1");
-    let err = read(&[("MEMBER_ACCOUNTS", "1111"), ("SCAN_REGIONS", "Europe")])
-        .unwrap_err()
-        .to_string();
+    let ous = read(&[("MEMBER_OUS", "ou-ab12-cd34ef56,ou-zz99-00000000")]).unwrap();
+    assert_eq!(ous.member_ous.len(), 2);
+    let err = read(&[
+        ("MEMBER_ACCOUNTS", "1111"),
+        ("SCAN_REGIONS", "Europe"),
+        ("MEMBER_OUS", "r-ab12"),
+    ])
+    .unwrap_err()
+    .to_string();
     assert!(
-        err.contains("MEMBER_ACCOUNTS=") && err.contains("SCAN_REGIONS="),
+        err.contains("MEMBER_ACCOUNTS=")
+            && err.contains("SCAN_REGIONS=")
+            && err.contains("MEMBER_OUS="),
         "{err}"
     );
     let all = read(&[("SCAN_ON_CREATE", "ALL"), ("MAX_SCAN_AGE_DAYS", "30")]).unwrap();
@@ -436,19 +445,22 @@ fn place(account: &str, region: &str) -> Place {
 #[test]
 fn a_run_covers_home_then_each_member_in_each_region_once() {
     let mut settings = summary_settings();
-    assert_eq!(places_of(&settings, &home()), vec![home()]);
+    assert_eq!(
+        places_of(&settings.member_accounts, &settings.scan_regions, &home()),
+        vec![home()]
+    );
     settings.member_accounts = vec![
         "111111111111".parse().unwrap(),
         "123456789012".parse().unwrap(),
     ];
     assert_eq!(
-        places_of(&settings, &home()),
+        places_of(&settings.member_accounts, &settings.scan_regions, &home()),
         vec![home(), place("111111111111", "us-east-1")],
         "without ScanRegions, home's Region only; the hub's own account is not listed twice"
     );
     settings.scan_regions = vec!["us-east-1".parse().unwrap(), "eu-west-1".parse().unwrap()];
     assert_eq!(
-        places_of(&settings, &home()),
+        places_of(&settings.member_accounts, &settings.scan_regions, &home()),
         vec![
             home(),
             place("111111111111", "us-east-1"),
