@@ -333,3 +333,34 @@ def test_deploy_members_creates_then_extends_the_stackset_from_the_hubs_outputs(
         parameters = {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
         assert parameters["HomeRegion"] == "eu-west-1" and parameters["TagPrefix"] == "corp:"
         assert described["PermissionModel"] == "SERVICE_MANAGED"  # (moto keeps no AutoDeployment)
+
+
+@pytest.mark.parametrize("mode", ["FAIL", "FAIL_OR_UNSCANNED"])
+def test_the_member_guardrail_refuses_the_accounts_blocked_amis_and_excepts_only_the_hubs_role(mode):
+    import guardrail
+
+    assert "LaunchGuardrailPolicy" not in deployed(), "off by default"
+    assert "LaunchGuardrailPolicy" not in deployed("us-east-1", LaunchGuardrail=mode), "home Region only"
+    resources = deployed(LaunchGuardrail=mode)
+    document = json.loads(resources["LaunchGuardrailPolicy"]["Properties"]["PolicyDocument"])
+    assert guardrail.managed_size(document) <= guardrail.MANAGED_POLICY_MAX
+    expected = {"DenyUsingFailedAmis", "DenyChangingAmiscanTagsOnAmis", "DenyDeletingEveryTagOfAnAmi",
+                "DenyAmiscanTagKeysInAnyCase"} | ({"DenyLaunchingUnscannedAmis"} if mode == "FAIL_OR_UNSCANNED" else set())
+    assert {s["Sid"] for s in document["Statement"]} == expected
+    hub_role = f"arn:aws:iam::{MEMBER_ACCOUNT}:role/amiscan-member"
+    person = f"arn:aws:iam::{MEMBER_ACCOUNT}:role/developer"
+    with guardrail.Evaluator() as iam:
+        def denied(action, tags, keys=None, who=person, owner=MEMBER_ACCOUNT):
+            return iam.denied_by(document, action, who, owner, tags, keys) is not None
+
+        assert denied("ec2:RunInstances", {"amiscan:verdict": "FAIL"})
+        assert not denied("ec2:RunInstances", {"amiscan:verdict": "PASS"})
+        assert denied("ec2:RunInstances", {"amiscan:verdict": "STALE"}) == (mode == "FAIL_OR_UNSCANNED")
+        assert denied("ec2:RunInstances", {}) == (mode == "FAIL_OR_UNSCANNED")
+        assert denied("ec2:ModifyImageAttribute", {"amiscan:verdict": "FAIL"}), "no sharing a failed AMI"
+        assert not denied("ec2:RunInstances", {"amiscan:verdict": "FAIL"}, owner="777788889999")
+        assert denied("ec2:CreateTags", {"amiscan:verdict": "FAIL"}, ["amiscan:verdict"])
+        assert denied("ec2:CreateTags", {"amiscan:verdict": "FAIL"}, ["AmiScan:Verdict"])
+        assert denied("ec2:DeleteTags", {"amiscan:verdict": "FAIL"}, None)
+        assert not denied("ec2:CreateTags", {"amiscan:verdict": "FAIL"}, ["amiscan:verdict"], who=hub_role)
+        assert not denied("ec2:CreateTags", {}, ["Name"])
