@@ -72,7 +72,8 @@ ACCOUNT ?= 123456789012
 # member.yaml to the accounts of OUS in REGIONS (comma-separated), from the
 # hub stack's outputs (STACK, REGION): run in the management account.
 deploy-members: venv
-	python local/members.py --hub-stack $(or $(STACK),amiscan) --hub-region $(REGION) --ous $(OUS) --regions $(REGIONS)
+	python local/members.py --hub-stack $(or $(STACK),amiscan) --hub-region $(REGION) --ous $(OUS) --regions $(REGIONS) \
+	  $(if $(GUARDRAIL),--guardrail $(GUARDRAIL))
 
 guardrail-scp: venv
 	python local/guardrail.py $(if $(STACK),--stack $(STACK) $(if $(REGION),--region $(REGION)),--mode $(MODE) --account $(ACCOUNT))

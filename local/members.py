@@ -49,10 +49,12 @@ def wait(cfn, name, operation, call_as, seconds=3600):
         time.sleep(10)
 
 
-def deploy(cfn, name, hub, region, ous, regions, home_region=None, instance_scans="OFF", call_as="SELF"):
+def deploy(cfn, name, hub, region, ous, regions, home_region=None, instance_scans="OFF", call_as="SELF",
+           guardrail="OFF"):
     """Creates or updates the StackSet and its instances; returns the
     (account, Region, status) of every instance."""
-    parameters = {**hub, "HubRegion": region, "HomeRegion": home_region or regions[0], "InstanceScans": instance_scans}
+    parameters = {**hub, "HubRegion": region, "HomeRegion": home_region or regions[0], "InstanceScans": instance_scans,
+                  "LaunchGuardrail": guardrail}
     if parameters["HomeRegion"] not in regions:
         raise SystemExit(f"the home Region {parameters['HomeRegion']} is not one of the Regions {regions}")
     settings = dict(StackSetName=name, TemplateBody=(ROOT / "member.yaml").read_text(),
@@ -89,6 +91,8 @@ def main():
     parser.add_argument("--home-region")
     parser.add_argument("--instance-scans", choices=["ON", "OFF"], default="OFF")
     parser.add_argument("--delegated-admin", action="store_true")
+    parser.add_argument("--guardrail", choices=["OFF", "FAIL", "FAIL_OR_UNSCANNED"], default="OFF",
+                        help="member.yaml's LaunchGuardrail in every account")
     args = parser.parse_args()
     import boto3
 
@@ -96,7 +100,7 @@ def main():
     hub = hub_parameters(cfn, args.hub_stack)
     rows = deploy(cfn, f"{args.hub_stack}-members", hub, args.hub_region, args.ous.split(","),
                   args.regions.split(","), args.home_region, args.instance_scans,
-                  "DELEGATED_ADMIN" if args.delegated_admin else "SELF")
+                  "DELEGATED_ADMIN" if args.delegated_admin else "SELF", args.guardrail)
     for account, region, status in rows:
         print(f"{account}  {region:<16} {status}")
     print(f"{len({a for a, _, _ in rows})} accounts, {len({r for _, r, _ in rows})} Regions", file=sys.stderr)
