@@ -217,4 +217,45 @@ async fn one_run_finds_every_members_amis_in_every_region_names_the_account_not_
         .unwrap_err();
     assert_eq!(error_type(err.clone()), "InvalidInput");
     assert!(err.to_string().contains("scan.account_id"), "{err}");
+
+    // The hub's own account in another Region is reached through its member
+    // role too (the functions' own roles name their home Region only): with
+    // a role there that may only read, tag-ami's write is refused, where the
+    // functions' own credentials would have written.
+    let trust = json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
+        "Action": "sts:AssumeRole"}]});
+    stack.cloud.iam(
+        "CreateRole",
+        &[
+            ("RoleName", "amiscan-member"),
+            ("AssumeRolePolicyDocument", &trust.to_string()),
+        ],
+    );
+    let reads = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "ec2:DescribeImages", "Resource": "*"}]});
+    stack.cloud.iam(
+        "PutRolePolicy",
+        &[
+            ("RoleName", "amiscan-member"),
+            ("PolicyName", "read"),
+            ("PolicyDocument", &reads.to_string()),
+        ],
+    );
+    let hub_away = cloud(other_region).await;
+    let own = hub_away.register_ami("hub-golden-copy", &[]).await;
+    let own_scan = json!({
+        "scan_id": format!("{own}-20261206"), "ami_id": own, "scan_mode": "snapshot",
+        "account_id": ACCOUNT, "region": other_region,
+    });
+    let err = stack
+        .tag_ami()
+        .handle(json!({"scan": own_scan, "status": "IN_PROGRESS"}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.aws_code(), Some("UnauthorizedOperation"), "{err}");
+    assert!(!hub_away
+        .image_tags(&own)
+        .await
+        .contains_key("amiscan:status"));
 }
