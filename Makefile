@@ -73,7 +73,7 @@ ACCOUNT ?= 123456789012
 # hub stack's outputs (STACK, REGION): run in the management account.
 deploy-members: venv
 	python local/members.py --hub-stack $(or $(STACK),amiscan) --hub-region $(REGION) --ous $(OUS) --regions $(REGIONS) \
-	  $(if $(GUARDRAIL),--guardrail $(GUARDRAIL))
+	  $(if $(GUARDRAIL),--guardrail $(GUARDRAIL)) $(if $(DELEGATED_ADMIN),--delegated-admin)
 
 guardrail-scp: venv
 	python local/guardrail.py $(if $(STACK),--stack $(STACK) $(if $(REGION),--region $(REGION)),--mode $(MODE) --account $(ACCOUNT))

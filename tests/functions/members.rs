@@ -10,32 +10,40 @@ use serde_json::{json, Value};
 const MEMBER: &str = "111111111111";
 const NOT_ONBOARDED: &str = "222222222222";
 
-/// The member role as member.yaml makes it, reduced to what these tests
-/// call: the hub's account may assume it; it reads images and tags the
-/// account's own under the prefix.
-fn member_role(member: &Cloud, account: &str) {
+/// A role named as member.yaml's, in `cloud`'s account, that the hub's
+/// account may assume, with these statements.
+fn hub_assumable_role(cloud: &Cloud, statements: Value) {
     let trust = json!({"Version": "2012-10-17", "Statement": [{
         "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
         "Action": "sts:AssumeRole"}]});
-    member.iam(
+    cloud.iam(
         "CreateRole",
         &[
             ("RoleName", "amiscan-member"),
             ("AssumeRolePolicyDocument", &trust.to_string()),
         ],
     );
-    let policy = json!({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": ["ec2:DescribeImages", "ec2:DescribeInstances"], "Resource": "*"},
-        {"Effect": "Allow", "Action": ["ec2:CreateTags"], "Resource": "arn:aws:ec2:*::image/*",
-         "Condition": {"StringEquals": {"ec2:Owner": account},
-                       "ForAllValues:StringLike": {"aws:TagKeys": format!("{TAG_PREFIX}*")}}}]});
-    member.iam(
+    let policy = json!({"Version": "2012-10-17", "Statement": statements});
+    cloud.iam(
         "PutRolePolicy",
         &[
             ("RoleName", "amiscan-member"),
             ("PolicyName", "scan"),
             ("PolicyDocument", &policy.to_string()),
         ],
+    );
+}
+
+/// The member role as member.yaml makes it, reduced to what these tests
+/// call: it reads images and tags the account's own under the prefix.
+fn member_role(member: &Cloud, account: &str) {
+    hub_assumable_role(
+        member,
+        json!([
+            {"Effect": "Allow", "Action": ["ec2:DescribeImages", "ec2:DescribeInstances"], "Resource": "*"},
+            {"Effect": "Allow", "Action": ["ec2:CreateTags"], "Resource": "arn:aws:ec2:*::image/*",
+             "Condition": {"StringEquals": {"ec2:Owner": account},
+                           "ForAllValues:StringLike": {"aws:TagKeys": format!("{TAG_PREFIX}*")}}}]),
     );
 }
 
@@ -222,25 +230,9 @@ async fn one_run_finds_every_members_amis_in_every_region_names_the_account_not_
     // role too (the functions' own roles name their home Region only): with
     // a role there that may only read, tag-ami's write is refused, where the
     // functions' own credentials would have written.
-    let trust = json!({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
-        "Action": "sts:AssumeRole"}]});
-    stack.cloud.iam(
-        "CreateRole",
-        &[
-            ("RoleName", "amiscan-member"),
-            ("AssumeRolePolicyDocument", &trust.to_string()),
-        ],
-    );
-    let reads = json!({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "ec2:DescribeImages", "Resource": "*"}]});
-    stack.cloud.iam(
-        "PutRolePolicy",
-        &[
-            ("RoleName", "amiscan-member"),
-            ("PolicyName", "read"),
-            ("PolicyDocument", &reads.to_string()),
-        ],
+    hub_assumable_role(
+        &stack.cloud,
+        json!([{"Effect": "Allow", "Action": "ec2:DescribeImages", "Resource": "*"}]),
     );
     let hub_away = cloud(other_region).await;
     let own = hub_away.register_ami("hub-golden-copy", &[]).await;

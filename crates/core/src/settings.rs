@@ -263,17 +263,6 @@ impl Home {
     }
 }
 
-/// A comma list of accounts (the member accounts), possibly empty.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccountList(pub Vec<AccountId>);
-
-impl FromStr for AccountList {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        list(s).map(AccountList)
-    }
-}
-
 /// An organizational unit's id (`ou-` and two runs of lower-case letters
 /// and digits).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -296,39 +285,35 @@ impl FromStr for OuId {
     }
 }
 
-/// A comma list of organizational units, possibly empty.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OuList(pub Vec<OuId>);
+/// A comma list, possibly empty: each item parsed, duplicates dropped
+/// (the first kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed<T>(pub Vec<T>);
 
-impl FromStr for OuList {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        list(s).map(OuList)
+impl<T> Default for Listed<T> {
+    fn default() -> Self {
+        Listed(Vec::new())
     }
 }
 
-/// A comma list of Regions, possibly empty.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RegionList(pub Vec<RegionName>);
-
-impl FromStr for RegionList {
+impl<T: FromStr<Err = String> + PartialEq> FromStr for Listed<T> {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        list(s).map(RegionList)
-    }
-}
-
-/// A comma list, each item parsed, duplicates dropped (first kept).
-fn list<T: FromStr<Err = String> + PartialEq>(s: &str) -> Result<Vec<T>, String> {
-    let mut out: Vec<T> = Vec::new();
-    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-        let parsed = item.parse::<T>()?;
-        if !out.contains(&parsed) {
-            out.push(parsed);
+        let mut out: Vec<T> = Vec::new();
+        for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let parsed = item.parse::<T>()?;
+            if !out.contains(&parsed) {
+                out.push(parsed);
+            }
         }
+        Ok(Listed(out))
     }
-    Ok(out)
 }
+
+/// The member accounts, the Regions scanned, the member units.
+pub type AccountList = Listed<AccountId>;
+pub type RegionList = Listed<RegionName>;
+pub type OuList = Listed<OuId>;
 
 /// The instance profile, by name or by ARN.
 #[derive(Debug, Clone, PartialEq, Eq)]
