@@ -73,15 +73,10 @@ impl Notification {
                 Some(rest) => format!("amiscan [{place}]:{rest}"),
                 None => format!("[{place}] {}", self.subject),
             };
+            let at = format!(" (account {}, Region {})", place.account_id, place.region);
             self.text = match self.text.split_once('\n') {
-                Some((first, rest)) => format!(
-                    "{first} (account {}, Region {})\n{rest}",
-                    place.account_id, place.region
-                ),
-                None => format!(
-                    "{} (account {}, Region {})",
-                    self.text, place.account_id, place.region
-                ),
+                Some((first, rest)) => format!("{first}{at}\n{rest}"),
+                None => format!("{}{at}", self.text),
             };
         }
         self.place = Some(place.clone());

@@ -199,7 +199,8 @@ struct Ctx<'a> {
     sfn: &'a sfn::Client,
     bucket: &'a str,
     kms: &'a str,
-    ours: &'a HashSet<String>,
+    /// amiscan's scans in the batch, each with its account.
+    ours: &'a HashMap<String, String>,
 }
 
 impl Ctx<'_> {
@@ -249,7 +250,7 @@ impl Ctx<'_> {
             Item::Completion {
                 scan_id, outcome, ..
             } => {
-                if !self.ours.contains(&scan_id) {
+                if !self.ours.contains_key(&scan_id) {
                     return Ok(Done::Foreign);
                 }
                 let staging = Staging::of(&scan_id).map_err(Error::Internal)?;
@@ -360,10 +361,9 @@ pub async fn run(
         .into_iter()
         .collect();
     scan_ids.sort();
-    let mut ours = HashSet::new();
-    // The account each of amiscan's scans is of, from its marker: only that
-    // account's completion wakes it.
-    let mut owners: HashMap<String, String> = HashMap::new();
+    // amiscan's scans (those with a marker), each with the account its
+    // marker names: only that account's completion wakes it.
+    let mut ours: HashMap<String, String> = HashMap::new();
     let mut unknown = HashMap::new();
     let lookups: Vec<(String, Result<Option<Vec<u8>>>)> = stream::iter(scan_ids)
         .map(|id| async move {
@@ -381,8 +381,7 @@ pub async fn run(
                     .ok()
                     .and_then(|m| m.scan.account_id)
                     .map_or_else(|| account.to_string(), |a| a.to_string());
-                owners.insert(id.clone(), owner);
-                ours.insert(id);
+                ours.insert(id, owner);
             }
             Ok(None) => {}
             Err(e) => {
@@ -405,7 +404,7 @@ pub async fn run(
     for (message_id, item) in items {
         match item {
             Item::Finding { scan_id, finding }
-                if ours.contains(&scan_id) || unknown.contains_key(&scan_id) =>
+                if ours.contains_key(&scan_id) || unknown.contains_key(&scan_id) =>
             {
                 by_scan
                     .entry(scan_id)
@@ -417,7 +416,7 @@ pub async fn run(
                 ref scan_id,
                 account: ref from,
                 ..
-            } if owners.get(scan_id).is_some_and(|owner| owner != from) => {
+            } if ours.get(scan_id).is_some_and(|owner| owner != from) => {
                 error!(message_id = %message_id, scan_id = %scan_id, from = %from, "a completion of another account than the scan's: refused");
                 stats.refused += 1;
             }

@@ -159,6 +159,12 @@ pub async fn run(
     }
     let scanned_at = scan_time(&facts, now);
     let scan = input.scan;
+    // The scan's account: its findings must be of it, its exceptions name it.
+    let account = scan
+        .account_id
+        .as_ref()
+        .unwrap_or(&settings.home.account_id)
+        .as_str();
     let bucket = settings.report_bucket.0.as_str();
     let kms = settings.report_kms_key_arn.0.as_str();
 
@@ -229,15 +235,7 @@ pub async fn run(
             &exception_list,
             scan.ami_id.as_str(),
             ami_name.as_deref(),
-            (
-                Some(
-                    scan.account_id
-                        .as_ref()
-                        .unwrap_or(&settings.home.account_id)
-                        .as_str(),
-                ),
-                scan.region.as_deref(),
-            ),
+            (Some(account), scan.region.as_deref()),
         ),
         previous: previous.as_ref().map(|p| keys_of(p.open())),
         at: scanned_at,
@@ -262,11 +260,7 @@ pub async fn run(
     let streamed = match (&snapshot, &instance_id) {
         (Some((outcome, staging, disagrees)), _) => {
             let own = OwnScan {
-                account: scan
-                    .account_id
-                    .as_ref()
-                    .unwrap_or(&settings.home.account_id)
-                    .as_str(),
+                account,
                 scan_id: &outcome.scan_id,
                 ami_id: scan.ami_id.as_str(),
             };

@@ -159,12 +159,11 @@ impl FromEnv for FindSettings {
 
 /// What one place holds for a request: its tagged AMIs, the named ones it
 /// owns and its new ones that ScanOnCreate selects; why its other new ones
-/// are skipped; and which named AMIs it owns or sees as another's.
+/// are skipped; and which named AMIs it sees as another's.
 #[derive(Default)]
 struct Gathered {
     images: Vec<ec2::types::Image>,
     skipped: Vec<Skipped>,
-    owned_named: BTreeSet<String>,
     foreign_named: BTreeSet<String>,
 }
 
@@ -237,10 +236,7 @@ async fn gather(
             }
             ScanOnCreate::Off => false,
         };
-        if named {
-            out.owned_named.insert(id);
-            out.images.push(image);
-        } else if selected {
+        if named || selected {
             out.images.push(image);
         } else {
             out.skipped.push(Skipped {
@@ -332,7 +328,7 @@ pub async fn run(
     let mut candidates: Vec<AmiCandidate> = Vec::new();
     let mut not_scannable = Vec::new();
     let mut found = 0;
-    let (mut owned_named, mut foreign_named) = (BTreeSet::new(), BTreeSet::new());
+    let mut foreign_named = BTreeSet::new();
     for (place, result) in listed {
         match result {
             Ok(g) => {
@@ -343,7 +339,6 @@ pub async fn run(
                         .filter_map(|i| AmiCandidate::of(i, &settings.tag_prefix, &place)),
                 );
                 not_scannable.extend(g.skipped);
-                owned_named.extend(g.owned_named);
                 foreign_named.extend(g.foreign_named);
                 listed_places.push(place);
             }
@@ -365,9 +360,11 @@ pub async fn run(
         }
     }
     listed_places.sort();
-    let scanned: BTreeSet<String> = candidates.iter().map(|c| c.ami_id.to_string()).collect();
+    // A named AMI owned anywhere is a candidate; the rest are another
+    // account's (seen somewhere) or nowhere.
+    let owned: BTreeSet<String> = candidates.iter().map(|c| c.ami_id.to_string()).collect();
     for id in &request.named {
-        if scanned.contains(id.as_str()) || owned_named.contains(id.as_str()) {
+        if owned.contains(id.as_str()) {
             continue;
         }
         let reason = if foreign_named.contains(id.as_str()) {
