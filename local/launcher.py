@@ -449,15 +449,10 @@ def delivery_allowed(rule, target):
 
 def bus_policy(bus_arn):
     """An event bus's resource policy (PutPermission, AWS::Events::EventBusPolicy), or None."""
-    from moto.events.models import events_backends
+    from iam import State
 
     region, account, name = bus_arn.split(":")[3], bus_arn.split(":")[4], bus_arn.split("/", 1)[1]
-    try:
-        bus = events_backends[account][region].describe_event_bus(name)
-    except Exception:
-        return None
-    policy = bus.policy
-    return (json.loads(policy) if isinstance(policy, str) else policy) if policy else None
+    return State(account, region).bus_policy(name)
 
 
 def AUTH_STATE_ROLE(role_arn):
