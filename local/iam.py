@@ -477,10 +477,16 @@ def run_instances(request, state, action):
         **request_tags("volume"), "ec2:Encrypted": "true" if encrypted and all(e == "true" for e in encrypted) else "false"}))
     checks.append(Check(action, f"arn:aws:ec2:{region}:{account}:network-interface/*", {
         "ec2:AssociatePublicIpAddress": str(public_ip).lower() if public_ip is not None else None}))
+    # The subnet and groups are existing resources: their tags are
+    # ec2:ResourceTag/ keys of the request (member.yaml's role admits only
+    # the scanner's tagged group).
+    existing = ("aws:ResourceTag/", "ec2:ResourceTag/")
     if subnet:
-        checks.append(Check(action, f"arn:aws:ec2:{region}:{account}:subnet/{subnet}"))
+        checks.append(Check(action, f"arn:aws:ec2:{region}:{account}:subnet/{subnet}",
+                            tag_context(state.tags(subnet), existing)))
     for group in groups:
-        checks.append(Check(action, f"arn:aws:ec2:{region}:{account}:security-group/{group}"))
+        checks.append(Check(action, f"arn:aws:ec2:{region}:{account}:security-group/{group}",
+                            tag_context(state.tags(group), existing)))
     image_id = p.get("ImageId")
     checks += [c for c in [image_check(state, action, region, image_id)] if c]
     for snapshot in (state.image(image_id) or {}).get("snapshots", []):

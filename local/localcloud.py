@@ -168,6 +168,10 @@ class LocalCloud:
         self._thread = None
         self.parsed = None  # a changed copy of template.yaml (update_roles), or None for the file
         self.extra_parameters = {}  # more of the template's parameters (OrgCloud's organization)
+        # Where scan instances may run, each with the bus that holds their
+        # rule's token: the hub's own place (default bus); OrgCloud adds a
+        # member's Region that member.yaml gave a subnet (the hub's bus).
+        self.instance_places = [(ACCOUNT, REGION, None)]
 
     # ------------------------------------------------------------ lifecycle
     def __enter__(self):
@@ -646,51 +650,73 @@ class LocalCloud:
         self.snapshot_behaviours[ami_id] = behaviour
 
     def _play_inspector(self):
-        ec2, events = self.client("ec2"), self.client("events")
+        clients = {}  # per place: its EC2 and EventBridge, and the hub's EventBridge
+
+        def clients_at(account, region):
+            if (account, region) not in clients:
+                credentials = None if account == ACCOUNT else self.administrator(account)
+                clients[(account, region)] = (self.client("ec2", credentials, region),
+                                              self.client("events", credentials, region))
+            return clients[(account, region)]
+
+        hub_events = self.client("events")
         while not self._stop.wait(0.5):
             try:
                 self._play_snapshot_scans()
             except Exception as err:  # keep playing; the tests report it
                 self.stand_in_errors.append(repr(err))
-            try:
-                reservations = ec2.describe_instances(Filters=[
-                    {"Name": f"tag:{MANAGED_TAG}", "Values": ["true"]},
-                    {"Name": "instance-state-name", "Values": ["pending", "running"]},
-                ])["Reservations"]
-                for instance in [i for r in reservations for i in r["Instances"]]:
-                    instance_id = instance["InstanceId"]
-                    tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
-                    behaviour = self.behaviours.get(tags.get("amiscan:ami-id"))
-                    if instance_id in self.seen_instances or behaviour is None:
-                        continue
-                    rule = f"{RULE_PREFIX}{instance_id}"
-                    # Inspector's event comes minutes after the launch, long
-                    # after create-scan-rule's PutRule and PutTargets; the
-                    # stand-in is quicker, so it waits for both: a rule
-                    # without its target yet would drop the event.
-                    if behaviour.kind == "scan" and not self._rule_has_target(events, rule):
-                        continue  # the event would find no rule, or no target, yet
-                    self.seen_instances.add(instance_id)
-                    self._scan(instance, behaviour, events)
-            except Exception as err:  # keep playing; the tests report it
-                self.stand_in_errors.append(repr(err))
+            for account, region, hub_bus in list(self.instance_places):
+                try:
+                    ec2, events = clients_at(account, region)
+                    self._play_instance_scans(account, ec2, events, hub_events, hub_bus)
+                except Exception as err:  # keep playing; the tests report it
+                    self.stand_in_errors.append(repr(err))
+
+    def _play_instance_scans(self, account, ec2, events, hub_events, hub_bus):
+        """Inspector's scan of each scanner instance of one place: its events
+        come from that account and Region (its default bus)."""
+        reservations = ec2.describe_instances(Filters=[
+            {"Name": f"tag:{MANAGED_TAG}", "Values": ["true"]},
+            {"Name": "instance-state-name", "Values": ["pending", "running"]},
+        ])["Reservations"]
+        for instance in [i for r in reservations for i in r["Instances"]]:
+            instance_id = instance["InstanceId"]
+            tags = {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+            behaviour = self.behaviours.get(tags.get("amiscan:ami-id"))
+            if instance_id in self.seen_instances or behaviour is None:
+                continue
+            rule = f"{RULE_PREFIX}{instance_id}"
+            # Inspector's event comes minutes after the launch, long
+            # after create-scan-rule's PutRule and PutTargets; the
+            # stand-in is quicker, so it waits for both: a rule
+            # without its target yet would drop the event (away from the
+            # hub, both the forwarding rule and the hub bus's rule).
+            if behaviour.kind == "scan" and not (
+                    self._rule_has_target(events, rule)
+                    and (hub_bus is None or self._rule_has_target(hub_events, rule, hub_bus))):
+                continue  # the event would find no rule, or no target, yet
+            self.seen_instances.add(instance_id)
+            self._scan(instance, behaviour, events, account)
 
     @staticmethod
-    def _rule_has_target(events, rule):
-        if not events.list_rules(NamePrefix=rule)["Rules"]:
+    def _rule_has_target(events, rule, bus="default"):
+        if not events.list_rules(NamePrefix=rule, EventBusName=bus)["Rules"]:
             return False
         try:
-            return bool(events.list_targets_by_rule(Rule=rule)["Targets"])
+            return bool(events.list_targets_by_rule(Rule=rule, EventBusName=bus)["Targets"])
         except ClientError:  # deleted in between
             return False
 
-    def _scan(self, instance, behaviour, events):
+    def _scan(self, instance, behaviour, events, account=ACCOUNT):
         instance_id, ami_id = instance["InstanceId"], instance["ImageId"]
         findings = [finding(n, instance_id, ami_id, *f) for n, f in enumerate(behaviour.findings)]
+        for f in findings if account != ACCOUNT else []:  # Inspector's findings name the instance's account
+            f["awsAccountId"] = account
+            f["findingArn"] = f["findingArn"].replace(f":{ACCOUNT}:", f":{account}:", 1)
         scanned = behaviour.kind in ("scan", "lost")
         self.control("/findings", {"instance_id": instance_id, "findings": findings if scanned else []})
         self.control("/coverage", {"instance_id": instance_id, "coverage": {
-            "accountId": ACCOUNT, "resourceId": instance_id, "resourceType": "AWS_EC2_INSTANCE", "scanType": "PACKAGE",
+            "accountId": account, "resourceId": instance_id, "resourceType": "AWS_EC2_INSTANCE", "scanType": "PACKAGE",
             "scanStatus": {"statusCode": "ACTIVE" if scanned else "INACTIVE",
                            "reason": "SUCCESSFUL" if scanned else behaviour.reason},
             **({"lastScannedAt": time.time()} if scanned else {}),

@@ -5,7 +5,10 @@ hub names (MemberOrganizationalUnits), get member.yaml through
 CloudFormation in each of two Regions, as the service-managed StackSet
 gives it to them (tests/test_member.py deploys it through moto's StackSets);
 a third account, outside that unit, is listed in MemberAccounts without it
-(not onboarded).
+(not onboarded). team-b has instance scans (InstanceScans ON) with a subnet
+in the hub's Region only: an AMI Inspector cannot read from its snapshots
+is scanned on an instance there, and is NOT_SCANNABLE in its other Region
+and in team-a.
 Member accounts' events reach the hub's bus through their own rules and
 the launcher's forwarding, with their `account` and `resources`; the hub
 bus's policy is decided by the strict evaluator with each caller's
@@ -40,6 +43,7 @@ class OrgCloud(LocalCloud):
             return made["AccountId"]
 
         self.members = [account("team-a", self.ou), account("team-b", deeper)]
+        self.team_b = self.members[1]
         self.not_onboarded = account("team-c", None)
         self.extra_parameters = {"OrganizationId": self.org_id, "HubEventBusName": HUB_BUS,
                                  "MemberOrganizationalUnits": self.ou, "MemberAccounts": self.not_onboarded,
@@ -63,8 +67,18 @@ class OrgCloud(LocalCloud):
             credentials = self.administrator(account)
             for region in (REGION, REGION2):
                 cfn = self.client("cloudformation", credentials, region)
+                # team-b's StackSet instances: instance scans on, a subnet
+                # (a per-Region override) in the hub's Region only.
+                scans = {}
+                if account == self.team_b:
+                    scans = {"InstanceScans": "ON"}
+                    if region == REGION:
+                        subnet = self.client("ec2", credentials, region).describe_subnets()["Subnets"][0]
+                        scans.update(SubnetId=subnet["SubnetId"], VpcId=subnet["VpcId"])
+                        self.instance_places.append((account, region, outputs["HubEventBusName"]))
                 cfn.create_stack(StackName="amiscan-member", TemplateBody=body, Capabilities=["CAPABILITY_NAMED_IAM"],
-                                 Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()])
+                                 Parameters=[{"ParameterKey": k, "ParameterValue": v}
+                                             for k, v in {**parameters, **scans}.items()])
                 deadline = time.time() + 60
                 while True:
                     status = cfn.describe_stacks(StackName="amiscan-member")["Stacks"][0]["StackStatus"]

@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "local"))
-from localcloud import ACCOUNT, REGION, SnapshotBehaviour  # noqa: E402
+from localcloud import ACCOUNT, REGION, Behaviour, SnapshotBehaviour  # noqa: E402
 from orgcloud import HUB_BUS, REGION2, OrgCloud  # noqa: E402
 
 CRITICAL = ("CRITICAL", "CVE-2024-6387", "openssh-server")
@@ -104,6 +104,56 @@ def test_an_unreadable_member_ami_without_a_subnet_ends_not_scannable(org):
     assert "UNSUPPORTED_OS" in tags["amiscan:reason"], tags
     assert tags["amiscan:reason"].endswith(f"no subnet for instance scans in {team_a}/{REGION}"), tags
     assert org.scanner_instances_of(ami) == [], "no instance is launched for a member's AMI"
+
+
+def test_an_unreadable_member_ami_with_a_subnet_falls_back_to_an_instance_scan_there(org):
+    team_b = org.members[1]
+    ami = org.seed_member_ami(team_b, REGION, "team-b-legacy")
+    org.expect_snapshot(ami, SnapshotBehaviour("fail", reason="UNSUPPORTED_OS"))
+    running = []  # the instance as Inspector found it, running
+    org.expect(ami, Behaviour("scan", [MEDIUM], before_event=lambda _, instance: running.append(instance)))
+    refused_before = len(org.denials())
+    org.find_amis({"ami_ids": [ami]})
+    launches = org.wait_for_scans([ami], seconds=300)
+    scanned(org, [ami])
+    # Inspector's event woke the wait (team-b's rule forwarded it to the
+    # hub's bus, whose rule carried the token): the deadline was not reached.
+    entered = [e["stateEnteredEventDetails"]["name"] for e in org.history(launches[0])
+               if "stateEnteredEventDetails" in e]
+    assert entered.index("Fall Back To Instance Scan") < entered.index("Launch Scan Instance"), entered
+    assert "Report Instance Scan" in entered and "Check Instance Scan" not in entered, entered
+    tags = org.member_image_tags(team_b, REGION, ami)
+    assert (tags["amiscan:status"], tags["amiscan:verdict"], tags["amiscan:scan-mode"]) == (
+        "COMPLETE", "PASS", "instance"), tags
+    # Inspector read the instance's findings in team-b; the report, in the
+    # hub's bucket, says so.
+    summary, rows = org.report_of(ami)
+    assert (summary["account_id"], summary["region"], summary["scan_mode"]) == (team_b, REGION, "instance"), summary
+    assert [(r["account_id"], r["severity"]) for r in rows] == [(team_b, "MEDIUM")], rows
+    # The instance ran in team-b, in member.yaml's subnet with its group and
+    # profile, and is terminated; none ran in the hub.
+    ec2 = org.member_client("ec2", team_b)
+    (instance,) = running
+    (group,) = ec2.describe_security_groups(Filters=[{"Name": "tag-key", "Values": ["amiscan:scanner-subnet"]}])[
+        "SecurityGroups"]
+    assert instance["SubnetId"] == {t["Key"]: t["Value"] for t in group["Tags"]}["amiscan:scanner-subnet"]
+    # (The group is given on the launch's network interface.)
+    assert [g["GroupId"] for i in instance["NetworkInterfaces"] for g in i["Groups"]] == [group["GroupId"]], instance
+    assert instance["IamInstanceProfile"]["Arn"] == f"arn:aws:iam::{team_b}:instance-profile/amiscan-scanner-{REGION}"
+    (after,) = [i for r in ec2.describe_instances(InstanceIds=[instance["InstanceId"]])["Reservations"]
+                for i in r["Instances"]]
+    assert after["State"]["Name"] == "terminated", after["State"]
+    assert org.scanner_instances_of(ami) == []
+    # Its two rules are gone: the forwarding one in team-b, the one with the
+    # token on the hub's bus.
+    rule = f"amiscan-scan-{instance['InstanceId']}"
+    assert org.member_client("events", team_b).list_rules(NamePrefix=rule)["Rules"] == []
+    assert org.client("events").list_rules(NamePrefix=rule, EventBusName=HUB_BUS)["Rules"] == []
+    # Every call of the scan was allowed: the member role grants what the
+    # instance functions do there, and the hub's roles what they do at home
+    # (the run's one refusal is find-amis asking for team-c's role).
+    refused = {(d["action"], d["resource"]) for d in org.denials()[refused_before:]}
+    assert refused == {("sts:AssumeRole", f"arn:aws:iam::{org.not_onboarded}:role/amiscan-member")}, refused
 
 
 def test_the_hubs_bus_refuses_an_account_outside_the_organization(org):

@@ -43,6 +43,12 @@ pub fn truncate(value: &str, max: usize) -> String {
     format!("{}…", &value[..end])
 }
 
+/// member.yaml's scanner instance profile in a Region (IAM is global, so one
+/// per Region that scans instances).
+pub fn member_scanner_profile(region: &str) -> String {
+    format!("amiscan-scanner-{region}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,7 @@ pub mod vars {
     pub const MEMBER_ACCOUNTS: &str = "MEMBER_ACCOUNTS";
     pub const SCAN_REGIONS: &str = "SCAN_REGIONS";
     pub const MEMBER_OUS: &str = "MEMBER_OUS";
+    pub const HUB_EVENT_BUS_NAME: &str = "HUB_EVENT_BUS_NAME";
 }
 
 /// Reads variables through a lookup function and collects every problem.
@@ -228,6 +229,28 @@ impl FromStr for RoleName {
     }
 }
 
+/// The hub's event bus (`HUB_EVENT_BUS_NAME`): a custom bus's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusName(pub String);
+
+impl FromStr for BusName {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if (1..=256).contains(&s.len())
+            && s != "default"
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            Ok(BusName(s.to_string()))
+        } else {
+            Err(
+                "expected a custom event bus's name (1 to 256 of A-Z a-z 0-9 ._-, not default)"
+                    .into(),
+            )
+        }
+    }
+}
+
 /// Where the functions run and how they act elsewhere: their own account
 /// (`ACCOUNT_ID`) and the member role's name (`MEMBER_ROLE_NAME`, default
 /// `amiscan-member`). Their Region is the SDK's (`AWS_REGION`).
@@ -343,6 +366,17 @@ impl FromStr for InstanceProfile {
 }
 
 impl InstanceProfile {
+    /// member.yaml's scanner instance profile in an account and Region, by
+    /// ARN (IAM is global: one profile per Region, named after it).
+    pub fn of_member(place: &crate::model::Place) -> InstanceProfile {
+        InstanceProfile::Arn(format!(
+            "arn:{}:iam::{}:instance-profile/{}",
+            place.region.partition(),
+            place.account_id,
+            crate::naming::member_scanner_profile(place.region.as_str())
+        ))
+    }
+
     /// Whether an instance profile ARN is this profile.
     pub fn is(&self, arn: &str) -> bool {
         match self {

@@ -18,6 +18,9 @@ pub const MANAGED_TAG: &str = "amiscan:managed";
 pub const AMI_ID_TAG: &str = "amiscan:ami-id";
 pub const SCAN_ID_TAG: &str = "amiscan:scan-id";
 pub const MANAGED_VALUE: &str = "true";
+/// On member.yaml's scanner security group: the subnet its scan instances
+/// run in (the hub finds a member Region's subnet and group by it).
+pub const SCANNER_SUBNET_TAG: &str = "amiscan:scanner-subnet";
 
 /// The result tags on the AMI, each under the prefix.
 pub const STATUS: &str = "status";

@@ -34,13 +34,15 @@ impl Handler for Function {
         let config = self.places.for_scan(&input.scan).await?;
         // The report names the AMI's account and Region, home's when the
         // scan names none.
-        input.scan = input.scan.placed(self.places.home()?);
+        let home = self.places.home()?;
+        input.scan = input.scan.placed(home);
         export_report::run(
             &ec2::Client::new(&config),
             &inspector::Client::new(&config),
             &self.s3,
             &self.settings,
             input,
+            home,
             chrono::Utc::now(),
         )
         .await

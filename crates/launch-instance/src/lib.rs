@@ -1,7 +1,8 @@
 //! launch-instance: the first step of launch-scan. Boots the AMI on one
-//! locked-down, scanner-tagged instance and returns the scan context with the
-//! instance filled in.
+//! locked-down, scanner-tagged instance, in the scan's own account and
+//! Region, and returns the scan context with the instance filled in.
 
+use amiscan_core::aws::places::Places;
 use amiscan_core::aws::{ec2, SdkConfig};
 use amiscan_core::lambda::Handler;
 use amiscan_core::model::{parse_event, ScanContext};
@@ -10,7 +11,7 @@ use amiscan_core::Error;
 use serde_json::Value;
 
 pub struct Function {
-    ec2: ec2::Client,
+    places: Places,
     settings: LaunchSettings,
 }
 
@@ -20,13 +21,17 @@ impl Handler for Function {
 
     fn new(config: &SdkConfig, settings: LaunchSettings) -> Self {
         Function {
-            ec2: ec2::Client::new(config),
+            places: Places::new(config, &settings.home),
             settings,
         }
     }
 
     async fn handle(&self, event: Value) -> Result<ScanContext, Error> {
         let scan: ScanContext = parse_event(event)?;
-        launch_instance::run(&self.ec2, &self.settings, scan).await
+        let client = ec2::Client::new(&self.places.for_scan(&scan).await?);
+        let network =
+            launch_instance::network_at(&client, &self.settings, &scan, self.places.home()?)
+                .await?;
+        launch_instance::run(&client, &self.settings, &network, scan).await
     }
 }

@@ -134,6 +134,43 @@ pub async fn lookup_images(client: &Client, ids: &[AmiId]) -> Result<Lookup> {
     Ok(lookup)
 }
 
+/// Where scan instances run in a member account's Region: member.yaml's
+/// scanner security group, tagged `amiscan:managed=true`, names its subnet in
+/// `amiscan:scanner-subnet`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannerNetwork {
+    pub subnet_id: String,
+    pub security_group_id: String,
+}
+
+/// The scanner's network here, if member.yaml made one (the lowest group id
+/// when there are several, so every caller picks the same).
+pub async fn scanner_network(client: &Client) -> Result<Option<ScannerNetwork>> {
+    let groups: Vec<_> = client
+        .describe_security_groups()
+        .filters(filter(
+            &format!("tag:{}", tags::MANAGED_TAG),
+            [tags::MANAGED_VALUE],
+        ))
+        .filters(filter("tag-key", [tags::SCANNER_SUBNET_TAG]))
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .map_err(|e| Error::from_sdk("DescribeSecurityGroups", e))?;
+    Ok(groups
+        .iter()
+        .filter_map(|g| {
+            Some(ScannerNetwork {
+                subnet_id: tag(g.tags(), tags::SCANNER_SUBNET_TAG)?.to_string(),
+                security_group_id: g.group_id()?.to_string(),
+            })
+        })
+        .filter(|n| n.subnet_id.starts_with("subnet-"))
+        .min_by(|a, b| a.security_group_id.cmp(&b.security_group_id)))
+}
+
 /// An instance as amiscan reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScannerInstance {

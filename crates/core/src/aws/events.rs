@@ -7,6 +7,8 @@ use types::{RuleState, Tag, Target};
 
 /// A rule to create (or re-create, unchanged).
 pub struct Rule<'a> {
+    /// The event bus (None: the account's default bus).
+    pub bus: Option<&'a str>,
     pub name: &'a str,
     pub description: String,
     pub event_pattern: String,
@@ -23,6 +25,7 @@ pub async fn put_rule(client: &Client, rule: Rule<'_>) -> Result<String> {
         .map_err(|e| Error::Internal(format!("rule tag: {e}")))?;
     let out = client
         .put_rule()
+        .set_event_bus_name(rule.bus.map(str::to_string))
         .name(rule.name)
         .description(rule.description)
         .event_pattern(rule.event_pattern)
@@ -35,9 +38,15 @@ pub async fn put_rule(client: &Client, rule: Rule<'_>) -> Result<String> {
 }
 
 /// PutTargets with one target; a failed entry is an error.
-pub async fn put_target(client: &Client, rule: &str, target: Target) -> Result<()> {
+pub async fn put_target(
+    client: &Client,
+    bus: Option<&str>,
+    rule: &str,
+    target: Target,
+) -> Result<()> {
     let out = client
         .put_targets()
+        .set_event_bus_name(bus.map(str::to_string))
         .rule(rule)
         .targets(target)
         .send()
@@ -67,9 +76,15 @@ fn is_rule_gone(err: &Error) -> bool {
 
 /// Removes the rule's targets by the ids they were given, then the rule.
 /// `false` when the rule was already gone.
-pub async fn delete_rule(client: &Client, name: &str, target_ids: &[&str]) -> Result<bool> {
+pub async fn delete_rule(
+    client: &Client,
+    bus: Option<&str>,
+    name: &str,
+    target_ids: &[&str],
+) -> Result<bool> {
     if let Err(e) = client
         .remove_targets()
+        .set_event_bus_name(bus.map(str::to_string))
         .rule(name)
         .set_ids(Some(target_ids.iter().map(|t| t.to_string()).collect()))
         .send()
@@ -81,7 +96,13 @@ pub async fn delete_rule(client: &Client, name: &str, target_ids: &[&str]) -> Re
         }
         return Err(err);
     }
-    match client.delete_rule().name(name).send().await {
+    match client
+        .delete_rule()
+        .set_event_bus_name(bus.map(str::to_string))
+        .name(name)
+        .send()
+        .await
+    {
         Ok(_) => Ok(true),
         Err(e) => match Error::from_sdk("DeleteRule", e) {
             err if is_rule_gone(&err) => Ok(false),

@@ -238,6 +238,14 @@ pub struct Place {
     pub region: RegionName,
 }
 
+impl Place {
+    /// Why an AMI here cannot be scanned on an instance (member.yaml gave
+    /// this account and Region no scanner subnet).
+    pub fn no_subnet(&self) -> String {
+        format!("no subnet for instance scans in {self}")
+    }
+}
+
 impl fmt::Display for Place {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.account_id, self.region)

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Input, InstanceId, ScanContext, ScanId};
+use super::{AccountId, Input, InstanceId, ScanContext, ScanId};
 use crate::error::Error;
 
 /// Inspector's event that an instance's first scan is done (EventBridge
@@ -39,6 +39,11 @@ pub struct InstanceWaiter {
     pub scan_id: ScanId,
     pub instance_id: InstanceId,
     pub task_token: String,
+    /// The account the instance runs in, when not the collector's own (a
+    /// member's, whose event comes through the hub's bus): Inspector's event
+    /// must be of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<AccountId>,
 }
 
 /// What a scan rule puts in the queue: the waiter (fixed when the rule was

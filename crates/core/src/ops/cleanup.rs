@@ -14,10 +14,13 @@ use crate::aws::ec2::{self, Instances, ScannerInstance};
 use crate::aws::events;
 use crate::error::{Error, Result};
 use crate::model::{
-    parse_event, Input, InstanceId, RuleName, ScanContext, ScanId, RULE_NAME_PREFIX,
+    parse_event, AccountId, Input, InstanceId, Place, RegionName, RuleName, ScanContext, ScanId,
+    RULE_NAME_PREFIX,
 };
 use crate::naming;
-use crate::settings::{vars, Bounded, EnvReader, FromEnv, InstanceProfile, ScanTimeoutMinutes};
+use crate::settings::{
+    vars, Bounded, BusName, EnvReader, FromEnv, Home, InstanceProfile, ScanTimeoutMinutes,
+};
 use crate::tags;
 
 /// cleanup: what a scanner instance is, and when it counts as orphaned.
@@ -29,6 +32,9 @@ pub struct CleanupSettings {
     pub instance_profile: InstanceProfile,
     pub scan_timeout_minutes: u32,
     pub sweep_margin_minutes: u32,
+    pub home: Home,
+    /// The hub's bus, where the rule of a member's scan carries its token.
+    pub hub_bus: Option<BusName>,
 }
 
 impl FromEnv for CleanupSettings {
@@ -37,11 +43,15 @@ impl FromEnv for CleanupSettings {
         let timeout: Option<ScanTimeoutMinutes> = env.required(vars::SCAN_TIMEOUT_MINUTES);
         let margin: Option<Bounded<0, 1440>> =
             env.optional(vars::SWEEP_MARGIN_MINUTES, Bounded(30));
+        let home = Home::read(&mut env);
+        let bus: Option<Option<BusName>> = env.maybe(vars::HUB_EVENT_BUS_NAME);
         env.finish(|| {
             Some(CleanupSettings {
                 instance_profile: profile?,
                 scan_timeout_minutes: timeout?.0,
                 sweep_margin_minutes: margin?.0,
+                home: home?,
+                hub_bus: bus?,
             })
         })
     }
@@ -56,6 +66,10 @@ pub enum CleanupRequest {
         scan_id: Option<ScanId>,
         instance_id: Option<InstanceId>,
         rule_name: Option<RuleName>,
+        /// Where the scan ran (a scan context's `account_id` and `region`;
+        /// each absent one the functions' own).
+        account_id: Option<AccountId>,
+        region: Option<RegionName>,
     },
     /// Everything orphaned.
     Sweep,
@@ -113,16 +127,48 @@ pub fn parse_request(payload: Value) -> Result<CleanupRequest> {
     }
     let (mut scan_id, mut instance_id, mut rule_name) =
         (event.scan_id, event.instance_id, event.rule_name);
+    let (mut account_id, mut region) = (None, None);
     if let Some(scan) = event.scan {
         scan_id = scan_id.or(Some(scan.scan_id));
         instance_id = instance_id.or(scan.instance_id);
         rule_name = rule_name.or(scan.rule_name);
+        (account_id, region) = (scan.account_id, scan.region);
     }
     Ok(CleanupRequest::Targeted {
         scan_id,
         instance_id,
         rule_name,
+        account_id,
+        region,
     })
+}
+
+impl CleanupRequest {
+    /// Where a targeted request acts (`home` for a sweep, and for what the
+    /// request leaves out).
+    pub fn place(&self, home: &Place) -> Place {
+        match self {
+            CleanupRequest::Sweep => home.clone(),
+            CleanupRequest::Targeted {
+                account_id, region, ..
+            } => Place {
+                account_id: account_id
+                    .clone()
+                    .unwrap_or_else(|| home.account_id.clone()),
+                region: region.clone().unwrap_or_else(|| home.region.clone()),
+            },
+        }
+    }
+
+    /// The session name for acting where the scan ran.
+    pub fn session(&self) -> &str {
+        match self {
+            CleanupRequest::Targeted {
+                scan_id: Some(id), ..
+            } => id.as_str(),
+            _ => "amiscan-cleanup",
+        }
+    }
 }
 
 /// What was removed, and what was already gone.
@@ -136,18 +182,20 @@ pub struct CleanupReport {
 
 async fn delete_rules(
     client: &events::Client,
+    bus: Option<&str>,
     names: BTreeSet<RuleName>,
     report: &mut CleanupReport,
 ) -> Result<()> {
     for name in names {
         if events::delete_rule(
             client,
+            bus,
             name.as_str(),
             &[naming::RULE_TARGET_ID, naming::EARLIER_RULE_TARGET_ID],
         )
         .await?
         {
-            info!(rule_name = %name, "rule deleted");
+            info!(rule_name = %name, bus = bus.unwrap_or("default"), "rule deleted");
             report.rules_deleted.push(name);
         } else {
             report.rules_already_gone.push(name);
@@ -203,13 +251,24 @@ fn live_impostor(instance: Option<&ScannerInstance>, profile: &InstanceProfile) 
         .and_then(|i| not_a_scanner(i, profile))
 }
 
+/// Where a member's scan keeps its rule with the token: the hub's bus, in
+/// the functions' own account and Region.
+pub struct HubRules<'a> {
+    pub client: &'a events::Client,
+    pub bus: &'a BusName,
+}
+
 /// Targeted cleanup of one scan. The scan's instances are read once, and
 /// every instance is checked for the scanner tag and profile before anything
 /// changes: a named instance that fails the check is refused, a tagged one
-/// found by the scan id is left alone.
+/// found by the scan id is left alone. `ec2_client` and `events_client` act
+/// where the scan ran; for a scan away from home, `hub` deletes the rules of
+/// the same names on the hub's bus too.
+#[allow(clippy::too_many_arguments)]
 pub async fn cleanup_scan(
     ec2_client: &ec2::Client,
     events_client: &events::Client,
+    hub: Option<HubRules<'_>>,
     profile: &InstanceProfile,
     scan_id: Option<&ScanId>,
     instance_id: Option<&InstanceId>,
@@ -288,7 +347,10 @@ pub async fn cleanup_scan(
         info!(instance_id = %id, "instance terminated");
     }
     report.terminated = live;
-    delete_rules(events_client, rules, &mut report).await?;
+    if let Some(hub) = hub {
+        delete_rules(hub.client, Some(&hub.bus.0), rules.clone(), &mut report).await?;
+    }
+    delete_rules(events_client, None, rules, &mut report).await?;
     Ok(report)
 }
 
@@ -349,7 +411,7 @@ pub async fn sweep(
             }
         }
     }
-    delete_rules(events_client, stale, &mut report).await?;
+    delete_rules(events_client, None, stale, &mut report).await?;
     report.rules_already_gone.clear();
     info!(
         terminated = report.terminated.len(),
@@ -359,12 +421,16 @@ pub async fn sweep(
     Ok(report)
 }
 
-/// Runs a parsed request.
+/// Runs a parsed request. `ec2_client` and `events_client` act where the
+/// request does (a targeted request's place; home for a sweep); `own` acts
+/// at home (`home`), for the rules a member's scan keeps on the hub's bus.
 pub async fn run(
     ec2_client: &ec2::Client,
     events_client: &events::Client,
+    own: &events::Client,
     settings: &CleanupSettings,
     request: &CleanupRequest,
+    home: &Place,
     now: DateTime<Utc>,
 ) -> Result<CleanupReport> {
     match request {
@@ -373,11 +439,28 @@ pub async fn run(
             scan_id,
             instance_id,
             rule_name,
+            ..
         } => {
+            let place = request.place(home);
+            let (hub, profile) = if &place == home {
+                (None, settings.instance_profile.clone())
+            } else {
+                let bus = settings.hub_bus.as_ref().ok_or_else(|| {
+                    Error::Configuration(format!(
+                        "{} is not set: a scan in {place} keeps its rule on the hub's bus",
+                        vars::HUB_EVENT_BUS_NAME
+                    ))
+                })?;
+                (
+                    Some(HubRules { client: own, bus }),
+                    InstanceProfile::of_member(&place),
+                )
+            };
             cleanup_scan(
                 ec2_client,
                 events_client,
-                &settings.instance_profile,
+                hub,
+                &profile,
                 scan_id.as_ref(),
                 instance_id.as_ref(),
                 rule_name.as_ref(),

@@ -7,11 +7,11 @@ use tracing::{info, warn};
 use crate::aws::ec2::types::{BlockDeviceMapping, EbsBlockDevice, Image};
 use crate::aws::ec2::{self, Boot, Instances, Launch, Profile, ScannerInstance};
 use crate::error::{Error, Result};
-use crate::model::{AmiId, RuleName, ScanContext};
+use crate::model::{AmiId, Place, RuleName, ScanContext};
 use crate::naming;
 use crate::settings::{
-    vars, EnvReader, FromEnv, InstanceProfile, InstanceTypes, ScanTimeoutMinutes, SecurityGroupId,
-    SubnetId,
+    vars, EnvReader, FromEnv, Home, InstanceProfile, InstanceTypes, ScanTimeoutMinutes,
+    SecurityGroupId, SubnetId,
 };
 use crate::tags;
 
@@ -23,6 +23,7 @@ pub struct LaunchSettings {
     pub security_group_id: SecurityGroupId,
     pub instance_profile: InstanceProfile,
     pub scan_timeout_minutes: u32,
+    pub home: Home,
 }
 
 impl FromEnv for LaunchSettings {
@@ -32,6 +33,7 @@ impl FromEnv for LaunchSettings {
         let group: Option<SecurityGroupId> = env.required(vars::SECURITY_GROUP_ID);
         let profile: Option<InstanceProfile> = env.required(vars::INSTANCE_PROFILE);
         let timeout: Option<ScanTimeoutMinutes> = env.required(vars::SCAN_TIMEOUT_MINUTES);
+        let home = Home::read(&mut env);
         env.finish(|| {
             Some(LaunchSettings {
                 instance_types: types?.0,
@@ -39,8 +41,49 @@ impl FromEnv for LaunchSettings {
                 security_group_id: group?,
                 instance_profile: profile?,
                 scan_timeout_minutes: timeout?.0,
+                home: home?,
             })
         })
+    }
+}
+
+/// Where the instance runs: a subnet, a security group and an instance
+/// profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Network {
+    pub subnet_id: String,
+    pub security_group_id: String,
+    pub profile: InstanceProfile,
+}
+
+/// The network of a scan at `place`: the hub stack's at home; elsewhere
+/// member.yaml's in that account and Region (its scanner group, found by
+/// its tags, and its Region's profile). A place without one cannot scan
+/// on an instance: the AMI is not usable there.
+pub async fn network_at(
+    client: &ec2::Client,
+    settings: &LaunchSettings,
+    scan: &ScanContext,
+    home: &Place,
+) -> Result<Network> {
+    let place = scan.place(home);
+    if &place == home {
+        return Ok(Network {
+            subnet_id: settings.subnet_id.0.clone(),
+            security_group_id: settings.security_group_id.0.clone(),
+            profile: settings.instance_profile.clone(),
+        });
+    }
+    match ec2::scanner_network(client).await? {
+        Some(found) => Ok(Network {
+            subnet_id: found.subnet_id,
+            security_group_id: found.security_group_id,
+            profile: InstanceProfile::of_member(&place),
+        }),
+        None => Err(Error::AmiNotUsable {
+            ami_id: scan.ami_id.to_string(),
+            reason: place.no_subnet(),
+        }),
     }
 }
 
@@ -143,6 +186,7 @@ pub fn launched(
 pub async fn run(
     client: &ec2::Client,
     settings: &LaunchSettings,
+    network: &Network,
     scan: ScanContext,
 ) -> Result<ScanContext> {
     let image = usable_image(client, &scan.ami_id).await?;
@@ -173,9 +217,9 @@ pub async fn run(
             ami_id: &scan.ami_id,
             instance_type,
             client_token: naming::client_token(&scan.scan_id, index),
-            subnet_id: &settings.subnet_id.0,
-            security_group_id: &settings.security_group_id.0,
-            profile: match &settings.instance_profile {
+            subnet_id: &network.subnet_id,
+            security_group_id: &network.security_group_id,
+            profile: match &network.profile {
                 InstanceProfile::Arn(arn) => Profile::Arn(arn),
                 InstanceProfile::Name(name) => Profile::Name(name),
             },
@@ -238,6 +282,16 @@ mod tests {
             security_group_id: "sg-0abc".parse().unwrap(),
             instance_profile: "amiscan-scanner".parse().unwrap(),
             scan_timeout_minutes: 120,
+            home: Home::for_tests(),
+        }
+    }
+
+    fn network() -> Network {
+        let settings = settings();
+        Network {
+            subnet_id: settings.subnet_id.0,
+            security_group_id: settings.security_group_id.0,
+            profile: settings.instance_profile,
         }
     }
 
@@ -335,7 +389,9 @@ mod tests {
             RuleMode::Sequential,
             [&owned, &existing, &launched, &terminated]
         );
-        let err = run(&client, &settings(), scan()).await.unwrap_err();
+        let err = run(&client, &settings(), &network(), scan())
+            .await
+            .unwrap_err();
         assert_eq!(err.error_type(), "AmiNotUsable");
         assert!(
             err.to_string().contains("i-0123456789abcdef0 was terminated at launch: Client.InvalidKMSKey.InvalidState: The KMS key provided is in an incorrect state"),
@@ -398,7 +454,7 @@ mod tests {
             RuleMode::Sequential,
             [&owned, &existing, &no_capacity, &launched, &running()]
         );
-        let out = run(&client, &settings(), scan()).await.unwrap();
+        let out = run(&client, &settings(), &network(), scan()).await.unwrap();
         assert_eq!(out.instance_id.unwrap(), "i-0123456789abcdef0");
         assert_eq!(out.instance_type.as_deref(), Some("t3a.small"));
         assert_eq!((no_capacity.num_calls(), launched.num_calls()), (1, 1));
@@ -422,7 +478,9 @@ mod tests {
             RuleMode::Sequential,
             [&owned, &existing, &first, &second]
         );
-        let err = run(&client, &settings(), scan()).await.unwrap_err();
+        let err = run(&client, &settings(), &network(), scan())
+            .await
+            .unwrap_err();
         assert_eq!(err.error_type(), "CapacityUnavailable");
         assert!(err.to_string().contains("t3.small, t3a.small"), "{err}");
     }
@@ -442,7 +500,9 @@ mod tests {
             RuleMode::Sequential,
             [&owned, &existing, &denied]
         );
-        let err = run(&client, &settings(), scan()).await.unwrap_err();
+        let err = run(&client, &settings(), &network(), scan())
+            .await
+            .unwrap_err();
         assert_eq!(err.error_type(), "AwsError");
         assert_eq!(err.aws_code(), Some("UnauthorizedOperation"));
         assert_eq!(denied.num_calls(), 1);

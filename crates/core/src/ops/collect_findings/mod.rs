@@ -322,9 +322,18 @@ pub async fn run(
     for record in batch.records {
         // A completion's account is checked against its scan's own below,
         // once the scan's marker is read (member accounts' come through the
-        // hub's bus). Instance scans run in this account only.
+        // hub's bus). An instance scan's event must be of the account its
+        // rule names (a member's), else of this one.
         let item = match classify(&record.body) {
-            Item::InstanceScanned(m) if m.event["account"].as_str() != Some(account) => {
+            Item::InstanceScanned(m)
+                if m.event["account"].as_str()
+                    != Some(
+                        m.amiscan_instance_scan
+                            .account_id
+                            .as_ref()
+                            .map_or(account, |a| a.as_str()),
+                    ) =>
+            {
                 Item::Refused(format!(
                     "an instance scan event of account {:?}",
                     m.event["account"].as_str().unwrap_or_default()

@@ -25,8 +25,8 @@ use crate::error::{Error, Result};
 use crate::model::exceptions::{self, ForAmi, EXCEPTIONS_KEY};
 use crate::model::scan::{SNAPSHOT_FAILED, SNAPSHOT_SUCCESSFUL};
 use crate::model::{
-    time, Finding, InspectorFacts, InstanceId, ReportInput, ScanContext, Severity, SeverityCounts,
-    SnapshotOutcome, Verdict,
+    time, Finding, InspectorFacts, InstanceId, Place, ReportInput, ScanContext, Severity,
+    SeverityCounts, SnapshotOutcome, Verdict,
 };
 use crate::report::summary::{delta, keys_of};
 use crate::report::{self, HumanReport, ReportFormat, ScanSummary, Source, Staging, Tally};
@@ -151,6 +151,7 @@ pub async fn run(
     s3_client: &s3::Client,
     settings: &ExportSettings,
     input: ReportInput,
+    home: &Place,
     now: DateTime<Utc>,
 ) -> Result<ScanSummary> {
     let mut facts = input.inspector.clone();
@@ -209,9 +210,14 @@ pub async fn run(
             // Findings are read by instance id: the instance must be the
             // scanner amiscan launched from this AMI for this scan.
             let found = ec2::describe_instances(ec2_client, Instances::ById(&id)).await?;
-            if let Some(why) =
-                scanner_disagreement(found.first(), &scan, settings.instance_profile.as_ref())
-            {
+            // The hub stack's scanner profile at home; member.yaml's away.
+            let place = scan.place(home);
+            let profile = if &place == home {
+                settings.instance_profile.clone()
+            } else {
+                Some(InstanceProfile::of_member(&place))
+            };
+            if let Some(why) = scanner_disagreement(found.first(), &scan, profile.as_ref()) {
                 return Err(Error::invalid("scan.instance_id", why));
             }
             Some(id)

@@ -389,6 +389,10 @@ async fn every_page_of_findings_is_read_and_counted() {
         &s3_client,
         &settings(),
         request,
+        &Place {
+            account_id: "123456789012".parse().unwrap(),
+            region: "us-east-1".parse().unwrap(),
+        },
         Utc::now(),
     )
     .await

@@ -165,6 +165,8 @@ struct Gathered {
     images: Vec<ec2::types::Image>,
     skipped: Vec<Skipped>,
     foreign_named: BTreeSet<String>,
+    /// Away from home: member.yaml gave this place a scanner subnet.
+    scans_instances: bool,
 }
 
 /// Whether a new AMI's event came from `place` (no place: home).
@@ -248,6 +250,29 @@ async fn gather(
     Ok(out)
 }
 
+/// Whether scan instances can run at a place away from home (member.yaml's
+/// scanner group there); asked only when the mode may launch and the place
+/// has AMIs. A failed look is "no", with a warning: the AMIs still scan from
+/// snapshots.
+async fn scans_instances(
+    ec2_client: &ec2::Client,
+    settings: &FindSettings,
+    gathered: &Gathered,
+    place: &Place,
+    home: &Place,
+) -> bool {
+    if place == home || !settings.scan_mode.can_launch() || gathered.images.is_empty() {
+        return false;
+    }
+    match ec2::scanner_network(ec2_client).await {
+        Ok(found) => found.is_some(),
+        Err(err) => {
+            warn!(place = %place, error = %err, "scanner subnet not looked up; no instance scans there");
+            false
+        }
+    }
+}
+
 async fn gather_at(
     client: &ec2::Client,
     settings: &FindSettings,
@@ -255,7 +280,10 @@ async fn gather_at(
     place: &Place,
     home: &Place,
 ) -> (Place, Result<Gathered>) {
-    let gathered = gather(client, settings, request, place, home).await;
+    let mut gathered = gather(client, settings, request, place, home).await;
+    if let Ok(g) = &mut gathered {
+        g.scans_instances = scans_instances(client, settings, g, place, home).await;
+    }
     (place.clone(), gathered)
 }
 
@@ -329,9 +357,13 @@ pub async fn run(
     let mut not_scannable = Vec::new();
     let mut found = 0;
     let mut foreign_named = BTreeSet::new();
+    let mut scanning = BTreeSet::new();
     for (place, result) in listed {
         match result {
             Ok(g) => {
+                if g.scans_instances {
+                    scanning.insert(place.clone());
+                }
                 found += g.images.len() + g.skipped.len();
                 candidates.extend(
                     g.images
@@ -390,8 +422,11 @@ pub async fn run(
             });
         }
     }
-    // Instance scans run only at home: elsewhere `instance` cannot scan.
-    candidates.retain(|c| match mode_at(settings.scan_mode, &c.place, &home) {
+    // Instance scans run at home and where member.yaml gave a subnet:
+    // elsewhere `instance` cannot scan.
+    let mode_of =
+        |place: &Place| mode_at(settings.scan_mode, place, &home, scanning.contains(place));
+    candidates.retain(|c| match mode_of(&c.place) {
         Ok(_) => true,
         Err(why) => {
             not_scannable.push(Skipped {
@@ -422,9 +457,9 @@ pub async fn run(
 
     let outcomes: Vec<StartOutcome> = stream::iter(plan.to_start)
         .map(|ami| {
-            let mode = mode_at(settings.scan_mode, &ami.place, &home).unwrap_or(ScanMode::Snapshot);
-            // `auto` made snapshot-only away from home: a NOT_SCANNABLE says why.
-            let no_instance = (mode != settings.scan_mode).then(|| no_subnet(&ami.place));
+            let mode = mode_of(&ami.place).unwrap_or(ScanMode::Snapshot);
+            // `auto` made snapshot-only without a subnet: a NOT_SCANNABLE says why.
+            let no_instance = (mode != settings.scan_mode).then(|| ami.place.no_subnet());
             start_one(
                 sfn_client,
                 &settings.launch_state_machine_arn.0,

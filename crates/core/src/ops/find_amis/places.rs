@@ -176,26 +176,23 @@ pub(crate) async fn reach(places: &Places, targets: &[Place]) -> Reach {
     reach
 }
 
-/// How a place is scanned: instance scans run only at home (the scanner's
-/// subnet, profile and security group are the hub stack's), so elsewhere
-/// `auto` scans from snapshots only and `instance` cannot scan.
+/// How a place is scanned: on an instance at home (the hub stack's subnet,
+/// profile and security group) and where member.yaml gave the account and
+/// Region a scanner subnet (`scans_instances`); elsewhere `auto` scans from
+/// snapshots only and `instance` cannot scan.
 pub fn mode_at(
     mode: ScanMode,
     place: &Place,
     home: &Place,
+    scans_instances: bool,
 ) -> std::result::Result<ScanMode, String> {
-    if place == home || mode == ScanMode::Snapshot {
+    if place == home || mode == ScanMode::Snapshot || scans_instances {
         return Ok(mode);
     }
     match mode {
         ScanMode::Auto => Ok(ScanMode::Snapshot),
-        _ => Err(no_subnet(place)),
+        _ => Err(place.no_subnet()),
     }
-}
-
-/// Why an AMI outside home cannot be scanned on an instance.
-pub fn no_subnet(place: &Place) -> String {
-    format!("no subnet for instance scans in {place}")
 }
 
 /// Why a new AMI's event is not scanned when it came from outside the

@@ -471,23 +471,32 @@ fn a_run_covers_home_then_each_member_in_each_region_once() {
 }
 
 #[test]
-fn instance_scans_run_at_home_only() {
+fn instance_scans_run_at_home_and_where_a_member_has_a_subnet() {
     let away = place("111111111111", "eu-west-1");
     assert_eq!(
-        mode_at(ScanMode::Auto, &home(), &home()),
+        mode_at(ScanMode::Auto, &home(), &home(), false),
         Ok(ScanMode::Auto)
     );
     assert_eq!(
-        mode_at(ScanMode::Auto, &away, &home()),
+        mode_at(ScanMode::Auto, &away, &home(), false),
         Ok(ScanMode::Snapshot)
     );
     assert_eq!(
-        mode_at(ScanMode::Snapshot, &away, &home()),
+        mode_at(ScanMode::Snapshot, &away, &home(), false),
         Ok(ScanMode::Snapshot)
     );
     assert_eq!(
-        mode_at(ScanMode::Instance, &away, &home()),
+        mode_at(ScanMode::Instance, &away, &home(), false),
         Err("no subnet for instance scans in 111111111111/eu-west-1".to_string())
+    );
+    // member.yaml gave that place a scanner subnet: both modes as asked.
+    assert_eq!(
+        mode_at(ScanMode::Auto, &away, &home(), true),
+        Ok(ScanMode::Auto)
+    );
+    assert_eq!(
+        mode_at(ScanMode::Instance, &away, &home(), true),
+        Ok(ScanMode::Instance)
     );
 }
 
