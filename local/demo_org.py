@@ -2,14 +2,16 @@
 and two member accounts (member.yaml in two Regions each), a third account
 listed without it; one weekly run scans every AMI in its own account and
 Region, the member accounts' events reach the hub's bus, and the results
-land in one place. Exits non-zero if a check fails."""
+land in one place. An AMI Inspector cannot read from its snapshots is
+scanned on an instance in team-b's Region with a subnet, and is
+NOT_SCANNABLE in team-a, which has none. Exits non-zero if a check fails."""
 
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from localcloud import ACCOUNT, REGION, SnapshotBehaviour  # noqa: E402
+from localcloud import ACCOUNT, REGION, Behaviour, SnapshotBehaviour  # noqa: E402
 from orgcloud import HUB_BUS, REGION2, OrgCloud  # noqa: E402
 
 FAILING = [("CRITICAL", "CVE-2024-6387", "openssh-server"), ("HIGH", "CVE-2024-2511", "openssl")]
@@ -36,26 +38,36 @@ def main():
             (team_a, REGION2, "team-a-golden-copy"): org.seed_member_ami(team_a, REGION2, "team-a-golden-copy"),
             (team_b, REGION2, "team-b-app"): org.seed_member_ami(team_b, REGION2, "team-b-app"),
             (team_b, REGION, "team-b-legacy"): org.seed_member_ami(team_b, REGION, "team-b-legacy"),
+            (team_a, REGION, "team-a-legacy"): org.seed_member_ami(team_a, REGION, "team-a-legacy"),
         }
+        unreadable = ("team-b-legacy", "team-a-legacy")
         for (_, _, name), ami in amis.items():
-            behaviour = (SnapshotBehaviour("fail", reason="UNSUPPORTED_OS") if name == "team-b-legacy"
+            behaviour = (SnapshotBehaviour("fail", reason="UNSUPPORTED_OS") if name in unreadable
                          else SnapshotBehaviour(findings=FAILING if name == "team-a-golden-copy" else PASSING))
             org.expect_snapshot(ami, behaviour)
+        # team-b's Region with a subnet: Inspector scans the instance there.
+        org.expect(amis[(team_b, REGION, "team-b-legacy")], Behaviour("scan", PASSING))
         print("\nThe weekly run (one find-amis over every account and Region)...")
         org.weekly_run()
         org.wait_for_runs()
         launches = org.wait_for_scans(list(amis.values()), seconds=300)
         check(all(e["status"] == "SUCCEEDED" for e in launches), f"{len(launches)} scans ended")
 
-        print(f"\n  {'account':<13} {'Region':<10} {'AMI':<22} {'name':<19} {'verdict':<14} reported")
+        print(f"\n  {'account':<13} {'Region':<10} {'AMI':<22} {'name':<19} {'verdict':<14} {'mode':<9} reported")
         for (account, region, name), ami in amis.items():
             tags = org.image_tags(ami) if account == ACCOUNT else org.member_image_tags(account, region, ami)
             summary, rows = org.report_of(ami)
             where = f"{summary['account_id']}/{summary['region']}" if summary else "-"
             verdict = tags.get("amiscan:verdict") or tags.get("amiscan:status")
-            print(f"  {account:<13} {region:<10} {ami:<22} {name:<19} {verdict:<14} {where}, {len(rows)} rows")
-            expected = {"team-a-golden-copy": "FAIL", "team-b-legacy": "NOT_SCANNABLE"}.get(name, "PASS")
+            mode = tags.get("amiscan:scan-mode", "-")
+            print(f"  {account:<13} {region:<10} {ami:<22} {name:<19} {verdict:<14} {mode:<9} {where}, {len(rows)} rows")
+            expected = {"team-a-golden-copy": "FAIL", "team-a-legacy": "NOT_SCANNABLE"}.get(name, "PASS")
             check(verdict == expected, f"{name} is {expected}, tagged in its own account")
+            if name == "team-b-legacy":
+                check(mode == "instance", f"{name} was scanned on an instance in {account}/{region}")
+            if name == "team-a-legacy":
+                check(tags.get("amiscan:reason", "").endswith(f"no subnet for instance scans in {account}/{region}"),
+                      f"{name} says why: no subnet for instance scans in {account}/{region}")
             if summary:
                 check((summary["account_id"], summary["region"]) == (account, region),
                       f"{name}'s report in the hub's bucket names {account}/{region}")

@@ -123,7 +123,7 @@ fn the_rule_turns_inspectors_event_into_the_collectors_wake_up() {
     let request: RuleRequest = parse_event(sample("create-scan-rule/request.json")).unwrap();
     let event = sample("create-scan-rule/inspector-scan-event.json");
     let transformer =
-        create_scan_rule::input_transformer(&request.scan, &request.task_token).unwrap();
+        create_scan_rule::input_transformer(&request.scan, &request.task_token, None).unwrap();
     // What EventBridge does: the whole event, as JSON, in its placeholder.
     let rendered = transformer
         .input_template()

@@ -750,7 +750,13 @@ def test_launch_and_terminate_are_fenced_by_the_scanner_tag():
             if any(a.startswith("events:") and a != "events:ListRules" for a in [s["Action"]] if isinstance(s["Action"], str)) or (
                 isinstance(s["Action"], list) and any(a.startswith("events:") and a != "events:ListRules" for a in s["Action"])
             ):
-                assert s["Resource"]["Fn::Sub"].endswith(":rule/amiscan-scan-*"), logical
+                # The default bus's scanner rules, and (a hub's) its bus's.
+                resources = s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
+                arns = [r["Fn::If"][1] if "Fn::If" in r else r for r in resources]
+                assert all(a["Fn::Sub"].endswith(":rule/amiscan-scan-*") for a in arns), (logical, arns)
+                assert arns[0]["Fn::Sub"].endswith(":${AWS::AccountId}:rule/amiscan-scan-*"), logical
+                assert all(a["Fn::Sub"].endswith(":${AWS::AccountId}:rule/${HubEventBusName}/amiscan-scan-*")
+                           for a in arns[1:]), (logical, arns)
 
 
 def test_every_environment_variable_is_one_the_code_reads():

@@ -501,6 +501,7 @@ mod tests {
     #[test]
     fn the_sweep_margin_defaults_and_the_timeout_is_range_checked() {
         let err = CleanupSettings::from_env(env(&[
+            ("ACCOUNT_ID", "123456789012"),
             ("INSTANCE_PROFILE", "scanner"),
             ("SCAN_TIMEOUT_MINUTES", "0"),
         ]))
@@ -509,6 +510,7 @@ mod tests {
             "SCAN_TIMEOUT_MINUTES=\"0\" is malformed: expected a whole number from 1 to 1440"
         ));
         let ok = CleanupSettings::from_env(env(&[
+            ("ACCOUNT_ID", "123456789012"),
             ("INSTANCE_PROFILE", "scanner"),
             ("SCAN_TIMEOUT_MINUTES", "120"),
         ]))

@@ -304,6 +304,19 @@ impl Ctx<'_> {
     }
 }
 
+/// Why an instance scan's delivery is not Inspector's word for its waiter:
+/// its event must be of the account the waiter names (a member's, through
+/// the hub's bus), else of `own`.
+pub fn foreign_instance_event(m: &InstanceScanMessage, own: &str) -> Option<String> {
+    let want = m
+        .amiscan_instance_scan
+        .account_id
+        .as_ref()
+        .map_or(own, |a| a.as_str());
+    let got = m.event["account"].as_str().unwrap_or_default();
+    (got != want).then(|| format!("an instance scan event of account {got:?}, not {want:?}"))
+}
+
 /// Handles one batch; a record whose storing failed is reported for
 /// redelivery (after the queue's receive count it goes to the DLQ).
 pub async fn run(
@@ -325,20 +338,10 @@ pub async fn run(
         // hub's bus). An instance scan's event must be of the account its
         // rule names (a member's), else of this one.
         let item = match classify(&record.body) {
-            Item::InstanceScanned(m)
-                if m.event["account"].as_str()
-                    != Some(
-                        m.amiscan_instance_scan
-                            .account_id
-                            .as_ref()
-                            .map_or(account, |a| a.as_str()),
-                    ) =>
-            {
-                Item::Refused(format!(
-                    "an instance scan event of account {:?}",
-                    m.event["account"].as_str().unwrap_or_default()
-                ))
-            }
+            Item::InstanceScanned(m) => match foreign_instance_event(&m, account) {
+                Some(why) => Item::Refused(why),
+                None => Item::InstanceScanned(m),
+            },
             item => item,
         };
         match item {

@@ -61,7 +61,21 @@ fn an_instance_scan_delivery_is_checked_against_its_waiter() {
     };
     match classify(&message(&event, "i-0123456789abcdef0")) {
         Item::InstanceScanned(m) => {
-            assert_eq!(m.event_time().as_deref(), Some("2026-11-27T13:41:10Z"))
+            assert_eq!(m.event_time().as_deref(), Some("2026-11-27T13:41:10Z"));
+            // Of this account, for a waiter that names none.
+            let own = event["account"].as_str().unwrap();
+            assert_eq!(foreign_instance_event(&m, own), None);
+            let refused = foreign_instance_event(&m, "999999999999").unwrap();
+            assert!(refused.contains(own), "{refused}");
+            // A member's instance: its event must be of that account, not
+            // of the hub's nor of another member's.
+            let mut member = (*m).clone();
+            member.amiscan_instance_scan.account_id = Some("111111111111".parse().unwrap());
+            assert!(foreign_instance_event(&member, own).is_some());
+            member.event["account"] = "111111111111".into();
+            assert_eq!(foreign_instance_event(&member, own), None);
+            member.event["account"] = "222222222222".into();
+            assert!(foreign_instance_event(&member, own).is_some());
         }
         other => panic!("{other:?}"),
     }

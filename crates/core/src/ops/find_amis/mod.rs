@@ -250,29 +250,6 @@ async fn gather(
     Ok(out)
 }
 
-/// Whether scan instances can run at a place away from home (member.yaml's
-/// scanner group there); asked only when the mode may launch and the place
-/// has AMIs. A failed look is "no", with a warning: the AMIs still scan from
-/// snapshots.
-async fn scans_instances(
-    ec2_client: &ec2::Client,
-    settings: &FindSettings,
-    gathered: &Gathered,
-    place: &Place,
-    home: &Place,
-) -> bool {
-    if place == home || !settings.scan_mode.can_launch() || gathered.images.is_empty() {
-        return false;
-    }
-    match ec2::scanner_network(ec2_client).await {
-        Ok(found) => found.is_some(),
-        Err(err) => {
-            warn!(place = %place, error = %err, "scanner subnet not looked up; no instance scans there");
-            false
-        }
-    }
-}
-
 async fn gather_at(
     client: &ec2::Client,
     settings: &FindSettings,
@@ -282,7 +259,8 @@ async fn gather_at(
 ) -> (Place, Result<Gathered>) {
     let mut gathered = gather(client, settings, request, place, home).await;
     if let Ok(g) = &mut gathered {
-        g.scans_instances = scans_instances(client, settings, g, place, home).await;
+        g.scans_instances =
+            scans_instances(client, settings, !g.images.is_empty(), place, home).await;
     }
     (place.clone(), gathered)
 }

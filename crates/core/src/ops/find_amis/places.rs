@@ -176,6 +176,29 @@ pub(crate) async fn reach(places: &Places, targets: &[Place]) -> Reach {
     reach
 }
 
+/// Whether scan instances can run at a place away from home (member.yaml's
+/// scanner group there); asked only when the mode may launch and the place
+/// has AMIs. A failed look is "no", with a warning: the AMIs still scan from
+/// snapshots.
+pub(crate) async fn scans_instances(
+    ec2_client: &ec2::Client,
+    settings: &FindSettings,
+    has_images: bool,
+    place: &Place,
+    home: &Place,
+) -> bool {
+    if place == home || !settings.scan_mode.can_launch() || !has_images {
+        return false;
+    }
+    match ec2::scanner_network(ec2_client).await {
+        Ok(found) => found.is_some(),
+        Err(err) => {
+            warn!(place = %place, error = %err, "scanner subnet not looked up; no instance scans there");
+            false
+        }
+    }
+}
+
 /// How a place is scanned: on an instance at home (the hub stack's subnet,
 /// profile and security group) and where member.yaml gave the account and
 /// Region a scanner subnet (`scans_instances`); elsewhere `auto` scans from
