@@ -13,7 +13,7 @@ help:
 	@echo "make demo-org one hub over an organization on the local cloud: three accounts, two Regions"
 	@echo "make query    the Athena named queries (queries/*.sql) in DuckDB over the reports make demo saved"
 	@echo "make deploy-members  member.yaml to OUS=ou-…,… in REGIONS=r1,r2 from the hub STACK in REGION (management account)"
-	@echo "make guardrail-scp  the launch guardrail as an SCP (MODE=FAIL|FAIL_OR_UNSCANNED, or STACK=name REGION=r)"
+	@echo "make guardrail-scp  the launch guardrail as an SCP (MODE=FAIL|FAIL_OR_UNSCANNED, or STACK=name REGION=r; MEMBER_ROLE=amiscan-member with member accounts)"
 	@echo "make test     every test: lint, unit tests, functions against a local AWS emulator, template checks"
 	@echo "make build    debug build of the workspace"
 	@echo "make lint     cargo fmt --check, clippy -D warnings, cfn-lint, checkov, ASL validation"
@@ -76,7 +76,7 @@ deploy-members: venv
 	  $(if $(GUARDRAIL),--guardrail $(GUARDRAIL)) $(if $(DELEGATED_ADMIN),--delegated-admin)
 
 guardrail-scp: venv
-	python local/guardrail.py $(if $(STACK),--stack $(STACK) $(if $(REGION),--region $(REGION)),--mode $(MODE) --account $(ACCOUNT))
+	python local/guardrail.py $(if $(STACK),--stack $(STACK) $(if $(REGION),--region $(REGION)),--mode $(MODE) --account $(ACCOUNT)) $(if $(MEMBER_ROLE),--member-role $(MEMBER_ROLE))
 
 lint: tools
 	cargo fmt --all --check

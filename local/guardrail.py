@@ -9,6 +9,10 @@ for AWS Organizations.
 
 With --stack, the account and amiscan's role ARNs come from the deployed
 stack (boto3, your credentials); without, from --account and --*-role.
+A hub with member accounts (--member-role, or a stack with MemberAccounts or
+MemberOrganizationalUnits) also exempts, in each account, that account's own
+member.yaml role from the image statements: the SCP then serves every
+account of the organization, the hub's and the members'.
 
 The SCP differs from the managed policy in one value only: the AMI owner
 is the calling principal's own account (`${aws:PrincipalAccount}`). Each
@@ -81,17 +85,29 @@ def managed_policy(mode, account="123456789012", partition="aws", tag_prefix=Non
     return json.loads(text)
 
 
-def scp(policy, account):
+def scp(policy, account, member_role=None):
     """The managed policy's statements as an SCP: the AMI owner is the
     calling principal's own account, so that one document serves each
     account it is attached to; every exemption stays the exact ARN of
     amiscan's role in the account it belongs to (a role of the same name
-    created elsewhere is not exempt)."""
+    created elsewhere is not exempt). With `member_role` (a hub with member
+    accounts), each image statement's exemption (launch-instance's role for
+    the launch statements, tag-ami's and find-amis' for the tag statements)
+    also names member.yaml's role of the principal's own account
+    (`arn:…:iam::${aws:PrincipalAccount}:role/<name>`), through which those
+    functions write the verdict tags there and launch an AMI to rescan it."""
     document = json.loads(json.dumps(policy))
     for statement in document["Statement"]:
         owner = statement["Condition"].get("StringEquals", {})
         if owner.get("ec2:Owner") == account:
             owner["ec2:Owner"] = "${aws:PrincipalAccount}"
+        on_images = str(statement["Resource"]).endswith("::image/*")
+        exempt = statement["Condition"].get("ArnNotEquals", {}).get("aws:PrincipalArn")
+        if member_role and on_images and exempt:
+            exempt = [exempt] if isinstance(exempt, str) else exempt
+            partition = exempt[0].split(":")[1]
+            statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] = exempt + [
+                f"arn:{partition}:iam::${{aws:PrincipalAccount}}:role/{member_role}"]
     return document
 
 
@@ -191,8 +207,10 @@ def from_stack(stack, region):
             arns[f"{logical}.Arn"] = f"arn:{partition}:lambda:{region}:{account}:function:{name}"
         elif kind == "AWS::StepFunctions::StateMachine":
             arns[logical] = name  # its Ref is its ARN
+    members = parameters.get("MemberAccounts") or parameters.get("MemberOrganizationalUnits")
     return dict(mode=parameters.get("LaunchGuardrail", "OFF"), account=account, partition=partition,
-                tag_prefix=parameters.get("TagPrefix"), scan_mode=parameters.get("ScanMode"), arns=arns)
+                tag_prefix=parameters.get("TagPrefix"), scan_mode=parameters.get("ScanMode"), arns=arns), (
+        parameters.get("MemberRoleName") or "amiscan-member") if members else None
 
 
 def main():
@@ -205,12 +223,15 @@ def main():
     parser.add_argument("--launch-role", help="ARN of amiscan's launch-instance role")
     parser.add_argument("--tag-role", help="ARN of amiscan's tag-ami role")
     parser.add_argument("--scan-mode", choices=["auto", "instance", "snapshot"])
+    parser.add_argument("--member-role", help="member.yaml's MemberRoleName, for a hub with member accounts: "
+                        "each account's own role of that name is exempt from the image statements")
     parser.add_argument("--stack", help="read the values from this deployed stack")
     parser.add_argument("--region")
     args = parser.parse_args()
-    values = from_stack(args.stack, args.region) if args.stack else dict(
+    values, member_role = from_stack(args.stack, args.region) if args.stack else (dict(
         mode=args.mode, account=args.account, partition=args.partition, tag_prefix=args.tag_prefix,
-        launch_role=args.launch_role, tag_role=args.tag_role, scan_mode=args.scan_mode)
+        launch_role=args.launch_role, tag_role=args.tag_role, scan_mode=args.scan_mode), None)
+    member_role = args.member_role or member_role
     if values["mode"] == "OFF":
         raise SystemExit(f"stack {args.stack} has LaunchGuardrail=OFF: it creates no guardrail")
     policy = managed_policy(**values)
@@ -218,7 +239,7 @@ def main():
         print(json.dumps(policy, indent=2))
         size, limit = managed_size(policy), MANAGED_POLICY_MAX
     else:
-        text = scp_text(scp(policy, values["account"]))
+        text = scp_text(scp(policy, values["account"], member_role))
         print(text)
         size, limit = len(text), SCP_MAX
     print(f"{size} of {limit} characters", file=sys.stderr)

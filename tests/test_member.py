@@ -364,4 +364,7 @@ def test_the_member_guardrail_refuses_the_accounts_blocked_amis_and_excepts_only
         assert denied("ec2:CreateTags", {"amiscan:verdict": "FAIL"}, ["AmiScan:Verdict"])
         assert denied("ec2:DeleteTags", {"amiscan:verdict": "FAIL"}, None)
         assert not denied("ec2:CreateTags", {"amiscan:verdict": "FAIL"}, ["amiscan:verdict"], who=hub_role)
+        # The hub's role launches a blocked AMI to rescan it (instance scans).
+        assert not denied("ec2:RunInstances", {"amiscan:verdict": "FAIL"}, who=hub_role)
+        assert not denied("ec2:RunInstances", {}, who=hub_role)
         assert not denied("ec2:CreateTags", {}, ["Name"])

@@ -1129,6 +1129,23 @@ def test_the_guardrail_policy_has_exactly_its_statements_within_iam_size_limits(
     longest = guardrail_policy(mode, tag_prefix=longest)
     assert guardrail.managed_size(longest) <= guardrail.MANAGED_POLICY_MAX
     assert len(guardrail.scp_text(guardrail.scp(longest, ACCOUNT))) <= guardrail.SCP_MAX
+    # With member accounts: each image statement also exempts the member
+    # role of the principal's own account; the others are as they were.
+    members = guardrail.scp(policy, ACCOUNT, "amiscan-member")
+    for plain, in_scp in zip(scp["Statement"], members["Statement"], strict=True):
+        exempt = plain["Condition"].get("ArnNotEquals", {}).get("aws:PrincipalArn")
+        if str(plain["Resource"]).endswith("::image/*") and exempt:
+            exempt = [exempt] if isinstance(exempt, str) else exempt
+            assert in_scp["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == exempt + [
+                "arn:aws:iam::${aws:PrincipalAccount}:role/amiscan-member"], in_scp
+        else:
+            assert in_scp == plain
+    # The longest member role name fits with the default prefix (with the
+    # longest prefix too in FAIL; `make guardrail-scp` refuses a document
+    # over the limit, naming its size).
+    assert len(guardrail.scp_text(guardrail.scp(policy, ACCOUNT, "m" * 64))) <= guardrail.SCP_MAX
+    assert (len(guardrail.scp_text(guardrail.scp(longest, ACCOUNT, "amiscan-member"))) <= guardrail.SCP_MAX) == (
+        mode == "FAIL")
 
 
 def test_the_guardrail_is_off_by_default_and_then_creates_nothing():
@@ -1244,6 +1261,29 @@ def test_the_guardrail_blocks_failed_amis_and_verdict_changes_but_not_amiscan_or
     elsewhere = NAMES["CollectFindingsFunctionRole.Arn"].replace(ACCOUNT, "444455556666")
     assert drive("states:SendTaskSuccess", "*", who=elsewhere)
     assert launch({"amiscan:verdict": "FAIL"}, who=LAUNCH_ROLE.replace(ACCOUNT, "444455556666"), owner="444455556666") == as_scp
+
+
+@pytest.mark.parametrize("mode", ["FAIL", "FAIL_OR_UNSCANNED"])
+def test_the_scp_of_a_hub_with_members_exempts_each_accounts_own_member_role_only(mode, iam):
+    document = guardrail.scp(guardrail_policy(mode), ACCOUNT, "amiscan-member")
+    member = "444455556666"
+    role, person = f"arn:aws:iam::{member}:role/amiscan-member", f"arn:aws:iam::{member}:role/developer"
+
+    def denied(action, who, tags, keys=None, owner=member):
+        return iam.denied_by(document, action, who, owner, tags, keys, as_scp=True) is not None
+
+    failed = {"amiscan:verdict": "FAIL"}
+    # The member role writes the verdict in its account and launches a
+    # failed AMI there to rescan it; a person there may do neither.
+    assert not denied("ec2:CreateTags", role, failed, ["amiscan:verdict"])
+    assert not denied("ec2:RunInstances", role, failed)
+    assert denied("ec2:CreateTags", person, failed, ["amiscan:verdict"])
+    assert denied("ec2:RunInstances", person, failed)
+    # Another name is no exemption, and the hub's roles keep theirs.
+    assert denied("ec2:CreateTags", f"arn:aws:iam::{member}:role/amiscan-members", failed, ["amiscan:verdict"])
+    assert not denied("ec2:CreateTags", TAG_ROLE, failed, ["amiscan:verdict"], owner=ACCOUNT)
+    # Driving amiscan is no member role's business.
+    assert iam.denied_by(document, "states:SendTaskSuccess", role, as_scp=True, resource="*") is not None
 
 
 # ------------------------------------------------------------------ member accounts

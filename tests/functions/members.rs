@@ -4,6 +4,7 @@
 //! scan's functions act in the AMI's own account and Region.
 
 use amiscan_core::lambda::Handler;
+use amiscan_core::settings::FromEnv;
 use amiscan_tests::*;
 use serde_json::{json, Value};
 
@@ -250,4 +251,166 @@ async fn one_run_finds_every_members_amis_in_every_region_names_the_account_not_
         .image_tags(&own)
         .await
         .contains_key("amiscan:status"));
+
+    // The hourly sweep reaches members through the hub's bus: each scan rule
+    // there names its instance's account and Region. A member instance past
+    // the deadline is terminated there and its rules go from both buses;
+    // the rules of an instance already gone go at once.
+    let hub_bus = "amiscan-hub";
+    let own_events = stack.cloud.events();
+    own_events
+        .create_event_bus()
+        .name(hub_bus)
+        .send()
+        .await
+        .unwrap();
+    member_home.iam(
+        "PutRolePolicy",
+        &[
+            ("RoleName", "amiscan-member"),
+            ("PolicyName", "sweep"),
+            (
+                "PolicyDocument",
+                &json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                    "Action": ["ec2:TerminateInstances", "events:RemoveTargets", "events:DeleteRule"],
+                    "Resource": "*"}]})
+                .to_string(),
+            ),
+        ],
+    );
+    let profile = format!("amiscan-scanner-{home_region}");
+    member_home.iam(
+        "CreateInstanceProfile",
+        &[("InstanceProfileName", &profile)],
+    );
+    let base = member_home.register_ami("member-base", &[]).await;
+    let launch = |scan: &'static str| {
+        let (ec2, base, profile) = (member_home.ec2(), base.clone(), profile.clone());
+        async move {
+            let tags = [
+                ("amiscan:managed", "true"),
+                ("amiscan:ami-id", base.as_str()),
+                ("amiscan:scan-id", scan),
+            ]
+            .map(|(k, v)| {
+                amiscan_core::aws::ec2::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+            });
+            let out = ec2
+                .run_instances()
+                .image_id(&base)
+                .min_count(1)
+                .max_count(1)
+                .iam_instance_profile(
+                    amiscan_core::aws::ec2::types::IamInstanceProfileSpecification::builder()
+                        .arn(format!("arn:aws:iam::{MEMBER}:instance-profile/{profile}"))
+                        .build(),
+                )
+                .tag_specifications(
+                    amiscan_core::aws::ec2::types::TagSpecification::builder()
+                        .resource_type(amiscan_core::aws::ec2::types::ResourceType::Instance)
+                        .set_tags(Some(tags.to_vec()))
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            out.instances()[0].instance_id().unwrap().to_string()
+        }
+    };
+    let (live, gone) = (launch("live").await, launch("gone").await);
+    member_home
+        .ec2()
+        .terminate_instances()
+        .instance_ids(&gone)
+        .send()
+        .await
+        .unwrap();
+    let member_events = member_home.events();
+    let pattern = |instance: &str| {
+        json!({"source": ["aws.inspector2"], "account": [MEMBER], "region": [home_region],
+               "detail": {"instance-id": [instance]}})
+        .to_string()
+    };
+    for instance in [&live, &gone] {
+        let name = format!("amiscan-scan-{instance}");
+        for (client, bus) in [(&own_events, Some(hub_bus)), (&member_events, None)] {
+            client
+                .put_rule()
+                .set_event_bus_name(bus.map(str::to_string))
+                .name(&name)
+                .event_pattern(pattern(instance))
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    // A scanner-named rule on the hub's bus that names no place: left alone.
+    own_events
+        .put_rule()
+        .event_bus_name(hub_bus)
+        .name("amiscan-scan-i-0123456789abcdef0")
+        .event_pattern(r#"{"source":["aws.inspector2"]}"#)
+        .send()
+        .await
+        .unwrap();
+    let settings = amiscan_core::ops::cleanup::CleanupSettings::from_env(env(&[
+        ("INSTANCE_PROFILE", "amiscan-scanner"),
+        ("SCAN_TIMEOUT_MINUTES", "120"),
+        ("HUB_EVENT_BUS_NAME", hub_bus),
+    ]))
+    .unwrap();
+    let places = amiscan_core::aws::places::Places::new(
+        &stack.cloud.config,
+        &amiscan_core::settings::Home::for_tests(),
+    );
+    let rules_on = |client: &amiscan_core::aws::events::Client, bus: Option<&'static str>| {
+        let client = client.clone();
+        async move {
+            let mut names: Vec<String> = client
+                .list_rules()
+                .set_event_bus_name(bus.map(str::to_string))
+                .name_prefix("amiscan-scan-")
+                .send()
+                .await
+                .unwrap()
+                .rules()
+                .iter()
+                .filter_map(|r| r.name().map(str::to_string))
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    let sweep = |at| {
+        let (own_events, places, settings) = (&own_events, &places, &settings);
+        async move {
+            let mut report = amiscan_core::ops::cleanup::CleanupReport::default();
+            amiscan_core::ops::cleanup::sweep_members(
+                own_events,
+                places,
+                settings,
+                at,
+                &mut report,
+            )
+            .await
+            .unwrap();
+            report
+        }
+    };
+    let now = sweep(chrono::Utc::now()).await;
+    assert!(now.terminated.is_empty(), "{now:?}");
+    let gone_rule = format!("amiscan-scan-{gone}");
+    assert_eq!(now.rules_deleted, [gone_rule.clone(), gone_rule]);
+    assert_eq!(member_home.instance_state(&live).await, "running");
+    let later = sweep(chrono::Utc::now() + chrono::Duration::minutes(120 + 30 + 1)).await;
+    assert_eq!(later.terminated, [live.as_str()]);
+    assert_eq!(member_home.instance_state(&live).await, "terminated");
+    assert_eq!(
+        rules_on(&own_events, Some(hub_bus)).await,
+        ["amiscan-scan-i-0123456789abcdef0"]
+    );
+    assert!(rules_on(&member_events, None).await.is_empty());
 }

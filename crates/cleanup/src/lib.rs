@@ -29,7 +29,8 @@ impl Handler for Function {
     }
 
     /// A targeted request acts where its scan ran (the member role away
-    /// from home); the sweep acts at home.
+    /// from home); the sweep acts at home, and in each member place a scan
+    /// rule on the hub's bus names.
     async fn handle(&self, event: Value) -> Result<CleanupReport, Error> {
         let request = cleanup::parse_request(event)?;
         let home = self.places.home()?;
@@ -40,9 +41,9 @@ impl Handler for Function {
                 &self.ec2,
                 &self.events,
                 &self.events,
+                &self.places,
                 &self.settings,
                 &request,
-                home,
                 now,
             )
             .await;
@@ -52,9 +53,9 @@ impl Handler for Function {
             &ec2::Client::new(&config),
             &events::Client::new(&config),
             &self.events,
+            &self.places,
             &self.settings,
             &request,
-            home,
             now,
         )
         .await

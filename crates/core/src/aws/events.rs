@@ -111,28 +111,36 @@ pub async fn delete_rule(
     }
 }
 
-/// The names of every rule with the prefix, every page.
-pub async fn rule_names(client: &Client, prefix: &str) -> Result<Vec<String>> {
+/// A rule as ListRules gives it: its name and event pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub event_pattern: Option<String>,
+}
+
+/// Every rule with the prefix on a bus (None: the default bus), every page.
+pub async fn rules(client: &Client, bus: Option<&str>, prefix: &str) -> Result<Vec<Listed>> {
     // ListRules has no paginator in the SDK: follow NextToken by hand.
-    let mut names = Vec::new();
+    let mut rules = Vec::new();
     let mut token = None;
     loop {
         let out = client
             .list_rules()
+            .set_event_bus_name(bus.map(str::to_string))
             .name_prefix(prefix)
             .set_next_token(token)
             .send()
             .await
             .map_err(|e| Error::from_sdk("ListRules", e))?;
-        names.extend(
-            out.rules()
-                .iter()
-                .filter_map(|r| r.name())
-                .map(str::to_string),
-        );
+        rules.extend(out.rules().iter().filter_map(|r| {
+            Some(Listed {
+                name: r.name()?.to_string(),
+                event_pattern: r.event_pattern().map(str::to_string),
+            })
+        }));
         token = out.next_token.filter(|t| !t.is_empty());
         if token.is_none() {
-            return Ok(names);
+            return Ok(rules);
         }
     }
 }

@@ -3,7 +3,7 @@
 //! Both refuse to touch anything that does not carry the scanner tag, and
 //! count "already gone" as success.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::aws::ec2::{self, Instances, ScannerInstance};
 use crate::aws::events;
+use crate::aws::places::Places;
 use crate::error::{Error, Result};
 use crate::model::{
     parse_event, AccountId, Input, InstanceId, Place, RegionName, RuleName, ScanContext, ScanId,
@@ -22,6 +23,9 @@ use crate::settings::{
     vars, Bounded, BusName, EnvReader, FromEnv, Home, InstanceProfile, ScanTimeoutMinutes,
 };
 use crate::tags;
+
+mod sweep;
+pub use sweep::*;
 
 /// cleanup: what a scanner instance is, and when it counts as orphaned.
 #[derive(Debug, Clone)]
@@ -354,87 +358,27 @@ pub async fn cleanup_scan(
     Ok(report)
 }
 
-/// Whether a scanner instance has outlived any scan's deadline.
-pub fn is_orphaned(
-    instance: &ScannerInstance,
-    now: DateTime<Utc>,
-    settings: &CleanupSettings,
-) -> bool {
-    let limit = Duration::minutes(i64::from(
-        settings.scan_timeout_minutes + settings.sweep_margin_minutes,
-    ));
-    instance.launch_time.is_some_and(|t| now - t > limit)
-}
-
-/// Sweep: terminate scanner instances past the deadline plus the margin, and
-/// delete scanner rules whose instance is no longer live.
-pub async fn sweep(
-    ec2_client: &ec2::Client,
-    events_client: &events::Client,
-    settings: &CleanupSettings,
-    now: DateTime<Utc>,
-) -> Result<CleanupReport> {
-    let mut report = CleanupReport::default();
-    let instances = ec2::describe_instances(
-        ec2_client,
-        Instances::Scanners {
-            scan_id: None,
-            live_only: true,
-        },
-    )
-    .await?;
-    let (orphans, running): (Vec<_>, Vec<_>) = instances.into_iter().partition(|i| {
-        let why = not_a_scanner(i, &settings.instance_profile);
-        if let Some(why) = &why {
-            warn!(instance_id = %i.instance_id, why = %why, "tagged as a scanner but is not one; left alone");
-        }
-        why.is_none() && is_orphaned(i, now, settings)
-    });
-    for orphan in &orphans {
-        warn!(instance_id = %orphan.instance_id, scan_id = orphan.scan_id.as_deref().unwrap_or_default(), "terminating an orphaned scan instance");
-    }
-    let orphan_ids: Vec<InstanceId> = orphans.into_iter().map(|i| i.instance_id).collect();
-    ec2::terminate_instances(ec2_client, &orphan_ids).await?;
-    report.terminated = orphan_ids;
-
-    let still_live: BTreeSet<InstanceId> = running.into_iter().map(|i| i.instance_id).collect();
-    let mut stale = BTreeSet::new();
-    for name in events::rule_names(events_client, RULE_NAME_PREFIX).await? {
-        let rule = name.parse::<RuleName>().ok();
-        match rule.as_ref().and_then(|r| r.instance().map(|i| (r, i))) {
-            Some((_, id)) if still_live.contains(&id) => {}
-            Some((rule, _)) => {
-                stale.insert(rule.clone());
-            }
-            None => {
-                warn!(rule_name = %name, "rule has the scanner prefix but no instance id; left alone")
-            }
-        }
-    }
-    delete_rules(events_client, None, stale, &mut report).await?;
-    report.rules_already_gone.clear();
-    info!(
-        terminated = report.terminated.len(),
-        rules_deleted = report.rules_deleted.len(),
-        "sweep done"
-    );
-    Ok(report)
-}
-
 /// Runs a parsed request. `ec2_client` and `events_client` act where the
 /// request does (a targeted request's place; home for a sweep); `own` acts
-/// at home (`home`), for the rules a member's scan keeps on the hub's bus.
+/// at home, for the rules a member's scan keeps on the hub's bus; `places`
+/// reaches the member accounts the sweep finds there.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     ec2_client: &ec2::Client,
     events_client: &events::Client,
     own: &events::Client,
+    places: &Places,
     settings: &CleanupSettings,
     request: &CleanupRequest,
-    home: &Place,
     now: DateTime<Utc>,
 ) -> Result<CleanupReport> {
+    let home = places.home()?;
     match request {
-        CleanupRequest::Sweep => sweep(ec2_client, events_client, settings, now).await,
+        CleanupRequest::Sweep => {
+            let mut report = sweep(ec2_client, events_client, settings, now).await?;
+            sweep_members(own, places, settings, now, &mut report).await?;
+            Ok(report)
+        }
         CleanupRequest::Targeted {
             scan_id,
             instance_id,
@@ -496,6 +440,23 @@ mod tests {
             parse_request(json!({"sweep": true})).unwrap(),
             CleanupRequest::Sweep
         );
+    }
+
+    #[test]
+    fn a_hub_bus_rule_names_where_its_instance_runs() {
+        // create-scan-rule's pattern for a member's instance.
+        let pattern = r#"{"source":["aws.inspector2"],"detail-type":["Inspector2 Scan"],"account":["111111111111"],"region":["eu-west-1"],"detail":{"scan-status":["INITIAL_SCAN_COMPLETE"],"instance-id":["i-0123456789abcdef0"]}}"#;
+        let place = place_of_pattern(Some(pattern)).unwrap();
+        assert_eq!(place.to_string(), "111111111111/eu-west-1");
+        // A pattern without both, or not JSON: no place (the rule is left alone).
+        for other in [
+            r#"{"source":["aws.inspector2"],"account":["111111111111"]}"#,
+            r#"{"account":["not-an-account"],"region":["eu-west-1"]}"#,
+            "not json",
+        ] {
+            assert_eq!(place_of_pattern(Some(other)), None, "{other}");
+        }
+        assert_eq!(place_of_pattern(None), None);
     }
 
     #[test]
