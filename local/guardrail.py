@@ -10,8 +10,8 @@ for AWS Organizations.
 With --stack, the account and amiscan's role ARNs come from the deployed
 stack (boto3, your credentials); without, from --account and --*-role.
 A hub with member accounts (--member-role, or a stack with MemberAccounts or
-MemberOrganizationalUnits) also exempts, in each account, that account's own
-member.yaml role from the image statements: the SCP then serves every
+MemberOrganizationalUnits) also exempts each account's own member.yaml role
+(arn:…:iam::*:role/<name>) from the image statements: the SCP then serves every
 account of the organization, the hub's and the members'.
 
 The SCP differs from the managed policy in one value only: the AMI owner
@@ -93,9 +93,15 @@ def scp(policy, account, member_role=None):
     created elsewhere is not exempt). With `member_role` (a hub with member
     accounts), each image statement's exemption (launch-instance's role for
     the launch statements, tag-ami's and find-amis' for the tag statements)
-    also names member.yaml's role of the principal's own account
-    (`arn:…:iam::${aws:PrincipalAccount}:role/<name>`), through which those
-    functions write the verdict tags there and launch an AMI to rescan it."""
+    also names member.yaml's role in any account
+    (`arn:…:iam::*:role/<name>`), through which those functions write the
+    verdict tags there and launch an AMI to rescan it. A principal's ARN
+    names its own account, and EC2 tags and launches an image only for a
+    principal of the account that owns it, so this is each account's own
+    role of that name; the ARN operators take `*` in any of its six parts.
+    (`${aws:PrincipalAccount}` in the account part would say the same, but
+    the local cloud's evaluator splits the ARN at its colons before it
+    resolves a variable, and that variable holds a colon.)"""
     document = json.loads(json.dumps(policy))
     for statement in document["Statement"]:
         owner = statement["Condition"].get("StringEquals", {})
@@ -107,7 +113,7 @@ def scp(policy, account, member_role=None):
             exempt = [exempt] if isinstance(exempt, str) else exempt
             partition = exempt[0].split(":")[1]
             statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] = exempt + [
-                f"arn:{partition}:iam::${{aws:PrincipalAccount}}:role/{member_role}"]
+                f"arn:{partition}:iam::*:role/{member_role}"]
     return document
 
 
