@@ -93,12 +93,13 @@ def scp(policy, account, member_role=None):
     created elsewhere is not exempt). With `member_role` (a hub with member
     accounts), each image statement's exemption (launch-instance's role for
     the launch statements, tag-ami's and find-amis' for the tag statements)
-    also names member.yaml's role in any account
-    (`arn:…:iam::*:role/<name>`), through which those functions write the
-    verdict tags there and launch an AMI to rescan it. A principal's ARN
-    names its own account, and EC2 tags and launches an image only for a
-    principal of the account that owns it, so this is each account's own
-    role of that name; the ARN operators take `*` in any of its six parts.
+    also spares member.yaml's role (`ArnNotLike` `arn:…:iam::*:role/<name>`
+    beside the `ArnNotEquals`: a Deny refuses only when both hold), through
+    which those functions write the verdict tags there and launch an AMI to
+    rescan it. A principal's ARN names its own account, and EC2 tags and
+    launches an image only for a principal of the account that owns it, so
+    this is each account's own role of that name; ArnLike takes `*` in any
+    of the ARN's six parts.
     (`${aws:PrincipalAccount}` in the account part would say the same, but
     the local cloud's evaluator splits the ARN at its colons before it
     resolves a variable, and that variable holds a colon.)"""
@@ -112,8 +113,10 @@ def scp(policy, account, member_role=None):
         if member_role and on_images and exempt:
             exempt = [exempt] if isinstance(exempt, str) else exempt
             partition = exempt[0].split(":")[1]
-            statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] = exempt + [
-                f"arn:{partition}:iam::*:role/{member_role}"]
+            # A Deny's conditions all hold for it to refuse: not one of the
+            # hub's roles, and not a member role.
+            assert "ArnNotLike" not in statement["Condition"], statement
+            statement["Condition"]["ArnNotLike"] = {"aws:PrincipalArn": f"arn:{partition}:iam::*:role/{member_role}"}
     return document
 
 
