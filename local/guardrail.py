@@ -96,10 +96,10 @@ def scp(policy, account, member_role=None):
     also spares member.yaml's role (`ArnNotLike` `arn:…:iam::*:role/<name>`
     beside the `ArnNotEquals`: a Deny refuses only when both hold), through
     which those functions write the verdict tags there and launch an AMI to
-    rescan it. A principal's ARN names its own account, and EC2 tags and
-    launches an image only for a principal of the account that owns it, so
-    this is each account's own role of that name; ArnLike takes `*` in any
-    of the ARN's six parts.
+    rescan it. A principal's ARN names its own account, and the image
+    statements concern only the caller's own account's AMIs (`ec2:Owner`),
+    so this spares each account's own role of that name on that account's
+    AMIs; ArnLike takes `*` in any of the ARN's six parts.
     (`${aws:PrincipalAccount}` in the account part would say the same, but
     the local cloud's evaluator splits the ARN at its colons before it
     resolves a variable, and that variable holds a colon.)"""

@@ -309,7 +309,8 @@ class Bench:
         return self.sessions[binary]
 
     def start(self, binary, **overrides):
-        settings = {v: self.cloud.settings[v] for v in self.functions[binary]}
+        # As the deployed stack sets them (a hub-only variable is absent here).
+        settings = {v: self.cloud.settings[v] for v in self.functions[binary] if v in self.cloud.settings}
         settings.update(overrides)
         settings.update(self.credentials(binary))
         path = self.binary_path(binary)
@@ -560,7 +561,8 @@ class Bench:
             iam.create_role(RoleName="amiscan-member", AssumeRolePolicyDocument=json.dumps(trust))
             iam.put_role_policy(RoleName="amiscan-member", PolicyName="scan-this-accounts-amis", PolicyDocument=json.dumps({
                 "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*",
-                                                        "Action": ["ec2:DescribeImages", "ec2:DescribeInstances"]}]}))
+                                                        "Action": ["ec2:DescribeImages", "ec2:DescribeInstances",
+                                                                   "ec2:DescribeSecurityGroups"]}]}))
             for region in region_list:
                 cloud.control("/images", {"count": per_place, "name_prefix": f"bench-org-{account}-{region}",
                                           "account": account, "region": region, "tags": {"bench-set": "bench-org"}})

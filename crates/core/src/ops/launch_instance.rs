@@ -364,6 +364,80 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn away_from_home_the_network_is_member_yamls_group_and_its_subnet_or_none() {
+        use crate::aws::ec2::operation::describe_security_groups::DescribeSecurityGroupsOutput;
+        use crate::aws::ec2::types::SecurityGroup;
+        let home = Place {
+            account_id: "123456789012".parse().unwrap(),
+            region: "us-east-1".parse().unwrap(),
+        };
+        let mut away = scan();
+        away.account_id = Some("111111111111".parse().unwrap());
+        away.region = Some("eu-west-1".parse().unwrap());
+        let group = |id: &str, subnet: Option<&str>| {
+            let mut tags = vec![ec2::types::Tag::builder()
+                .key("amiscan:managed")
+                .value("true")
+                .build()];
+            if let Some(subnet) = subnet {
+                tags.push(
+                    ec2::types::Tag::builder()
+                        .key("amiscan:scanner-subnet")
+                        .value(subnet)
+                        .build(),
+                );
+            }
+            SecurityGroup::builder()
+                .group_id(id)
+                .set_tags(Some(tags))
+                .build()
+        };
+        // The group that names its subnet (the lowest id of those that do).
+        let found = mock!(ec2::Client::describe_security_groups)
+            .match_requests(|r| r.filters().len() == 2)
+            .then_output(move || {
+                DescribeSecurityGroupsOutput::builder()
+                    .security_groups(group("sg-0b", Some("subnet-0member")))
+                    .security_groups(group("sg-0a", Some("subnet-0member")))
+                    .security_groups(group("sg-00", None))
+                    .build()
+            });
+        let client = mock_client!(aws_sdk_ec2, [&found]);
+        let network = network_at(&client, &settings(), &away, &home)
+            .await
+            .unwrap();
+        assert_eq!(
+            network,
+            Network {
+                subnet_id: "subnet-0member".into(),
+                security_group_id: "sg-0a".into(),
+                profile: InstanceProfile::Arn(
+                    "arn:aws:iam::111111111111:instance-profile/amiscan-scanner-eu-west-1".into()
+                ),
+            }
+        );
+        // None there: not usable, saying why.
+        let none = mock!(ec2::Client::describe_security_groups)
+            .then_output(|| DescribeSecurityGroupsOutput::builder().build());
+        let client = mock_client!(aws_sdk_ec2, [&none]);
+        let err = network_at(&client, &settings(), &away, &home)
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "AmiNotUsable");
+        assert!(
+            err.to_string()
+                .contains("no subnet for instance scans in 111111111111/eu-west-1"),
+            "{err}"
+        );
+        // At home: the stack's own, with no call.
+        let network = network_at(&client, &settings(), &scan(), &home)
+            .await
+            .unwrap();
+        assert_eq!(network, self::network());
+        assert_eq!(none.num_calls(), 1);
+    }
+
+    #[tokio::test]
     async fn an_instance_that_terminates_at_launch_fails_the_launch_with_ec2s_reason() {
         let [owned, existing] = checks();
         let launched = mock!(ec2::Client::run_instances).then_output(|| {
